@@ -1,0 +1,302 @@
+//! `MigrationKey` for every type in the spec table (`docs/key-encoding.md`).
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::schema::{schema_fields, wrapped};
+use super::{ByteKey, KeySink, MigrationKey};
+
+macro_rules! widened {
+    ($write:ident as $wide:ty, $schema:literal: $($ty:ty)*) => {$(
+        impl MigrationKey for $ty {
+            #[inline]
+            fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
+                // Lossless: every integer type widens into its 64-bit family (usize/isize are at
+                // most 64 bits on every platform Rust supports).
+                sink.$write(*self as $wide);
+            }
+
+            fn write_schema(out: &mut String) {
+                out.push_str($schema);
+            }
+        }
+    )*};
+}
+
+widened!(write_u64 as u64, "u64": u8 u16 u32 u64 usize);
+widened!(write_i64 as i64, "i64": i8 i16 i32 i64 isize);
+widened!(write_u128 as u128, "u128": u128);
+widened!(write_i128 as i128, "i128": i128);
+
+impl MigrationKey for bool {
+    #[inline]
+    fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        sink.write_bool(*self);
+    }
+
+    fn write_schema(out: &mut String) {
+        out.push_str("bool");
+    }
+}
+
+impl MigrationKey for char {
+    #[inline]
+    fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        sink.write_char(*self);
+    }
+
+    fn write_schema(out: &mut String) {
+        out.push_str("char");
+    }
+}
+
+impl MigrationKey for str {
+    #[inline]
+    fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        sink.write_str(self);
+    }
+
+    fn write_schema(out: &mut String) {
+        out.push_str("str");
+    }
+}
+
+impl MigrationKey for String {
+    #[inline]
+    fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        sink.write_str(self);
+    }
+
+    fn write_schema(out: &mut String) {
+        str::write_schema(out);
+    }
+}
+
+impl<T: MigrationKey> MigrationKey for Option<T> {
+    #[inline]
+    fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        match self {
+            None => sink.write_raw(&[0x00]),
+            Some(value) => {
+                sink.write_raw(&[0x01]);
+                value.encode_key(sink);
+            }
+        }
+    }
+
+    fn write_schema(out: &mut String) {
+        wrapped(out, "option", T::write_schema);
+    }
+}
+
+impl<T: MigrationKey> MigrationKey for [T] {
+    #[inline]
+    fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        sink.write_len(self.len());
+        for item in self {
+            item.encode_key(sink);
+        }
+    }
+
+    fn write_schema(out: &mut String) {
+        wrapped(out, "seq", T::write_schema);
+    }
+}
+
+impl<T: MigrationKey> MigrationKey for Vec<T> {
+    #[inline]
+    fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        self.as_slice().encode_key(sink);
+    }
+
+    fn write_schema(out: &mut String) {
+        <[T]>::write_schema(out);
+    }
+}
+
+impl<T: MigrationKey, const N: usize> MigrationKey for [T; N] {
+    #[inline]
+    fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        self.as_slice().encode_key(sink);
+    }
+
+    fn write_schema(out: &mut String) {
+        <[T]>::write_schema(out);
+    }
+}
+
+macro_rules! transparent {
+    ($(<$($lt:lifetime,)? $t:ident> $ty:ty),* $(,)?) => {$(
+        impl<$($lt,)? $t: MigrationKey + ?Sized> MigrationKey for $ty {
+            #[inline]
+            fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
+                (**self).encode_key(sink);
+            }
+
+            fn write_schema(out: &mut String) {
+                $t::write_schema(out);
+            }
+        }
+    )*};
+}
+
+transparent!(<'a, T> &'a T, <'a, T> &'a mut T, <T> Box<T>, <T> Rc<T>, <T> Arc<T>);
+
+impl<B> MigrationKey for Cow<'_, B>
+where
+    B: MigrationKey + ToOwned + ?Sized,
+{
+    #[inline]
+    fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        (**self).encode_key(sink);
+    }
+
+    fn write_schema(out: &mut String) {
+        B::write_schema(out);
+    }
+}
+
+/// Encodes nothing: a marker field never changes a key's bytes.
+impl<T: ?Sized> MigrationKey for PhantomData<T> {
+    #[inline]
+    fn encode_key<S: KeySink + ?Sized>(&self, _sink: &mut S) {}
+
+    fn write_schema(_out: &mut String) {}
+}
+
+macro_rules! tuples {
+    ($(($($name:ident)*))*) => {$(
+        impl<$($name: MigrationKey),*> MigrationKey for ($($name,)*) {
+            #[inline]
+            #[allow(non_snake_case, unused_variables)]
+            fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
+                let ($($name,)*) = self;
+                $($name.encode_key(sink);)*
+            }
+
+            fn write_schema(out: &mut String) {
+                schema_fields(out, &[$($name::write_schema),*]);
+            }
+        }
+    )*};
+}
+
+tuples! {
+    ()
+    (A)
+    (A B)
+    (A B C)
+    (A B C D)
+    (A B C D E)
+    (A B C D E F)
+    (A B C D E F G)
+    (A B C D E F G H)
+    (A B C D E F G H I)
+    (A B C D E F G H I J)
+    (A B C D E F G H I J K)
+    (A B C D E F G H I J K L)
+}
+
+macro_rules! byte_strings {
+    ($(<$($lt:lifetime)? $(, const $n:ident: usize)?> $ty:ty),* $(,)?) => {$(
+        impl<$($lt)? $(const $n: usize)?> ByteKey for $ty {
+            #[inline]
+            fn encode_bytes<S: KeySink + ?Sized>(&self, sink: &mut S) {
+                sink.write_byte_string(self.as_ref());
+            }
+
+            fn write_schema(out: &mut String) {
+                out.push_str("bytes");
+            }
+        }
+    )*};
+}
+
+byte_strings! {
+    <> [u8],
+    <> Vec<u8>,
+    <, const N: usize> [u8; N],
+    <> Box<[u8]>,
+    <> Rc<[u8]>,
+    <> Arc<[u8]>,
+    <'a> Cow<'a, [u8]>,
+}
+
+impl<T: ByteKey + ?Sized> ByteKey for &T {
+    #[inline]
+    fn encode_bytes<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        (**self).encode_bytes(sink);
+    }
+
+    fn write_schema(out: &mut String) {
+        T::write_schema(out);
+    }
+}
+
+impl<T: ByteKey> ByteKey for Option<T> {
+    #[inline]
+    fn encode_bytes<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        match self {
+            None => sink.write_raw(&[0x00]),
+            Some(value) => {
+                sink.write_raw(&[0x01]);
+                value.encode_bytes(sink);
+            }
+        }
+    }
+
+    fn write_schema(out: &mut String) {
+        wrapped(out, "option", T::write_schema);
+    }
+}
+
+#[cfg(feature = "uuid")]
+impl ByteKey for uuid::Uuid {
+    #[inline]
+    fn encode_bytes<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        sink.write_byte_string(self.as_bytes());
+    }
+
+    fn write_schema(out: &mut String) {
+        out.push_str("bytes");
+    }
+}
+
+/// A UUID is its 16 bytes as a byte string.
+#[cfg(feature = "uuid")]
+impl MigrationKey for uuid::Uuid {
+    #[inline]
+    fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        self.encode_bytes(sink);
+    }
+
+    fn write_schema(out: &mut String) {
+        <Self as ByteKey>::write_schema(out);
+    }
+}
+
+/// Marks a value as a byte string where no attribute can: in a tuple key, or as a whole key.
+///
+/// ```
+/// use zddm::{Bytes, MigrationKey};
+///
+/// let key = (7u8, Bytes(vec![0xAB, 0xCD]));
+/// assert_eq!(key.key_bytes(), [0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 2, 0xAB, 0xCD]);
+/// // Unmarked, the same Vec<u8> is a sequence of integers, 8 bytes each.
+/// assert_eq!(vec![0xABu8].key_bytes(), [0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0xAB]);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Bytes<T>(pub T);
+
+impl<T: ByteKey> MigrationKey for Bytes<T> {
+    #[inline]
+    fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        self.0.encode_bytes(sink);
+    }
+
+    fn write_schema(out: &mut String) {
+        T::write_schema(out);
+    }
+}
