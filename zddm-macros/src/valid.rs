@@ -25,6 +25,7 @@ impl Enum<'_> {
         for variant in &self.variants {
             let ident = &variant.original.ident;
             match &variant.attrs.tag {
+                None if variant.attrs.tag_written => {}
                 None => errors.push(Error::new_spanned(
                     ident,
                     format!(
@@ -64,6 +65,10 @@ fn check_type(ty: &Type, errors: &mut Errors) {
     match ty {
         Type::Path(path) => {
             if let Some(last) = path.path.segments.last() {
+                // A marker encodes nothing, whatever it marks.
+                if last.ident == "PhantomData" {
+                    return;
+                }
                 if let Some(message) = unencodable(&last.ident.to_string()) {
                     errors.push(Error::new_spanned(ty, message));
                     return;
@@ -99,8 +104,8 @@ fn unencodable(name: &str) -> Option<String> {
         )),
         "HashMap" | "HashSet" => Some(format!(
             "`{name}` cannot be part of a migration key: its iteration order differs between processes, \
-             so the same key would encode differently; use a `Vec` sorted by key{}",
-            if name == "HashMap" { " of `(key, value)` pairs" } else { "" }
+             so the same key would encode differently; use {}",
+            if name == "HashMap" { "a `Vec<(K, V)>` sorted by key" } else { "a sorted, deduplicated `Vec<T>`" }
         )),
         _ => None,
     }
