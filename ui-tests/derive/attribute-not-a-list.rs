@@ -1,0 +1,9 @@
+use zddm::MigrationKey;
+
+#[derive(MigrationKey)]
+struct BlobKey {
+    #[zddm = "bytes"]
+    digest: Vec<u8>,
+}
+
+fn main() {}

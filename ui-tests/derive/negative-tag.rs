@@ -1,0 +1,9 @@
+use zddm::MigrationKey;
+
+#[derive(MigrationKey)]
+enum Owner {
+    #[zddm(tag = -1)]
+    User(u64),
+}
+
+fn main() {}
