@@ -143,9 +143,16 @@ impl Gate {
     /// Reads the rate and the high-water mark together, so the answer is consistent.
     #[inline]
     pub fn admission<K: MigrationKey + ?Sized>(&self, key: &K) -> Admission {
-        let Ok(bucket) = self.try_bucket(key) else {
-            return Admission::Never;
-        };
+        match self.try_bucket(key) {
+            Ok(bucket) => self.admission_for_bucket(bucket),
+            Err(_) => Admission::Never,
+        }
+    }
+
+    /// Where a key with this bucket stands (see [`admission`](Gate::admission)), for callers that
+    /// already hashed the key.
+    #[inline]
+    pub fn admission_for_bucket(&self, bucket: u64) -> Admission {
         let (rate, high) = unpack(self.inner.rates.load(Ordering::Acquire));
         if rate.admits_bucket(bucket) {
             Admission::Admitted

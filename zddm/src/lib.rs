@@ -28,13 +28,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod error;
 mod gate;
 mod key;
+mod proxy;
 mod rate;
+mod store;
 
+pub use error::{BoxError, Error, Op, Side};
 pub use gate::{Admission, Gate};
 pub use key::{schema_fields, ByteKey, Bytes, KeyError, KeySink, MigrationKey};
+pub use proxy::{block_on, BlockingProxy, ConfigError, Mismatch, Phase, PhaseError, Proxy, ProxyBuilder, Stats};
 pub use rate::{Rate, RateError};
+pub use store::{Blocking, BlockingStore, MemoryStore, Store};
 
 /// `#[derive(MigrationKey)]`: the canonical encoding for a struct or an enum.
 ///

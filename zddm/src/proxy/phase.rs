@@ -1,0 +1,119 @@
+use std::fmt;
+use std::str::FromStr;
+
+use crate::rate::Rate;
+
+/// The stage a migration is in. The safe order is the declaration order, each step reversible
+/// except leaving `Complete`:
+///
+/// | phase | reads of admitted keys | writes and deletes of admitted keys |
+/// |---|---|---|
+/// | `Off` (kill switch) | OLD | OLD, then invalidate NEW's copy |
+/// | `DualWrite` | OLD | OLD, then NEW |
+/// | `Shadow` | OLD, compared with NEW (sampled); mismatches reported and invalidated | OLD, then NEW |
+/// | `ReadThrough` | NEW; on a miss OLD, copied into NEW | OLD, then NEW |
+/// | `Live` | NEW; on a miss OLD, copied into NEW; a NEW failure fails the read | OLD, then NEW |
+/// | `Complete` | NEW only | NEW only |
+///
+/// Keys the gate does not admit go to OLD only in every phase but `Live` and `Complete` (which need a
+/// 100 % gate and then apply to every key), and their writes invalidate NEW's copy if the gate's
+/// high-water mark ever admitted them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    /// The kill switch: OLD only. NEW is touched only to invalidate copies that writes make stale.
+    Off,
+    /// Writes go to both stores; reads stay on OLD.
+    DualWrite,
+    /// Writes go to both stores; reads are served by OLD and compared with NEW.
+    Shadow,
+    /// NEW is a read-through / write-through cache of OLD (the seed library's only mode).
+    ReadThrough,
+    /// NEW serves every read; OLD is still written, so stepping back to `ReadThrough` is safe.
+    Live,
+    /// The migration is over: NEW only. OLD is no longer written, so there is no way back.
+    Complete,
+}
+
+impl Phase {
+    /// Every phase, in the safe order.
+    pub const ALL: [Phase; 6] =
+        [Phase::Off, Phase::DualWrite, Phase::Shadow, Phase::ReadThrough, Phase::Live, Phase::Complete];
+
+    pub(crate) fn from_index(index: u8) -> Phase {
+        Phase::ALL.get(usize::from(index)).copied().unwrap_or(Phase::Off)
+    }
+
+    pub(crate) fn index(self) -> u8 {
+        self as u8
+    }
+
+    /// The name used by `Display` and `FromStr`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Off => "off",
+            Phase::DualWrite => "dual-write",
+            Phase::Shadow => "shadow",
+            Phase::ReadThrough => "read-through",
+            Phase::Live => "live",
+            Phase::Complete => "complete",
+        }
+    }
+
+    /// Whether the phase applies to every key regardless of the gate.
+    pub(crate) fn ignores_gate(self) -> bool {
+        matches!(self, Phase::Live | Phase::Complete)
+    }
+
+    pub(crate) fn check_transition(from: Phase, to: Phase, rate: Rate) -> Result<(), PhaseError> {
+        if from == Phase::Complete && to != Phase::Complete {
+            return Err(PhaseError::LeavingComplete { to });
+        }
+        if to.ignores_gate() && rate != Rate::ALL {
+            return Err(PhaseError::NeedsFullRate { phase: to, rate });
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Phase {
+    type Err = PhaseError;
+
+    fn from_str(text: &str) -> Result<Phase, PhaseError> {
+        Phase::ALL
+            .into_iter()
+            .find(|phase| phase.name() == text.trim())
+            .ok_or_else(|| PhaseError::Unknown { input: text.to_owned() })
+    }
+}
+
+/// Why a phase change was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PhaseError {
+    /// `Live` and `Complete` apply to every key, so the gate must admit every key first.
+    #[error("the {phase} phase applies to every key, but the gate admits {rate}: raise the gate to 100% first")]
+    NeedsFullRate {
+        /// The refused phase.
+        phase: Phase,
+        /// The gate's rate at the time.
+        rate: Rate,
+    },
+    /// `Complete` stops writing OLD, so OLD is stale for every key written since.
+    #[error("cannot go from complete back to {to}: OLD has not been written since the migration completed")]
+    LeavingComplete {
+        /// The refused phase.
+        to: Phase,
+    },
+    /// Text that names no phase.
+    #[error("unknown phase {input:?}: expected off, dual-write, shadow, read-through, live or complete")]
+    Unknown {
+        /// The refused text.
+        input: String,
+    },
+}

@@ -1,0 +1,118 @@
+//! The stores a migration moves data between.
+
+use std::future::Future;
+use std::sync::Arc;
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+/// An async key/value store: the OLD or the NEW side of a migration.
+///
+/// The proxy calls each method at most once per logical step and never retries, so an
+/// implementation should do its own retrying only where a retry cannot apply a write twice.
+/// `insert_if_absent` must be atomic in the store (e.g. `INSERT … ON CONFLICT DO NOTHING`,
+/// `SET NX`): it is what keeps a read-through copy from overwriting a newer write.
+///
+/// Implementations may write `async fn`; the futures must be `Send`.
+///
+/// ```
+/// use zddm::{MemoryStore, Store};
+///
+/// # zddm::block_on(async {
+/// let store = MemoryStore::<u64, String>::new();
+/// store.put(&1, &"one".to_string()).await?;
+/// assert!(!store.insert_if_absent(&1, &"uno".to_string()).await?);
+/// assert_eq!(store.get(&1).await?, Some("one".to_string()));
+/// # Ok::<(), zddm::KeyError>(())
+/// # }).unwrap();
+/// ```
+pub trait Store<K: ?Sized, V>: Send + Sync {
+    /// The store's own error type; the proxy reports it as the cause of a [`zddm::Error`](crate::Error).
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The value stored under `key`, if any.
+    fn get(&self, key: &K) -> impl Future<Output = Result<Option<V>, Self::Error>> + Send;
+
+    /// Stores `value` under `key`, replacing any value there.
+    fn put(&self, key: &K, value: &V) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Stores `value` under `key` only if the key holds nothing, atomically; `true` if it stored it.
+    fn insert_if_absent(&self, key: &K, value: &V) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
+    /// Removes `key`. Removing an absent key succeeds.
+    fn delete(&self, key: &K) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+macro_rules! forward {
+    ($($ty:ty),*) => {$(
+        impl<K: ?Sized, V, S: Store<K, V> + ?Sized> Store<K, V> for $ty {
+            type Error = S::Error;
+
+            fn get(&self, key: &K) -> impl Future<Output = Result<Option<V>, Self::Error>> + Send {
+                (**self).get(key)
+            }
+
+            fn put(&self, key: &K, value: &V) -> impl Future<Output = Result<(), Self::Error>> + Send {
+                (**self).put(key, value)
+            }
+
+            fn insert_if_absent(&self, key: &K, value: &V) -> impl Future<Output = Result<bool, Self::Error>> + Send {
+                (**self).insert_if_absent(key, value)
+            }
+
+            fn delete(&self, key: &K) -> impl Future<Output = Result<(), Self::Error>> + Send {
+                (**self).delete(key)
+            }
+        }
+    )*};
+}
+
+forward!(Arc<S>, &S, Box<S>);
+
+/// A store whose operations block the calling thread (rusqlite, a blocking client).
+///
+/// Wrap it in [`Blocking`] to use it as a [`Store`]: the proxy then runs the same protocol over it,
+/// and [`Proxy::blocking`](crate::Proxy::blocking) drives it from synchronous code without a
+/// runtime. There is no second copy of the migration logic for blocking stores.
+pub trait BlockingStore<K: ?Sized, V>: Send + Sync {
+    /// The store's own error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// See [`Store::get`].
+    fn get(&self, key: &K) -> Result<Option<V>, Self::Error>;
+    /// See [`Store::put`].
+    fn put(&self, key: &K, value: &V) -> Result<(), Self::Error>;
+    /// See [`Store::insert_if_absent`].
+    fn insert_if_absent(&self, key: &K, value: &V) -> Result<bool, Self::Error>;
+    /// See [`Store::delete`].
+    fn delete(&self, key: &K) -> Result<(), Self::Error>;
+}
+
+/// Adapts a [`BlockingStore`] into a [`Store`] whose futures complete on their first poll.
+///
+/// Each call blocks the thread that polls it: use it through [`Proxy::blocking`](crate::Proxy::blocking)
+/// from plain threads, or from async code only where blocking is allowed (e.g. inside
+/// `tokio::task::spawn_blocking`).
+#[derive(Debug, Clone, Default)]
+pub struct Blocking<S>(pub S);
+
+impl<K: ?Sized + Sync, V: Send + Sync, S: BlockingStore<K, V>> Store<K, V> for Blocking<S> {
+    type Error = S::Error;
+
+    async fn get(&self, key: &K) -> Result<Option<V>, Self::Error> {
+        self.0.get(key)
+    }
+
+    async fn put(&self, key: &K, value: &V) -> Result<(), Self::Error> {
+        self.0.put(key, value)
+    }
+
+    async fn insert_if_absent(&self, key: &K, value: &V) -> Result<bool, Self::Error> {
+        self.0.insert_if_absent(key, value)
+    }
+
+    async fn delete(&self, key: &K) -> Result<(), Self::Error> {
+        self.0.delete(key)
+    }
+}

@@ -1,0 +1,117 @@
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::{PoisonError, RwLock};
+
+use crate::key::{KeyError, MigrationKey};
+use crate::store::BlockingStore;
+
+/// An in-memory store keyed by the canonical key bytes: the embedded default for examples and
+/// tests. Each operation is atomic.
+pub struct MemoryStore<K: ?Sized, V> {
+    map: RwLock<HashMap<Vec<u8>, V>>,
+    key: PhantomData<fn(&K)>,
+}
+
+impl<K: ?Sized, V> MemoryStore<K, V> {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemoryStore { map: RwLock::new(HashMap::new()), key: PhantomData }
+    }
+
+    /// How many keys the store holds.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether the store holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every entry, by canonical key bytes, sorted: for tests and verification.
+    pub fn entries(&self) -> Vec<(Vec<u8>, V)>
+    where
+        V: Clone,
+    {
+        let mut entries: Vec<_> = self.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries
+    }
+
+    // A panic while holding the lock cannot leave the map half-updated (every write is one map
+    // operation), so a poisoned lock is still sound to use.
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Vec<u8>, V>> {
+        self.map.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Vec<u8>, V>> {
+        self.map.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl<K: ?Sized, V> Default for MemoryStore<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: ?Sized, V> fmt::Debug for MemoryStore<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore").field("len", &self.len()).finish()
+    }
+}
+
+impl<K: MigrationKey + ?Sized, V: Clone + Send + Sync> BlockingStore<K, V> for MemoryStore<K, V> {
+    type Error = KeyError;
+
+    fn get(&self, key: &K) -> Result<Option<V>, KeyError> {
+        let key = key.try_key_bytes()?;
+        Ok(self.read().get(&key).cloned())
+    }
+
+    fn put(&self, key: &K, value: &V) -> Result<(), KeyError> {
+        let key = key.try_key_bytes()?;
+        self.write().insert(key, value.clone());
+        Ok(())
+    }
+
+    fn insert_if_absent(&self, key: &K, value: &V) -> Result<bool, KeyError> {
+        let key = key.try_key_bytes()?;
+        match self.write().entry(key) {
+            Entry::Occupied(_) => Ok(false),
+            Entry::Vacant(slot) => {
+                slot.insert(value.clone());
+                Ok(true)
+            }
+        }
+    }
+
+    fn delete(&self, key: &K) -> Result<(), KeyError> {
+        let key = key.try_key_bytes()?;
+        self.write().remove(&key);
+        Ok(())
+    }
+}
+
+/// The async face of the same store: every future completes on its first poll.
+impl<K: MigrationKey + ?Sized + Sync, V: Clone + Send + Sync> crate::Store<K, V> for MemoryStore<K, V> {
+    type Error = KeyError;
+
+    async fn get(&self, key: &K) -> Result<Option<V>, KeyError> {
+        BlockingStore::get(self, key)
+    }
+
+    async fn put(&self, key: &K, value: &V) -> Result<(), KeyError> {
+        BlockingStore::put(self, key, value)
+    }
+
+    async fn insert_if_absent(&self, key: &K, value: &V) -> Result<bool, KeyError> {
+        BlockingStore::insert_if_absent(self, key, value)
+    }
+
+    async fn delete(&self, key: &K) -> Result<(), KeyError> {
+        BlockingStore::delete(self, key)
+    }
+}
