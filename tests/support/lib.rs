@@ -1,3 +1,6 @@
-//! The workspace's test-suite package. Its doctests compile and run the README's examples, so the
-//! README cannot drift from the code.
+//! The workspace's test-suite package: helpers shared by the tests, examples and benches. Its
+//! doctests compile and run the README's examples, so the README cannot drift from the code.
 #![doc = include_str!("../../README.md")]
+
+pub mod faults;
+pub mod naive;

@@ -1,0 +1,329 @@
+//! Deterministic reproductions of the seed library's defects. Each scenario runs against
+//! `zddm::Proxy` and against `NaiveProxy` (the seed's semantics, the control): the test asserts the
+//! defect shows in the control — so the scenario really exercises it — and not in zddm.
+//!
+//! Interleavings are forced by pausing a chosen store call (`Faulty::pause_next`) and running the
+//! competing operation while it is paused.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use zddm::{Error, Gate, MemoryStore, Op, Proxy, Rate, Store};
+use zddm_suite::faults::{Fault, Faulty};
+use zddm_suite::naive::{Migrating, NaiveProxy};
+
+type Mem = Faulty<MemoryStore<u64, u64>>;
+type Zddm = Proxy<u64, u64, Arc<Mem>, Arc<Mem>>;
+type Naive = NaiveProxy<Arc<Mem>, Arc<Mem>>;
+
+const K: u64 = 7;
+
+struct World<P> {
+    proxy: P,
+    old: Arc<Mem>,
+    new: Arc<Mem>,
+    gate: Gate,
+}
+
+fn stores() -> (Arc<Mem>, Arc<Mem>, Gate) {
+    (
+        Arc::new(Faulty::new(MemoryStore::new())),
+        Arc::new(Faulty::new(MemoryStore::new())),
+        Gate::new("races", Rate::ALL),
+    )
+}
+
+fn zddm() -> World<Zddm> {
+    let (old, new, gate) = stores();
+    World { proxy: Proxy::new(old.clone(), new.clone(), gate.clone()), old, new, gate }
+}
+
+fn naive() -> World<Naive> {
+    let (old, new, gate) = stores();
+    World { proxy: NaiveProxy { old: old.clone(), new: new.clone(), gate: gate.clone() }, old, new, gate }
+}
+
+impl<P> World<P> {
+    async fn old_value(&self) -> Option<u64> {
+        self.old.inner().get(&K).await.unwrap()
+    }
+
+    async fn new_value(&self) -> Option<u64> {
+        self.new.inner().get(&K).await.unwrap()
+    }
+}
+
+/// Runs `competitor` while `paused` is blocked at its paused store call, then lets it go on.
+/// `competitor` may itself wait for `paused` (zddm's per-key lock); yielding a while lets it get as
+/// far as it can before the release.
+async fn interleave<A: Future, B: Future>(
+    paused: A,
+    pause: zddm_suite::faults::Pause,
+    competitor: B,
+) -> (A::Output, B::Output) {
+    let release = async {
+        pause.reached().await;
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        pause.release();
+    };
+    // `join!` polls its branches in order, so `paused` has reached its pause (the in-memory stores
+    // answer at once) before the competitor's first real step.
+    let competitor = async {
+        tokio::task::yield_now().await;
+        competitor.await
+    };
+    let (a, b, ()) = tokio::join!(paused, competitor, release);
+    (a, b)
+}
+
+// 1. Stale backfill: a read-through copies v1 into NEW after a concurrent write of v2 finished,
+//    leaving NEW older than OLD for good.
+
+async fn stale_backfill<P: Migrating<u64, u64>>(world: &World<P>, backfill: Op) -> (Option<u64>, Option<u64>) {
+    world.old.inner().put(&K, &1).await.unwrap();
+    let pause = world.new.pause_next(backfill);
+    let (read, write) = interleave(world.proxy.get(&K), pause, world.proxy.put(&K, &2)).await;
+    assert_eq!(read.unwrap(), Some(1), "the read began before the write and may return the old value");
+    write.unwrap();
+    (world.old_value().await, world.new_value().await)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn stale_backfill_race() {
+    let control = naive();
+    assert_eq!(stale_backfill(&control, Op::Put).await, (Some(2), Some(1)), "the control shows the stale backfill");
+    assert_eq!(control.proxy.get(&K).await.unwrap(), Some(1), "and serves the stale value");
+
+    let world = zddm();
+    assert_eq!(stale_backfill(&world, Op::Insert).await, (Some(2), Some(2)));
+    assert_eq!(world.proxy.get(&K).await.unwrap(), Some(2));
+}
+
+// 2. Ramp down, write, ramp up: the seed stops writing NEW when the gate closes, so NEW keeps the
+//    old copy and serves it when the gate opens again.
+
+async fn ramp_down_and_up<P: Migrating<u64, u64>>(world: &World<P>) -> Option<u64> {
+    world.proxy.put(&K, &1).await.unwrap();
+    assert_eq!(world.new_value().await, Some(1));
+    world.gate.set_rate(Rate::NONE);
+    world.proxy.put(&K, &2).await.unwrap();
+    world.gate.set_rate(Rate::ALL);
+    world.proxy.get(&K).await.unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn ramp_down_ramp_up_race() {
+    assert_eq!(ramp_down_and_up(&naive()).await, Some(1), "the control serves the stale copy");
+    let world = zddm();
+    assert_eq!(ramp_down_and_up(&world).await, Some(2));
+    assert_eq!(world.proxy.stats().invalidations, 1, "the lapsed write invalidated NEW's copy");
+}
+
+// 3. Delete resurrection: a read-through that read v1 before a delete copies it into NEW after the
+//    delete, bringing the key back.
+
+async fn delete_resurrection<P: Migrating<u64, u64>>(world: &World<P>, backfill: Op) -> Option<u64> {
+    world.old.inner().put(&K, &1).await.unwrap();
+    let pause = world.new.pause_next(backfill);
+    let (read, delete) = interleave(world.proxy.get(&K), pause, world.proxy.delete(&K)).await;
+    assert_eq!(read.unwrap(), Some(1));
+    delete.unwrap();
+    assert_eq!(world.old_value().await, None);
+    world.proxy.get(&K).await.unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn delete_resurrection_race() {
+    assert_eq!(delete_resurrection(&naive(), Op::Put).await, Some(1), "the control resurrects the key");
+    let world = zddm();
+    assert_eq!(delete_resurrection(&world, Op::Insert).await, None);
+    assert_eq!(world.new_value().await, None);
+}
+
+// 4. NEW outage mid-write: OLD takes the write, NEW fails it; the seed leaves NEW's old copy in place.
+
+async fn new_outage_mid_write<P: Migrating<u64, u64>>(world: &World<P>) -> (bool, Option<u64>) {
+    world.proxy.put(&K, &1).await.unwrap();
+    world.new.fail_next(Some(Op::Put), Fault::Before);
+    let acknowledged = world.proxy.put(&K, &2).await.is_ok();
+    assert_eq!(world.old_value().await, Some(2));
+    (acknowledged, world.proxy.get(&K).await.unwrap())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn new_outage_mid_write_race() {
+    let (acknowledged, read) = new_outage_mid_write(&naive()).await;
+    assert!(!acknowledged, "the control fails the write although OLD committed it");
+    assert_eq!(read, Some(1), "and then serves the stale copy");
+
+    let world = zddm();
+    assert_eq!(new_outage_mid_write(&world).await, (true, Some(2)), "acknowledged, and never stale");
+    let stats = world.proxy.stats();
+    assert_eq!((stats.new_errors, stats.invalidations, stats.indeterminate), (1, 1, 0));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn new_outage_that_also_fails_the_invalidation_is_indeterminate_then_repaired() {
+    let world = zddm();
+    world.proxy.put(&K, &1).await.unwrap();
+    world.new.outage(None, Fault::Before);
+    let error = world.proxy.put(&K, &2).await.unwrap_err();
+    assert!(error.is_indeterminate(), "{error}");
+    assert!(matches!(&error, Error::Indeterminate { op: Op::Put, old_error: None, .. }), "{error:?}");
+    assert!(error.to_string().contains("OLD committed it"), "{error}");
+    assert_eq!(world.proxy.keys_in_doubt(), 1);
+    assert_eq!(world.new_value().await, Some(1), "NEW really is stale here");
+
+    // A NEW outage never fails a read OLD can serve, and the stale copy is never served.
+    assert_eq!(world.proxy.get(&K).await.unwrap(), Some(2));
+    world.new.heal();
+    assert_eq!(world.proxy.get(&K).await.unwrap(), Some(2), "repaired, then read through");
+    assert_eq!(world.proxy.keys_in_doubt(), 0);
+    assert_eq!(world.new_value().await, Some(2));
+    assert_eq!(world.proxy.stats().repairs, 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_new_read_outage_never_fails_a_read_old_can_serve() {
+    let control = naive();
+    control.old.inner().put(&K, &1).await.unwrap();
+    control.new.outage(Some(Op::Get), Fault::Before);
+    assert!(control.proxy.get(&K).await.is_err(), "the control fails the read");
+
+    let world = zddm();
+    world.old.inner().put(&K, &1).await.unwrap();
+    world.new.outage(Some(Op::Get), Fault::Before);
+    assert_eq!(world.proxy.get(&K).await.unwrap(), Some(1));
+    // OLD failing is a real failure, and says which side and operation.
+    world.old.fail_next(Some(Op::Get), Fault::Before);
+    let error = world.proxy.get(&K).await.unwrap_err();
+    assert_eq!((error.side(), error.op()), (zddm::Side::Old, Op::Get));
+    assert_eq!(error.to_string(), "get on the OLD store failed");
+}
+
+// 5. Cancellation at every `.await`: a caller dropping the future at any store call must never leave
+//    NEW serving a value older than OLD's.
+
+/// Starts `op`, drops it when it reaches the paused store call, and returns what a read sees next.
+async fn cancel_at<P: Migrating<u64, u64>, F: Future>(world: &World<P>, side: &Mem, at: Op, op: F) -> Option<u64> {
+    let pause = side.pause_next(at);
+    let mut op = Box::pin(op);
+    tokio::select! {
+        biased;
+        _ = &mut op => panic!("the operation finished without reaching the {at} call"),
+        _ = pause.reached() => {}
+    }
+    drop(op);
+    world.proxy.get(&K).await.unwrap()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancellation_between_old_and_new_writes() {
+    let control = naive();
+    control.proxy.put(&K, &1).await.unwrap();
+    let read = cancel_at(&control, &control.new, Op::Put, control.proxy.put(&K, &2)).await;
+    assert_eq!((control.old_value().await, read), (Some(2), Some(1)), "the control serves a stale value");
+
+    let world = zddm();
+    world.proxy.put(&K, &1).await.unwrap();
+    let read = cancel_at(&world, &world.new, Op::Put, world.proxy.put(&K, &2)).await;
+    assert_eq!((world.old_value().await, read), (Some(2), Some(2)));
+    assert_eq!(world.proxy.stats().repairs, 1);
+    assert_eq!(world.proxy.keys_in_doubt(), 0);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn cancellation_at_every_await_of_every_operation() {
+    // (operation, store side, paused call): every store call the proxy can make on each path.
+    #[derive(Clone, Copy, Debug)]
+    enum Case {
+        Put(bool, Op),
+        Delete(bool, Op),
+        ReadThrough(bool, Op),
+        LapsedPut(bool, Op),
+        PutWithNewFailing(bool, Op),
+    }
+    const OLD: bool = true;
+    const NEW: bool = false;
+    let cases = [
+        Case::Put(OLD, Op::Put),
+        Case::Put(NEW, Op::Put),
+        Case::Delete(OLD, Op::Delete),
+        Case::Delete(NEW, Op::Delete),
+        Case::ReadThrough(NEW, Op::Get),
+        Case::ReadThrough(OLD, Op::Get),
+        Case::ReadThrough(NEW, Op::Insert),
+        Case::LapsedPut(OLD, Op::Put),
+        Case::LapsedPut(NEW, Op::Delete),
+        Case::PutWithNewFailing(NEW, Op::Delete),
+    ];
+    for case in cases {
+        let world = zddm();
+        world.proxy.put(&K, &1).await.unwrap();
+        let (on_old, at) = match case {
+            Case::Put(s, o) | Case::Delete(s, o) | Case::ReadThrough(s, o) | Case::LapsedPut(s, o) => (s, o),
+            Case::PutWithNewFailing(s, o) => (s, o),
+        };
+        let side = if on_old { &world.old } else { &world.new };
+        let read = match case {
+            Case::Put(..) => cancel_at(&world, side, at, world.proxy.put(&K, &2)).await,
+            Case::Delete(..) => cancel_at(&world, side, at, world.proxy.delete(&K)).await,
+            Case::ReadThrough(..) => {
+                world.new.inner().delete(&K).await.unwrap();
+                cancel_at(&world, side, at, world.proxy.get(&K)).await
+            }
+            Case::LapsedPut(..) => {
+                world.gate.set_rate(Rate::NONE);
+                let read = cancel_at(&world, side, at, world.proxy.put(&K, &2)).await;
+                world.gate.set_rate(Rate::ALL);
+                assert_eq!(read, world.old_value().await, "{case:?}: a lapsed read is served by OLD");
+                world.proxy.get(&K).await.unwrap()
+            }
+            Case::PutWithNewFailing(..) => {
+                world.new.fail_next(Some(Op::Put), Fault::Before);
+                cancel_at(&world, side, at, world.proxy.put(&K, &2)).await
+            }
+        };
+        let old = world.old_value().await;
+        assert_eq!(read, old, "{case:?}: the next read returns OLD's value");
+        let new = world.new_value().await;
+        assert!(new.is_none() || new == old, "{case:?}: NEW holds {new:?} while OLD holds {old:?}");
+        assert_eq!(world.proxy.keys_in_doubt(), 0, "{case:?}: the read repaired any doubt");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_write_waiting_for_the_key_lock_can_be_dropped_harmlessly() {
+    let world = zddm();
+    world.old.inner().put(&K, &1).await.unwrap();
+    let pause = world.new.pause_next(Op::Insert);
+    let mut read = Box::pin(world.proxy.get(&K));
+    tokio::select! {
+        biased;
+        _ = &mut read => panic!("the read finished early"),
+        _ = pause.reached() => {}
+    }
+    // The read holds the key's lock: this write waits for it, and is dropped while waiting.
+    {
+        let mut write = Box::pin(world.proxy.put(&K, &2));
+        for _ in 0..10 {
+            assert!(poll_once(&mut write).await.is_none(), "the write waits for the lock");
+        }
+    }
+    pause.release();
+    assert_eq!(read.await.unwrap(), Some(1));
+    assert_eq!(world.old.calls(Op::Put), 0, "the dropped write never reached OLD");
+    assert_eq!(world.proxy.keys_in_doubt(), 0);
+    assert_eq!(world.proxy.get(&K).await.unwrap(), Some(1));
+}
+
+/// Polls a future once; `Some` if it finished.
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match std::pin::Pin::new(&mut *future).poll(cx) {
+        std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
+}
