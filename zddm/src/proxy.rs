@@ -209,13 +209,21 @@ impl<V> Write<'_, V> {
 
 impl<K: ?Sized, V, Old, New> Proxy<K, V, Old, New> {
     /// A proxy in the [`ReadThrough`](Phase::ReadThrough) phase with default options.
-    pub fn new(old: Old, new: New, gate: Gate) -> Self {
+    pub fn new(old: Old, new: New, gate: Gate) -> Self
+    where
+        Old: Store<K, V>,
+        New: Store<K, V>,
+    {
         // ReadThrough and the default stripe count are valid with any gate: nothing to check.
         Proxy::builder(old, new, gate).assemble()
     }
 
     /// Options beyond [`Proxy::new`]'s defaults.
-    pub fn builder(old: Old, new: New, gate: Gate) -> ProxyBuilder<K, V, Old, New> {
+    pub fn builder(old: Old, new: New, gate: Gate) -> ProxyBuilder<K, V, Old, New>
+    where
+        Old: Store<K, V>,
+        New: Store<K, V>,
+    {
         ProxyBuilder {
             old,
             new,
@@ -296,8 +304,10 @@ where
         match (phase, bucket) {
             (Phase::Complete, _) => self.read_new_only(key).await,
             (_, None) | (Phase::Off | Phase::DualWrite, _) => self.read_old(key).await,
+            // Boxed, here and below: the locked paths hold several store futures, and keeping them out
+            // of this future keeps it small for the common paths (measured: docs/performance.md).
             (Phase::Shadow, Some(bucket)) if self.admitted(bucket) && self.sampled() => {
-                self.read_shadow(key, bucket).await
+                Box::pin(self.read_shadow(key, bucket)).await
             }
             (Phase::Shadow, _) => self.read_old(key).await,
             (Phase::ReadThrough | Phase::Live, Some(bucket)) => {
@@ -383,8 +393,7 @@ where
     }
 
     async fn read_through(&self, key: &K, bucket: u64) -> Result<Option<V>, Error> {
-        let stripe = self.inner.locks.stripe(bucket);
-        let looked = !stripe.maybe_abandoned();
+        let looked = !self.inner.locks.stripe(bucket).maybe_abandoned();
         if looked {
             match self.look_in_new(key).await {
                 Ok(Some(value)) => return Ok(Some(value)),
@@ -393,7 +402,12 @@ where
                 Err(None) => return self.read_old(key).await,
             }
         }
+        Box::pin(self.read_through_locked(key, bucket, looked)).await
+    }
 
+    /// The rest of a read-through after a NEW miss (`looked`) or when NEW may hold a key in doubt.
+    async fn read_through_locked(&self, key: &K, bucket: u64, looked: bool) -> Result<Option<V>, Error> {
+        let stripe = self.inner.locks.stripe(bucket);
         // A miss: copy from OLD with the key locked, so no write can slip between the OLD read and
         // the copy into NEW.
         let (mut guard, waited) = stripe.lock().await;
