@@ -1,57 +1,131 @@
-//! The gate on 200,000 order keys: ramp the rate up, watch admitted keys only ever grow, ramp it down
-//! and see the high-water mark remember which keys may already be in NEW.
+//! A live migration on the embedded default: 200,000 order records move from an in-memory OLD store
+//! to an in-memory NEW one while two load threads keep reading and writing through the proxy. The
+//! gate ramps 0 → 1 → 10 → 50 → 100 %, drops to 20 % and comes back (a ramp-down must never serve
+//! stale data), then a final pass reads everything and a verification compares OLD with NEW.
 //!
 //! `cargo run --release --example demo`
 
-use zddm::{Admission, Gate, MigrationKey, Rate};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-#[derive(MigrationKey)]
+use zddm::{Gate, MemoryStore, MigrationKey, Proxy, Rate, Store};
+
+#[derive(MigrationKey, Clone, Debug)]
 struct OrderKey {
     tenant: u32,
     order: String,
 }
 
-fn main() -> Result<(), zddm::RateError> {
-    let keys: Vec<OrderKey> =
-        (0..200_000u32).map(|i| OrderKey { tenant: i % 500, order: format!("ORD-{i:07}") }).collect();
+const RECORDS: u32 = 200_000;
+const STEP: Duration = Duration::from_millis(1_500);
 
-    let sample = &keys[42];
-    let gate = Gate::new("orders-to-postgres", Rate::NONE);
-    println!("key {{ tenant: {}, order: {:?} }}", sample.tenant, sample.order);
-    println!("  schema  {}", OrderKey::schema());
-    println!("  bytes   {}", sample.key_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>());
-    println!(
-        "  bucket  {:#018x} (salt {:?}; the same in every process and language)\n",
-        gate.bucket(sample),
-        gate.salt()
-    );
+fn key(i: u32) -> OrderKey {
+    OrderKey { tenant: i % 500, order: format!("ORD-{i:07}") }
+}
 
-    let mut previous: Vec<bool> = vec![false; keys.len()];
-    for step in ["0.1%", "1%", "10%", "50%", "100%"] {
-        gate.set_rate(step.parse()?);
-        let now: Vec<bool> = keys.iter().map(|k| gate.admits(k)).collect();
-        let admitted = now.iter().filter(|&&a| a).count();
-        let dropped = previous.iter().zip(&now).filter(|(&was, &is)| was && !is).count();
+type Orders = Arc<MemoryStore<OrderKey, String>>;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let old: Orders = Arc::new(MemoryStore::new());
+    let new: Orders = Arc::new(MemoryStore::new());
+    for i in 0..RECORDS {
+        zddm::block_on(old.put(&key(i), &format!("order {i}: 1 item, 0 updates")))?;
+    }
+    let proxy = Proxy::new(old.clone(), new.clone(), Gate::new("orders-to-new", Rate::NONE));
+    println!("OLD holds {RECORDS} orders; NEW is empty. Two threads of traffic run through the proxy.\n");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ops = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stale = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..2u32)
+        .map(|worker| {
+            let (orders, stop, ops, errors, stale) =
+                (proxy.blocking(), stop.clone(), ops.clone(), errors.clone(), stale.clone());
+            std::thread::spawn(move || {
+                // Each worker owns every other key for writes, so it knows the latest value it wrote
+                // and can check that no read ever returns an older one.
+                let mut written = vec![0u32; RECORDS as usize];
+                let mut state = 0x9e37_79b9_u64 + u64::from(worker);
+                while !stop.load(Ordering::Relaxed) {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    let i = ((state % u64::from(RECORDS / 2)) as u32) * 2 + worker;
+                    let result = if state % 10 < 2 {
+                        written[i as usize] += 1;
+                        orders.put(&key(i), &format!("order {i}: 1 item, {} updates", written[i as usize]))
+                    } else {
+                        orders.get(&key(i)).map(|value| {
+                            let seen = value.and_then(|v| v.rsplit(", ").next()?.split(' ').next()?.parse().ok());
+                            if seen < Some(written[i as usize]) {
+                                stale.fetch_add(1, Ordering::Relaxed);
+                            }
+                        })
+                    };
+                    ops.fetch_add(1, Ordering::Relaxed);
+                    if result.is_err() {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+
+    println!("{:>8}  {:>9}  {:>9}  {:>9}  {:>6}  {:>5}", "gate", "NEW keys", "OLD reads", "ops/s", "errors", "stale");
+    for step in ["0%", "1%", "10%", "50%", "100%", "20%", "100%"] {
+        proxy.gate().set_rate(step.parse()?);
+        let (before, ops_before, started) = (proxy.stats(), ops.load(Ordering::Relaxed), Instant::now());
+        std::thread::sleep(STEP);
+        let window = proxy.stats().since(&before);
+        let rate = (ops.load(Ordering::Relaxed) - ops_before) as f64 / started.elapsed().as_secs_f64();
         println!(
-            "rate {:>6}: {admitted:>7} of {} keys admitted ({:.3}%), {dropped} dropped since the last step",
-            gate.rate(),
-            keys.len(),
-            100.0 * admitted as f64 / keys.len() as f64,
+            "{:>8}  {:>9}  {:>8.1}%  {:>9.0}  {:>6}  {:>5}",
+            step,
+            new.len(),
+            100.0 * window.old_read_ratio(),
+            rate,
+            errors.load(Ordering::Relaxed),
+            stale.load(Ordering::Relaxed),
         );
-        previous = now;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().map_err(|_| "a load thread panicked")?;
     }
 
-    // Ramp down: keys admitted at 100% may be in NEW, so their writes must keep invalidating it.
-    gate.set_rate(Rate::percent(5.0)?);
-    let mut counts = [0usize; 3];
-    keys.iter().for_each(|k| counts[gate.admission(k) as usize] += 1);
+    // Read everything once: the keys nobody touched are copied now (a backfill would do this).
+    let orders = proxy.blocking();
+    for i in 0..RECORDS {
+        orders.get(&key(i))?;
+    }
+    let before = proxy.stats();
+    for i in 0..RECORDS {
+        orders.get(&key(i))?;
+    }
+    let last_pass = proxy.stats().since(&before);
+
+    let (old_entries, new_entries) = (old.entries(), new.entries());
+    let agree = old_entries == new_entries;
     println!(
-        "\nramped down to {} (high-water mark {}): {} admitted, {} lapsed (writes invalidate NEW), {} never admitted",
-        gate.rate(),
-        gate.high_water_mark(),
-        counts[Admission::Admitted as usize],
-        counts[Admission::Lapsed as usize],
-        counts[Admission::Never as usize],
+        "\nfinal pass: {} reads, {:.1}% from OLD. verification: OLD {} keys, NEW {} keys, {}.",
+        last_pass.reads_from_old + last_pass.reads_from_new,
+        100.0 * last_pass.old_read_ratio(),
+        old_entries.len(),
+        new_entries.len(),
+        if agree { "identical" } else { "DIFFERENT" }
     );
+    let stats = proxy.stats();
+    println!(
+        "totals: {} copies into NEW, {} invalidations, {} stale reads, {} errors.",
+        stats.backfills,
+        stats.invalidations,
+        stale.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed)
+    );
+    if !agree || stale.load(Ordering::Relaxed) > 0 || errors.load(Ordering::Relaxed) > 0 {
+        return Err("the migration did not converge".into());
+    }
     Ok(())
 }

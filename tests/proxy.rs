@@ -207,6 +207,16 @@ async fn stats_count_what_happened() {
     assert_eq!((stats.new_hits, stats.new_misses, stats.backfills), (2, 2, 1));
     assert_eq!(stats.old_read_ratio(), 0.5);
     assert_eq!((stats.old_errors, stats.new_errors, stats.indeterminate), (0, 0, 0));
+
+    proxy.get(&1).await.unwrap();
+    let window = proxy.stats().since(&stats);
+    assert_eq!((window.reads_from_new, window.reads_from_old, window.new_hits), (1, 0, 1));
+    assert_eq!(window.old_read_ratio(), 0.0);
+    assert_eq!(
+        stats.since(&proxy.stats()),
+        Stats::default(),
+        "an earlier snapshot minus a later one is zero, not a wrap"
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -53,6 +53,14 @@ macro_rules! counters {
             $(pub(crate) $field: AtomicU64,)*
         }
 
+        impl Stats {
+            /// What happened between `earlier` and this snapshot: for ratios over a window, such as
+            /// the OLD-read ratio of the last minute.
+            pub fn since(&self, earlier: &Stats) -> Stats {
+                Stats { $($field: self.$field.saturating_sub(earlier.$field),)* }
+            }
+        }
+
         impl Counters {
             pub(crate) fn snapshot(&self) -> Stats {
                 Stats { $($field: self.$field.load(Ordering::Relaxed),)* }
