@@ -327,3 +327,47 @@ async fn poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
     })
     .await
 }
+
+// 6. A write still in flight when the phase becomes `Complete` (the check that refuses `Complete`
+//    with keys in doubt has already passed) leaves its key in doubt: `Complete` must not serve NEW's
+//    stale copy, and must not forget the key either, since OLD is the only place its value is left.
+
+async fn key_in_doubt_after_completing() -> World<Zddm> {
+    let world = zddm();
+    world.proxy.put(&K, &1).await.unwrap();
+    world.proxy.set_phase(zddm::Phase::Live).unwrap();
+    // The paused NEW put will fail, and so will the invalidation after it (a call's fault is chosen
+    // when the call arrives, before it waits at the pause).
+    world.new.fail_next(Some(Op::Put), Fault::Before);
+    world.new.fail_next(Some(Op::Delete), Fault::Before);
+    let pause = world.new.pause_next(Op::Put);
+    let write = world.proxy.put(&K, &2);
+    let complete = async {
+        pause.reached().await;
+        world.proxy.set_phase(zddm::Phase::Complete).unwrap();
+        pause.release();
+    };
+    let (write, ()) = tokio::join!(write, complete);
+    assert!(write.unwrap_err().is_indeterminate());
+    assert_eq!((world.old_value().await, world.new_value().await), (Some(2), Some(1)));
+    assert_eq!(world.proxy.keys_in_doubt(), 1);
+    world
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn complete_repairs_a_key_left_in_doubt_from_old() {
+    let world = key_in_doubt_after_completing().await;
+    assert_eq!(world.proxy.get(&K).await.unwrap(), Some(2), "OLD's committed value, not NEW's stale copy");
+    assert_eq!(world.new_value().await, Some(2), "copied into NEW, not forgotten");
+    assert_eq!(world.proxy.keys_in_doubt(), 0);
+    assert_eq!(world.proxy.get(&K).await.unwrap(), Some(2));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_write_in_complete_settles_a_key_left_in_doubt() {
+    let world = key_in_doubt_after_completing().await;
+    world.proxy.put(&K, &3).await.unwrap();
+    assert_eq!(world.proxy.keys_in_doubt(), 0);
+    assert_eq!((world.old_value().await, world.new_value().await), (Some(2), Some(3)));
+    assert_eq!(world.proxy.get(&K).await.unwrap(), Some(3));
+}

@@ -258,12 +258,17 @@ impl<K: ?Sized, V, Old, New> Proxy<K, V, Old, New> {
     /// Moves to `phase`, for this proxy and every clone, and returns the previous phase.
     ///
     /// Refused: [`Live`](Phase::Live) or [`Complete`](Phase::Complete) while the gate admits less
-    /// than 100 %, and leaving `Complete`. Operations already past their routing decision finish
+    /// than 100 %, `Complete` while [`keys_in_doubt`](Proxy::keys_in_doubt) is not zero, and leaving
+    /// `Complete`. Operations already past their routing decision finish
     /// under the phase they started in; each is safe in either.
     pub fn set_phase(&self, phase: Phase) -> Result<Phase, PhaseError> {
         let mut current = self.inner.phase.load(Ordering::Acquire);
         loop {
             Phase::check_transition(Phase::from_index(current), phase, self.inner.gate.rate())?;
+            let count = self.keys_in_doubt();
+            if phase == Phase::Complete && count > 0 {
+                return Err(PhaseError::KeysInDoubt { count });
+            }
             match self.inner.phase.compare_exchange(current, phase.index(), Ordering::AcqRel, Ordering::Acquire) {
                 Ok(previous) => return Ok(Phase::from_index(previous)),
                 Err(actual) => current = actual,
@@ -302,7 +307,7 @@ where
         let bucket = self.inner.gate.try_bucket(key).ok();
         let phase = self.phase();
         match (phase, bucket) {
-            (Phase::Complete, _) => self.read_new_only(key).await,
+            (Phase::Complete, _) => self.read_complete(key, bucket).await,
             (_, None) | (Phase::Off | Phase::DualWrite, _) => self.read_old(key).await,
             // Boxed, here and below: the locked paths hold several store futures, and keeping them out
             // of this future keeps it small for the common paths (measured: docs/performance.md).
@@ -363,6 +368,36 @@ where
         Ok(value)
     }
 
+    async fn read_complete(&self, key: &K, bucket: Option<u64>) -> Result<Option<V>, Error> {
+        match bucket {
+            Some(bucket) if self.inner.locks.stripe(bucket).maybe_abandoned() => {
+                Box::pin(self.repair_in_complete(key, bucket)).await
+            }
+            _ => self.read_new_only(key).await,
+        }
+    }
+
+    /// A write still in flight when the phase became `Complete` may have left a key in doubt. NEW
+    /// cannot repair it by forgetting the key (OLD is no longer read), so copy OLD's value — the last
+    /// one OLD committed, since nothing writes OLD in `Complete` — into NEW: the one case where
+    /// `Complete` touches OLD.
+    async fn repair_in_complete(&self, key: &K, bucket: u64) -> Result<Option<V>, Error> {
+        let (mut guard, _) = self.inner.locks.stripe(bucket).lock().await;
+        if !guard.is_abandoned(key) {
+            drop(guard);
+            return self.read_new_only(key).await;
+        }
+        let value = self.read_old(key).await?;
+        let copied = match &value {
+            Some(value) => self.inner.new.put(key, value).await.map_err(|e| self.fail(Side::New, Op::Put, e)),
+            None => self.inner.new.delete(key).await.map_err(|e| self.fail(Side::New, Op::Delete, e)),
+        };
+        copied?;
+        guard.settle(key);
+        bump(&self.inner.stats.repairs);
+        Ok(value)
+    }
+
     async fn read_new_only(&self, key: &K) -> Result<Option<V>, Error> {
         let value = self.inner.new.get(key).await.map_err(|e| self.fail(Side::New, Op::Get, e))?;
         let stats = &self.inner.stats;
@@ -415,7 +450,11 @@ where
         if !self.reads_through(phase, bucket) {
             // The phase or the gate changed while we waited; no copy into NEW now.
             drop(guard);
-            return if phase == Phase::Complete { self.read_new_only(key).await } else { self.read_old(key).await };
+            return if phase == Phase::Complete {
+                self.read_complete(key, Some(bucket)).await
+            } else {
+                self.read_old(key).await
+            };
         }
         if guard.is_abandoned(key) {
             // An earlier write left NEW's copy in doubt: remove it before trusting NEW again.
@@ -529,11 +568,16 @@ where
         let bucket = self.inner.gate.try_bucket(key).ok();
         // Every write holds the key's lock, and routes under it: a gate raised meanwhile cannot let a
         // read-through copy a value this write is about to replace.
-        let (guard, _) = self.inner.locks.stripe(bucket.unwrap_or(0)).lock().await;
+        let (mut guard, _) = self.inner.locks.stripe(bucket.unwrap_or(0)).lock().await;
         let route = self.route(self.phase(), bucket);
         match route {
             Route::Old => return self.apply(&self.inner.old, Side::Old, key, write).await,
-            Route::New => return self.apply(&self.inner.new, Side::New, key, write).await,
+            Route::New => {
+                self.apply(&self.inner.new, Side::New, key, write).await?;
+                // NEW now holds exactly this write: any earlier doubt about its copy is settled.
+                guard.settle(key);
+                return Ok(());
+            }
             Route::Both | Route::OldInvalidate => {}
         }
 

@@ -110,6 +110,15 @@ pub enum PhaseError {
         /// The refused phase.
         to: Phase,
     },
+    /// `Complete` stops reading OLD, so a key whose NEW copy is in doubt must be repaired first.
+    #[error(
+        "cannot complete the migration while {count} key(s) have a NEW copy in doubt after a failed or \
+         cancelled write: read or write them again (each read repairs its key), then complete"
+    )]
+    KeysInDoubt {
+        /// How many keys are in doubt (see `Proxy::keys_in_doubt`).
+        count: usize,
+    },
     /// Text that names no phase.
     #[error("unknown phase {input:?}: expected off, dual-write, shadow, read-through, live or complete")]
     Unknown {
