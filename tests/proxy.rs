@@ -113,6 +113,10 @@ async fn phase_changes_are_checked() {
     assert_eq!(proxy.set_phase(Phase::Shadow), Ok(Phase::ReadThrough));
 
     proxy.gate().set_rate(Rate::ALL);
+    let skipped = proxy.set_phase(Phase::Complete).unwrap_err();
+    assert_eq!(skipped, PhaseError::CompleteNeedsLive { from: Phase::Shadow });
+    assert!(skipped.to_string().contains("move to live first"), "{skipped}");
+    proxy.set_phase(Phase::Live).unwrap();
     proxy.set_phase(Phase::Complete).unwrap();
     assert_eq!(proxy.set_phase(Phase::ReadThrough), Err(PhaseError::LeavingComplete { to: Phase::ReadThrough }));
     assert_eq!(proxy.clone().phase(), Phase::Complete, "clones share the phase");
@@ -125,6 +129,34 @@ async fn phase_changes_are_checked() {
     assert!(unknown.to_string().contains("read-through"), "{unknown}");
 }
 
+/// In `Live` the next phase reads NEW only: a key the proxy had to remove from NEW stays in doubt,
+/// so `Complete` waits until a read has copied it back (otherwise an acknowledged write would be
+/// lost when OLD is dropped).
+#[tokio::test(flavor = "current_thread")]
+async fn live_keeps_keys_it_removes_from_new_in_doubt_until_copied_back() {
+    let (proxy, old, new) = world(Rate::ALL);
+    proxy.set_phase(Phase::Live).unwrap();
+    new.fail_next(Some(Op::Put), zddm_suite::faults::Fault::Before);
+    proxy.put(&1, &s("acknowledged")).await.unwrap();
+    assert_eq!(new.inner().get(&1).await.unwrap(), None, "NEW's copy was invalidated");
+    assert_eq!(proxy.keys_in_doubt(), 1);
+    assert_eq!(proxy.set_phase(Phase::Complete), Err(PhaseError::KeysInDoubt { count: 1 }));
+
+    assert_eq!(proxy.get(&1).await.unwrap(), Some(s("acknowledged")), "served from OLD, copied into NEW");
+    assert_eq!(new.inner().get(&1).await.unwrap(), Some(s("acknowledged")));
+    assert_eq!(proxy.keys_in_doubt(), 0);
+    proxy.set_phase(Phase::Complete).unwrap();
+    assert_eq!(proxy.get(&1).await.unwrap(), Some(s("acknowledged")), "not lost by completing");
+
+    // A delete in Live settles: its NEW delete is the delete itself.
+    let (proxy, old2, _) = world(Rate::ALL);
+    proxy.set_phase(Phase::Live).unwrap();
+    proxy.put(&2, &s("x")).await.unwrap();
+    proxy.delete(&2).await.unwrap();
+    assert_eq!((proxy.keys_in_doubt(), old2.inner().get(&2).await.unwrap()), (0, None));
+    let _ = old;
+}
+
 #[test]
 fn builder_options_are_validated() {
     let build = |stripes: usize, phase: Phase, rate: Rate| {
@@ -134,7 +166,7 @@ fn builder_options_are_validated() {
             .build()
     };
     assert!(build(1, Phase::Off, Rate::NONE).is_ok());
-    assert!(build(4096, Phase::Complete, Rate::ALL).is_ok());
+    assert!(build(4096, Phase::Complete, Rate::ALL).is_ok(), "a restarted process may start complete");
     for stripes in [0, 3, 1000, 1 << 21] {
         let error = build(stripes, Phase::Off, Rate::NONE).unwrap_err();
         assert_eq!(error, ConfigError::Stripes { count: stripes });

@@ -482,10 +482,18 @@ impl Harness {
         if self.model.phase == Phase::Complete {
             return self.check_complete_write(key, write, result);
         }
+        // In Live, a write that had to remove NEW's copy keeps its key in doubt (`Complete` must wait
+        // for a read to copy it back); a delete whose NEW delete is the delete itself does not.
+        let live = self.model.phase == Phase::Live;
         let failure = match result {
             Ok(()) => {
                 write.apply(&mut self.model.old, key);
-                self.model.in_doubt.remove(&key);
+                let invalidated = matches!(write, Write::Put(_)) && peek(&self.new, key).is_none();
+                if live && invalidated {
+                    self.model.in_doubt.insert(key);
+                } else {
+                    self.model.in_doubt.remove(&key);
+                }
                 return Ok(());
             }
             Err(error) => classify(&error)?,
@@ -496,7 +504,11 @@ impl Harness {
                 if fault == Fault::After {
                     write.apply(&mut self.model.old, key);
                 }
-                self.model.in_doubt.remove(&key);
+                if live {
+                    self.model.in_doubt.insert(key);
+                } else {
+                    self.model.in_doubt.remove(&key);
+                }
                 self.check_store_error_left_new_honest(key, failure)
             }
             Failure::Indeterminate { op, old_fault } if op == write.op() => {
@@ -559,10 +571,16 @@ impl Harness {
         let current = self.model.phase;
         let leaving_complete = current == Phase::Complete && target != Phase::Complete;
         let rate_too_low = needs_full_rate(target) && self.model.rate_ppm != Rate::MAX_PPM;
+        let skips_live = target == Phase::Complete && !matches!(current, Phase::Live | Phase::Complete);
         let in_doubt = target == Phase::Complete && !self.model.in_doubt.is_empty();
         match self.proxy.set_phase(target) {
             Ok(previous) => {
-                prop_assert!(!leaving_complete && !rate_too_low && !in_doubt, "{} -> {} was allowed", current, target);
+                prop_assert!(
+                    !leaving_complete && !skips_live && !rate_too_low && !in_doubt,
+                    "{} -> {} was allowed",
+                    current,
+                    target
+                );
                 prop_assert_eq!(previous, current);
                 self.model.phase = target;
             }
@@ -570,9 +588,17 @@ impl Harness {
             Err(PhaseError::NeedsFullRate { phase, .. }) => {
                 prop_assert!(!leaving_complete && rate_too_low && phase == target, "{} -> {} refused", current, target)
             }
+            Err(PhaseError::CompleteNeedsLive { from }) => {
+                prop_assert!(!leaving_complete && skips_live && from == current, "{} -> {} refused", current, target)
+            }
             // Complete no longer reads OLD, so keys in doubt must be repaired first.
             Err(PhaseError::KeysInDoubt { count }) => {
-                prop_assert!(!leaving_complete && !rate_too_low && in_doubt, "{} -> {} refused", current, target);
+                prop_assert!(
+                    !leaving_complete && !skips_live && !rate_too_low && in_doubt,
+                    "{} -> {} refused",
+                    current,
+                    target
+                );
                 prop_assert_eq!(count, self.model.in_doubt.len());
             }
             Err(error) => return Err(TestCaseError::fail(format!("{current} -> {target}: {error}"))),

@@ -149,7 +149,9 @@ impl<K: ?Sized, V, Old, New> ProxyBuilder<K, V, Old, New> {
         if !self.stripes.is_power_of_two() || self.stripes > MAX_STRIPES {
             return Err(ConfigError::Stripes { count: self.stripes });
         }
-        Phase::check_transition(Phase::Off, self.phase, self.gate.rate())?;
+        // Starting in a phase is not a transition (a restarted process may start in `Complete`): only
+        // the gate rate is checked.
+        Phase::check_transition(self.phase, self.phase, self.gate.rate())?;
         Ok(self.assemble())
     }
 
@@ -287,7 +289,8 @@ impl<K: ?Sized, V, Old, New> Proxy<K, V, Old, New> {
     }
 
     /// How many keys this process currently holds in doubt: a write was abandoned before it settled
-    /// NEW (cancelled, or NEW and its invalidation failed). Each is repaired by its next read or write.
+    /// NEW (cancelled, or NEW and its invalidation failed), or, in `Live`, had to remove NEW's copy.
+    /// Each is repaired by its next read or write; `Complete` waits until there are none.
     pub fn keys_in_doubt(&self) -> usize {
         self.inner.locks.abandoned()
     }
@@ -569,7 +572,8 @@ where
         // Every write holds the key's lock, and routes under it: a gate raised meanwhile cannot let a
         // read-through copy a value this write is about to replace.
         let (mut guard, _) = self.inner.locks.stripe(bucket.unwrap_or(0)).lock().await;
-        let route = self.route(self.phase(), bucket);
+        let phase = self.phase();
+        let route = self.route(phase, bucket);
         match route {
             Route::Old => return self.apply(&self.inner.old, Side::Old, key, write).await,
             Route::New => {
@@ -595,10 +599,15 @@ where
         // delete itself; it is not retried (one call per step), so if it fails the key stays in doubt.
         match self.inner.new.delete(key).await {
             Ok(()) => {
-                if matches!(write, Write::Put(_)) || old_result.is_err() {
+                let invalidated = matches!(write, Write::Put(_)) || old_result.is_err();
+                if invalidated {
                     bump(&self.inner.stats.invalidations);
                 }
-                intent.settle();
+                // In `Live` the next phase reads NEW only, where a key invalidated now would be lost:
+                // keep it in doubt, so `Complete` waits until a read has copied it back.
+                if !(invalidated && phase == Phase::Live) {
+                    intent.settle();
+                }
                 old_result
             }
             Err(error) => {

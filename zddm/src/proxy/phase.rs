@@ -4,7 +4,7 @@ use std::str::FromStr;
 use crate::rate::Rate;
 
 /// The stage a migration is in. The safe order is the declaration order, each step reversible
-/// except leaving `Complete`:
+/// except leaving `Complete`, which can only be entered from `Live`:
 ///
 /// | phase | reads of admitted keys | writes and deletes of admitted keys |
 /// |---|---|---|
@@ -17,7 +17,8 @@ use crate::rate::Rate;
 ///
 /// Keys the gate does not admit go to OLD only in every phase but `Live` and `Complete` (which need a
 /// 100 % gate and then apply to every key), and their writes invalidate NEW's copy if the gate's
-/// high-water mark ever admitted them.
+/// high-water mark ever admitted them. `Complete` is entered only from `Live`, with no key in doubt
+/// (`docs/consistency.md` says why).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Phase {
     /// The kill switch: OLD only. NEW is touched only to invalidate copies that writes make stale.
@@ -68,6 +69,9 @@ impl Phase {
         if from == Phase::Complete && to != Phase::Complete {
             return Err(PhaseError::LeavingComplete { to });
         }
+        if to == Phase::Complete && !matches!(from, Phase::Live | Phase::Complete) {
+            return Err(PhaseError::CompleteNeedsLive { from });
+        }
         if to.ignores_gate() && rate != Rate::ALL {
             return Err(PhaseError::NeedsFullRate { phase: to, rate });
         }
@@ -109,6 +113,15 @@ pub enum PhaseError {
     LeavingComplete {
         /// The refused phase.
         to: Phase,
+    },
+    /// `Complete` must follow `Live`, where the proxy keeps track of every key it removes from NEW.
+    #[error(
+        "cannot go from {from} to complete: move to live first (with NEW backfilled and verified), so \
+         that every key the proxy removes from NEW is tracked and copied back before OLD is dropped"
+    )]
+    CompleteNeedsLive {
+        /// The phase the change was refused from.
+        from: Phase,
     },
     /// `Complete` stops reading OLD, so a key whose NEW copy is in doubt must be repaired first.
     #[error(
