@@ -8,30 +8,13 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use zddm::{Error, Gate, MemoryStore, Op, Proxy, Rate, Store};
-use zddm_suite::faults::{Fault, Faulty};
+use zddm::{Error, Op, Proxy, Rate, Store};
+use zddm_suite::faults::Fault;
 use zddm_suite::naive::{Migrating, NaiveProxy};
+use zddm_suite::scenarios::*;
 
-type Mem = Faulty<MemoryStore<u64, u64>>;
 type Zddm = Proxy<u64, u64, Arc<Mem>, Arc<Mem>>;
 type Naive = NaiveProxy<Arc<Mem>, Arc<Mem>>;
-
-const K: u64 = 7;
-
-struct World<P> {
-    proxy: P,
-    old: Arc<Mem>,
-    new: Arc<Mem>,
-    gate: Gate,
-}
-
-fn stores() -> (Arc<Mem>, Arc<Mem>, Gate) {
-    (
-        Arc::new(Faulty::new(MemoryStore::new())),
-        Arc::new(Faulty::new(MemoryStore::new())),
-        Gate::new("races", Rate::ALL),
-    )
-}
 
 fn zddm() -> World<Zddm> {
     let (old, new, gate) = stores();
@@ -41,53 +24,6 @@ fn zddm() -> World<Zddm> {
 fn naive() -> World<Naive> {
     let (old, new, gate) = stores();
     World { proxy: NaiveProxy { old: old.clone(), new: new.clone(), gate: gate.clone() }, old, new, gate }
-}
-
-impl<P> World<P> {
-    async fn old_value(&self) -> Option<u64> {
-        self.old.inner().get(&K).await.unwrap()
-    }
-
-    async fn new_value(&self) -> Option<u64> {
-        self.new.inner().get(&K).await.unwrap()
-    }
-}
-
-/// Runs `competitor` while `paused` is blocked at its paused store call, then lets it go on.
-/// `competitor` may itself wait for `paused` (zddm's per-key lock); yielding a while lets it get as
-/// far as it can before the release.
-async fn interleave<A: Future, B: Future>(
-    paused: A,
-    pause: zddm_suite::faults::Pause,
-    competitor: B,
-) -> (A::Output, B::Output) {
-    let release = async {
-        pause.reached().await;
-        for _ in 0..50 {
-            tokio::task::yield_now().await;
-        }
-        pause.release();
-    };
-    // `join!` polls its branches in order, so `paused` has reached its pause (the in-memory stores
-    // answer at once) before the competitor's first real step.
-    let competitor = async {
-        tokio::task::yield_now().await;
-        competitor.await
-    };
-    let (a, b, ()) = tokio::join!(paused, competitor, release);
-    (a, b)
-}
-
-// 1. Stale backfill: a read-through copies v1 into NEW after a concurrent write of v2 finished,
-//    leaving NEW older than OLD for good.
-
-async fn stale_backfill<P: Migrating<u64, u64>>(world: &World<P>, backfill: Op) -> (Option<u64>, Option<u64>) {
-    world.old.inner().put(&K, &1).await.unwrap();
-    let pause = world.new.pause_next(backfill);
-    let (read, write) = interleave(world.proxy.get(&K), pause, world.proxy.put(&K, &2)).await;
-    assert_eq!(read.unwrap(), Some(1), "the read began before the write and may return the old value");
-    write.unwrap();
-    (world.old_value().await, world.new_value().await)
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -101,18 +37,6 @@ async fn stale_backfill_race() {
     assert_eq!(world.proxy.get(&K).await.unwrap(), Some(2));
 }
 
-// 2. Ramp down, write, ramp up: the seed stops writing NEW when the gate closes, so NEW keeps the
-//    old copy and serves it when the gate opens again.
-
-async fn ramp_down_and_up<P: Migrating<u64, u64>>(world: &World<P>) -> Option<u64> {
-    world.proxy.put(&K, &1).await.unwrap();
-    assert_eq!(world.new_value().await, Some(1));
-    world.gate.set_rate(Rate::NONE);
-    world.proxy.put(&K, &2).await.unwrap();
-    world.gate.set_rate(Rate::ALL);
-    world.proxy.get(&K).await.unwrap()
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn ramp_down_ramp_up_race() {
     assert_eq!(ramp_down_and_up(&naive()).await, Some(1), "the control serves the stale copy");
@@ -121,35 +45,12 @@ async fn ramp_down_ramp_up_race() {
     assert_eq!(world.proxy.stats().invalidations, 1, "the lapsed write invalidated NEW's copy");
 }
 
-// 3. Delete resurrection: a read-through that read v1 before a delete copies it into NEW after the
-//    delete, bringing the key back.
-
-async fn delete_resurrection<P: Migrating<u64, u64>>(world: &World<P>, backfill: Op) -> Option<u64> {
-    world.old.inner().put(&K, &1).await.unwrap();
-    let pause = world.new.pause_next(backfill);
-    let (read, delete) = interleave(world.proxy.get(&K), pause, world.proxy.delete(&K)).await;
-    assert_eq!(read.unwrap(), Some(1));
-    delete.unwrap();
-    assert_eq!(world.old_value().await, None);
-    world.proxy.get(&K).await.unwrap()
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn delete_resurrection_race() {
     assert_eq!(delete_resurrection(&naive(), Op::Put).await, Some(1), "the control resurrects the key");
     let world = zddm();
     assert_eq!(delete_resurrection(&world, Op::Insert).await, None);
     assert_eq!(world.new_value().await, None);
-}
-
-// 4. NEW outage mid-write: OLD takes the write, NEW fails it; the seed leaves NEW's old copy in place.
-
-async fn new_outage_mid_write<P: Migrating<u64, u64>>(world: &World<P>) -> (bool, Option<u64>) {
-    world.proxy.put(&K, &1).await.unwrap();
-    world.new.fail_next(Some(Op::Put), Fault::Before);
-    let acknowledged = world.proxy.put(&K, &2).await.is_ok();
-    assert_eq!(world.old_value().await, Some(2));
-    (acknowledged, world.proxy.get(&K).await.unwrap())
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -205,19 +106,6 @@ async fn a_new_read_outage_never_fails_a_read_old_can_serve() {
 
 // 5. Cancellation at every `.await`: a caller dropping the future at any store call must never leave
 //    NEW serving a value older than OLD's.
-
-/// Starts `op`, drops it when it reaches the paused store call, and returns what a read sees next.
-async fn cancel_at<P: Migrating<u64, u64>, F: Future>(world: &World<P>, side: &Mem, at: Op, op: F) -> Option<u64> {
-    let pause = side.pause_next(at);
-    let mut op = Box::pin(op);
-    tokio::select! {
-        biased;
-        _ = &mut op => panic!("the operation finished without reaching the {at} call"),
-        _ = pause.reached() => {}
-    }
-    drop(op);
-    world.proxy.get(&K).await.unwrap()
-}
 
 #[tokio::test(flavor = "current_thread")]
 async fn cancellation_between_old_and_new_writes() {

@@ -4,3 +4,4 @@
 
 pub mod faults;
 pub mod naive;
+pub mod scenarios;
