@@ -1,10 +1,10 @@
 //! Procedural macros for `zddm`. Use them through the `zddm` crate, which re-exports them and holds
 //! the runtime their expansions call.
 
-mod ast;
-mod attr;
-mod expand;
-mod valid;
+mod backend;
+mod errors;
+mod key;
+mod migrate;
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};
@@ -13,5 +13,17 @@ use syn::{parse_macro_input, DeriveInput};
 #[proc_macro_derive(MigrationKey, attributes(zddm))]
 pub fn derive_migration_key(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
-    expand::derive(&input).into()
+    key::derive(&input).into()
+}
+
+/// See `zddm::migrate`.
+#[proc_macro_attribute]
+pub fn migrate(args: TokenStream, item: TokenStream) -> TokenStream {
+    migrate::expand(args.into(), item.into()).into()
+}
+
+/// See `zddm::backend`.
+#[proc_macro_attribute]
+pub fn backend(args: TokenStream, item: TokenStream) -> TokenStream {
+    backend::expand(args.into(), item.into()).into()
 }

@@ -28,6 +28,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backend;
 mod error;
 mod gate;
 mod key;
@@ -35,6 +36,7 @@ mod proxy;
 mod rate;
 mod store;
 
+pub use backend::Backend;
 pub use error::{BoxError, Error, Op, Side};
 pub use gate::{Admission, Gate};
 pub use key::{schema_fields, ByteKey, Bytes, KeyError, KeySink, MigrationKey};
@@ -67,10 +69,96 @@ pub use store::{Blocking, BlockingStore, MemoryStore, Store};
 /// ```
 pub use zddm_macros::MigrationKey;
 
+/// `#[zddm::migrate(old = OldStore, new = NewStore)]` on a repository trait: generates
+/// `<Trait>Migration`, which implements the trait by routing every call through a [`Proxy`] between
+/// the two stores, and makes the stores reachable only through it.
+///
+/// Each method is classified by an attribute — `#[zddm(read)]`, `#[zddm(write)]`, `#[zddm(delete)]`,
+/// or `#[zddm(old)]` / `#[zddm(new)]` to pass it through to one store — or by its name (`get_…`,
+/// `put_…`, `delete_…` and the other verbs in `docs/repository-macro.md`); methods with a default
+/// body need neither. The read, write and delete share one key type (a [`MigrationKey`]), one value
+/// type and one error type, which must implement `From<zddm::Error>`. Both stores implement the trait
+/// through [`macro@backend`].
+///
+/// ```
+/// use zddm::{Gate, MigrationKey, Rate};
+///
+/// #[derive(MigrationKey)]
+/// pub struct UserId(u64);
+///
+/// #[derive(Debug)]
+/// pub struct RepoError(String);
+/// impl std::fmt::Display for RepoError {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(&self.0) }
+/// }
+/// impl std::error::Error for RepoError {}
+/// impl From<zddm::Error> for RepoError {
+///     fn from(error: zddm::Error) -> Self { RepoError(error.to_string()) }
+/// }
+///
+/// #[zddm::migrate(old = Legacy, new = Modern)]
+/// pub trait Users {
+///     fn get_user(&self, id: &UserId) -> Result<Option<String>, RepoError>;
+///     fn put_user(&self, id: &UserId, name: &String) -> Result<(), RepoError>;
+///     fn delete_user(&self, id: &UserId) -> Result<(), RepoError>;
+/// }
+///
+/// # #[derive(Default)]
+/// pub struct Legacy(std::sync::Mutex<std::collections::HashMap<u64, String>>);
+/// # #[derive(Default)]
+/// pub struct Modern(std::sync::Mutex<std::collections::HashMap<u64, String>>);
+///
+/// #[zddm::backend]
+/// impl Users for Legacy {
+///     fn get_user(&self, id: &UserId) -> Result<Option<String>, RepoError> {
+///         Ok(self.0.lock().unwrap().get(&id.0).cloned())
+///     }
+///     fn put_user(&self, id: &UserId, name: &String) -> Result<(), RepoError> {
+///         self.0.lock().unwrap().insert(id.0, name.clone());
+///         Ok(())
+///     }
+///     fn delete_user(&self, id: &UserId) -> Result<(), RepoError> {
+///         self.0.lock().unwrap().remove(&id.0);
+///         Ok(())
+///     }
+/// }
+/// # #[zddm::backend]
+/// # impl Users for Modern {
+/// #     fn get_user(&self, id: &UserId) -> Result<Option<String>, RepoError> { Ok(self.0.lock().unwrap().get(&id.0).cloned()) }
+/// #     fn put_user(&self, id: &UserId, name: &String) -> Result<(), RepoError> { self.0.lock().unwrap().insert(id.0, name.clone()); Ok(()) }
+/// #     fn delete_user(&self, id: &UserId) -> Result<(), RepoError> { self.0.lock().unwrap().remove(&id.0); Ok(()) }
+/// # }
+///
+/// let users = UsersMigration::new(Legacy::default(), Modern::default(), Gate::new("users", Rate::ALL));
+/// users.put_user(&UserId(7), &"ada".to_string())?;
+/// assert_eq!(users.get_user(&UserId(7))?, Some("ada".to_string()));
+/// assert_eq!(users.proxy().stats().reads_from_new, 1);
+/// # Ok::<(), RepoError>(())
+/// ```
+pub use zddm_macros::migrate;
+
+/// `#[zddm::backend]` on `impl Repo for Store`: registers the store as a backend of `Repo`'s migration
+/// (the impl becomes `impl Repo for zddm::Backend<Store>`, which only the migration can reach). An
+/// impl of a migrating trait without it does not compile. See [`macro@migrate`].
+pub use zddm_macros::backend;
+
 /// Not public API: what the macros' expansions refer to. Absolute paths only, so user code
 /// shadowing `core`, `Result` or `String` cannot break an expansion.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::backend::{register, Registered};
     pub use crate::key::{schema_fields, ByteKey, KeySink, MigrationKey};
+    pub use crate::proxy::{block_on, Proxy, ProxyBuilder};
+    pub use crate::store::Store;
+    pub use crate::{ConfigError, Error, Gate};
+    pub use ::core::convert::From;
+    pub use ::core::future::Future;
+    pub use ::core::marker::{Send, Sized, Sync};
+    pub use ::core::option::Option;
+    pub use ::core::result::Result;
     pub use ::std::string::String;
+
+    /// Checks at compile time that a repository's key type is a migration key; rustc points at the
+    /// key's type with `MigrationKey`'s own message.
+    pub const fn assert_key<K: MigrationKey + ?Sized>() {}
 }

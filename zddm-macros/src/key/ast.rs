@@ -3,7 +3,7 @@
 
 use syn::{Data, DeriveInput, Error, Fields, Generics, Ident, Member, Type};
 
-use crate::attr::{self, Attrs, Errors, Place};
+use super::attr::{self, Attrs, Errors, Place};
 
 pub enum Input<'a> {
     Struct(Struct<'a>),

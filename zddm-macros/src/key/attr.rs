@@ -5,6 +5,8 @@ use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
 use syn::{Attribute, Error, LitInt, Meta, Token};
 
+pub use crate::errors::Errors;
+
 /// Where an attribute stands, which decides the arguments it may take.
 #[derive(Clone, Copy, PartialEq)]
 pub enum Place {
@@ -26,23 +28,6 @@ pub struct Attrs {
 pub struct Tag {
     pub value: u32,
     pub literal: LitInt,
-}
-
-/// Collects every error instead of stopping at the first, so one mistake is reported with all others.
-#[derive(Default)]
-pub struct Errors(Option<Error>);
-
-impl Errors {
-    pub fn push(&mut self, error: Error) {
-        match &mut self.0 {
-            Some(all) => all.combine(error),
-            None => self.0 = Some(error),
-        }
-    }
-
-    pub fn finish(self) -> Result<(), Error> {
-        self.0.map_or(Ok(()), Err)
-    }
 }
 
 pub fn parse(attrs: &[Attribute], place: Place, errors: &mut Errors) -> Attrs {

@@ -5,8 +5,8 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{parse_quote, DeriveInput, Generics};
 
-use crate::ast::{Enum, Field, Input, Struct};
-use crate::attr::Errors;
+use super::ast::{Enum, Field, Input, Struct};
+use super::attr::Errors;
 
 pub fn derive(node: &DeriveInput) -> TokenStream {
     let mut errors = Errors::default();

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use syn::{Error, GenericArgument, PathArguments, Type};
 
-use crate::ast::{Enum, Field, Input};
-use crate::attr::Errors;
+use super::ast::{Enum, Field, Input};
+use super::attr::Errors;
 
 impl Input<'_> {
     pub fn validate(&self, errors: &mut Errors) {

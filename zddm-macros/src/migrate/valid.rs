@@ -1,0 +1,263 @@
+//! Checks that need the whole trait: every method classified, one table (key, value and error types
+//! shared by the read, write and delete methods), and signatures the migration can route.
+
+use quote::ToTokens;
+use syn::spanned::Spanned;
+use syn::{Error, FnArg, GenericArgument, PathArguments, ReceiverKind, ReturnType, Type};
+
+use super::ast::{Kind, Method, Repository};
+use crate::errors::Errors;
+
+/// The one table a repository migrates.
+pub struct Table<'a> {
+    pub key: &'a Type,
+    pub value: &'a Type,
+    pub error: &'a Type,
+    pub read: &'a Method<'a>,
+    pub write: &'a Method<'a>,
+    pub delete: &'a Method<'a>,
+}
+
+const CHOICES: &str = "mark it `#[zddm(read)]`, `#[zddm(write)]` or `#[zddm(delete)]`, or `#[zddm(old)]` / \
+                       `#[zddm(new)]` to pass it through to one store, or name it get_…, put_… or delete_… \
+                       (see docs/repository-macro.md)";
+
+impl<'a> Repository<'a> {
+    pub fn validate(&'a self, errors: &mut Errors) -> Option<Table<'a>> {
+        let trait_item = self.item;
+        if !trait_item.generics.params.is_empty() {
+            errors.push(Error::new_spanned(
+                &trait_item.generics,
+                "a migrating repository trait cannot be generic yet: migrate one instantiation, e.g. through a non-generic trait",
+            ));
+        }
+        for method in &self.methods {
+            if method.kind.is_none() && method.item.default.is_none() {
+                let name = &method.item.sig.ident;
+                errors.push(Error::new_spanned(name, format!("cannot tell what `{name}` does: {CHOICES}")));
+            }
+        }
+        let of = |kind: Kind| self.methods.iter().filter(move |m| m.kind.map(|(k, _)| k) == Some(kind));
+        let one = |kind: Kind, errors: &mut Errors| -> Option<&Method> {
+            let mut all = of(kind);
+            let first = all.next();
+            for extra in all {
+                let name = &extra.item.sig.ident;
+                errors.push(Error::new_spanned(
+                    name,
+                    format!(
+                        "`{name}` is a second {} method: a repository migrates one table, through one read, one \
+                         write and one delete; pass other methods through with `#[zddm(old)]` or `#[zddm(new)]`",
+                        kind.name()
+                    ),
+                ));
+            }
+            first
+        };
+        let (read, write, delete) = (one(Kind::Read, errors), one(Kind::Write, errors), one(Kind::Delete, errors));
+        let ident = &trait_item.ident;
+        if write.is_none() {
+            let message = match read {
+                Some(read) => format!(
+                    "read `{}` has no way to fill NEW: add a write method to pair it with, e.g. \
+                     `fn put(&self, key: &K, value: &V) -> Result<(), E>`",
+                    read.item.sig.ident
+                ),
+                None => format!(
+                    "`{ident}` has no write method: add one, e.g. `fn put(&self, key: &K, value: &V) -> Result<(), E>`"
+                ),
+            };
+            let span = read.map_or_else(|| ident.span(), |read| read.item.sig.ident.span());
+            errors.push(Error::new(span, message));
+        }
+        if read.is_none() {
+            errors.push(Error::new(
+                ident.span(),
+                format!("`{ident}` has no read method: add one, e.g. `fn get(&self, key: &K) -> Result<Option<V>, E>`"),
+            ));
+        }
+        if delete.is_none() {
+            errors.push(Error::new(
+                ident.span(),
+                format!(
+                    "`{ident}` has no delete method: the migration removes stale copies from NEW through it; add \
+                     one, e.g. `fn delete(&self, key: &K) -> Result<(), E>`"
+                ),
+            ));
+        }
+        for method in &self.methods {
+            if let Some((Kind::Old | Kind::New, _)) = method.kind {
+                check_receiver(method, errors);
+            }
+        }
+        let (read, write, delete) = (read?, write?, delete?);
+
+        // The write defines the table: `fn put(&self, key: &K, value: &V) -> Result<(), E>`.
+        let key = keyed(write, errors)?;
+        let value = argument(write, 2, "the value, as `value: &V`", errors)?;
+        let error = unit_result(write, errors)?;
+        let read_key = keyed(read, errors);
+        let read_value = read_result(read, errors);
+        let delete_key = keyed(delete, errors);
+        let delete_error = unit_result(delete, errors);
+        same(read_key, key, "key", read, write, errors);
+        same(delete_key, key, "key", delete, write, errors);
+        same(read_value.map(|(v, _)| v), value, "value", read, write, errors);
+        same(read_value.map(|(_, e)| e), error, "error", read, write, errors);
+        same(delete_error, error, "error", delete, write, errors);
+        Some(Table { key, value, error, read, write, delete })
+    }
+}
+
+fn check_receiver(method: &Method, errors: &mut Errors) -> bool {
+    let sig = &method.item.sig;
+    match sig.inputs.first() {
+        Some(FnArg::Receiver(receiver)) if matches!(receiver.kind, ReceiverKind::Reference(_, _, None)) => true,
+        Some(FnArg::Receiver(receiver)) => {
+            errors.push(Error::new_spanned(
+                receiver,
+                "the migration shares its stores between callers: take `&self` here",
+            ));
+            false
+        }
+        _ => {
+            errors.push(Error::new_spanned(
+                &sig.ident,
+                format!("`{}` needs a `&self` receiver to be routed through the migration", sig.ident),
+            ));
+            false
+        }
+    }
+}
+
+/// `&self, key: &K, …`: the key's type `K`.
+fn keyed<'a>(method: &'a Method, errors: &mut Errors) -> Option<&'a Type> {
+    let sig = &method.item.sig;
+    if !check_receiver(method, errors) {
+        return None;
+    }
+    if !sig.generics.params.is_empty() {
+        errors.push(Error::new_spanned(
+            &sig.generics,
+            format!("`{}` cannot be generic: the migration routes one key and value type", sig.ident),
+        ));
+        return None;
+    }
+    argument(method, 1, "the key, as `key: &K` (K: zddm::MigrationKey)", errors)
+}
+
+/// The referent of the `index`th input (after the receiver), which must be a shared reference.
+fn argument<'a>(method: &'a Method, index: usize, what: &str, errors: &mut Errors) -> Option<&'a Type> {
+    let sig = &method.item.sig;
+    match sig.inputs.iter().nth(index) {
+        Some(FnArg::Typed(arg)) => match &*arg.ty {
+            Type::Reference(reference) if reference.mutability.is_none() => Some(&reference.elem),
+            other => {
+                errors.push(Error::new_spanned(other, format!("take {what}: by shared reference")));
+                None
+            }
+        },
+        _ => {
+            errors.push(Error::new_spanned(&sig.ident, format!("`{}` needs {what}", sig.ident)));
+            None
+        }
+    }
+}
+
+/// `Result<Ok, Err>`.
+fn result(ty: &Type) -> Option<(&Type, &Type)> {
+    let Type::Path(path) = ty else { return None };
+    let last = path.path.segments.last()?;
+    if last.ident != "Result" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+    let mut types = args.args.iter().filter_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    });
+    match (types.next(), types.next(), types.next()) {
+        (Some(ok), Some(err), None) => Some((ok, err)),
+        _ => None,
+    }
+}
+
+fn returned<'a>(method: &'a Method, expected: &str, errors: &mut Errors) -> Option<(&'a Type, &'a Type)> {
+    let sig = &method.item.sig;
+    let found = match &sig.output {
+        ReturnType::Type(_, ty) => result(ty),
+        ReturnType::Default => None,
+    };
+    if found.is_none() {
+        let message = format!(
+            "`{}` must return `{expected}` (written out in full, not through an alias): the migration reports \
+             failures of either store through `E`",
+            sig.ident
+        );
+        match &sig.output {
+            ReturnType::Type(_, ty) => errors.push(Error::new_spanned(ty, message)),
+            ReturnType::Default => errors.push(Error::new_spanned(&sig.ident, message)),
+        }
+    }
+    found
+}
+
+/// `Result<(), E>`: the error type.
+fn unit_result<'a>(method: &'a Method, errors: &mut Errors) -> Option<&'a Type> {
+    let (ok, err) = returned(method, "Result<(), E>", errors)?;
+    if !matches!(ok, Type::Tuple(tuple) if tuple.elems.is_empty()) {
+        errors.push(Error::new_spanned(ok, format!("`{}` must return `Result<(), E>`", method.item.sig.ident)));
+        return None;
+    }
+    Some(err)
+}
+
+/// `Result<Option<V>, E>`: the value and error types.
+fn read_result<'a>(method: &'a Method, errors: &mut Errors) -> Option<(&'a Type, &'a Type)> {
+    let (ok, err) = returned(method, "Result<Option<V>, E>", errors)?;
+    let value = match ok {
+        Type::Path(path) => {
+            path.path.segments.last().filter(|last| last.ident == "Option").and_then(|last| match &last.arguments {
+                PathArguments::AngleBracketed(args) if args.args.len() == 1 => match args.args.first() {
+                    Some(GenericArgument::Type(ty)) => Some(ty),
+                    _ => None,
+                },
+                _ => None,
+            })
+        }
+        _ => None,
+    };
+    match value {
+        Some(value) => Some((value, err)),
+        None => {
+            errors.push(Error::new_spanned(
+                ok,
+                format!(
+                    "`{}` must return `Result<Option<V>, E>`: `None` says the key is absent, which the migration \
+                     must tell apart from a failure",
+                    method.item.sig.ident
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// Reports `found` differing from the write's type, at `found`.
+fn same(found: Option<&Type>, expected: &Type, what: &str, method: &Method, write: &Method, errors: &mut Errors) {
+    let Some(found) = found else { return };
+    let text = |ty: &Type| ty.to_token_stream().to_string();
+    if text(found) != text(expected) {
+        errors.push(Error::new(
+            found.span(),
+            format!(
+                "the {what} type of `{}` is `{}`, but the write `{}` uses `{}`: a repository migrates one table, so \
+                 its read, write and delete share one {what} type",
+                method.item.sig.ident,
+                text(found).replace(' ', ""),
+                write.item.sig.ident,
+                text(expected).replace(' ', ""),
+            ),
+        ));
+    }
+}
