@@ -5,3 +5,8 @@
 fn derive_errors() {
     trybuild::TestCases::new().compile_fail("ui-tests/derive/*.rs");
 }
+
+#[test]
+fn repository_errors() {
+    trybuild::TestCases::new().compile_fail("ui-tests/migrate/*.rs");
+}

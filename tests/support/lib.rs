@@ -4,4 +4,6 @@
 
 pub mod faults;
 pub mod naive;
+pub mod orders;
 pub mod scenarios;
+pub mod ui;

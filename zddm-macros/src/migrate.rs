@@ -26,16 +26,22 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         }
     };
     let mut errors = Errors::default();
-    let args = attr::parse_args(args, &mut errors);
+    let parsed = attr::parse_args(args, &mut errors);
     let repository = ast::Repository::from_syn(&trait_item, &mut errors);
     let table = repository.validate(&mut errors);
-    match (errors.finish(), args, table) {
+    match (errors.finish(), parsed.complete(), table) {
         (Ok(()), Some(args), Some(table)) => expand::generate(&repository, &args, &table),
         (result, _, _) => {
             // The trait itself is still emitted (without zddm's attributes), so code using it does not
             // add errors of its own on top of the real one.
             let mut out = result.err().map(|error| error.to_compile_error()).unwrap_or_default();
             out.extend(expand::plain_trait(&trait_item).into_token_stream());
+            // The store types are still used, so their imports do not turn into warnings too.
+            for store in [&parsed.old, &parsed.new].into_iter().flatten() {
+                out.extend(quote::quote! {
+                    const _: ::core::marker::PhantomData<#store> = ::core::marker::PhantomData;
+                });
+            }
             out
         }
     }

@@ -9,19 +9,22 @@ use std::ops::Deref;
 /// Only the generated migrating type can make one, so code outside the migration cannot call the
 /// repository on OLD or NEW directly: every read and write goes through the migration. It derefs
 /// to the store, so the impl's bodies use `self.pool` and friends as before.
-pub struct Backend<T>(T);
+pub struct Backend<T> {
+    // Named so that it cannot shadow the store's own fields (`self.0`, `self.pool`) in the impls.
+    __zddm_store: T,
+}
 
 impl<T> Deref for Backend<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        &self.0
+        &self.__zddm_store
     }
 }
 
 impl<T: fmt::Debug> fmt::Debug for Backend<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Backend").field(&self.0).finish()
+        f.debug_tuple("Backend").field(&self.__zddm_store).finish()
     }
 }
 
@@ -39,5 +42,5 @@ impl<M: ?Sized, T> Registered<M> for Backend<T> {}
 /// For generated code only.
 #[doc(hidden)]
 pub fn register<T>(store: T) -> Backend<T> {
-    Backend(store)
+    Backend { __zddm_store: store }
 }

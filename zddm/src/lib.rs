@@ -158,7 +158,25 @@ pub mod __private {
     pub use ::core::result::Result;
     pub use ::std::string::String;
 
-    /// Checks at compile time that a repository's key type is a migration key; rustc points at the
-    /// key's type with `MigrationKey`'s own message.
-    pub const fn assert_key<K: MigrationKey + ?Sized>() {}
+    /// How a repository's error type receives the migration's failures; generated code names it
+    /// explicitly so that a missing `From<zddm::Error>` is reported with this message.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot carry the migration's failures",
+        label = "a migrating repository's error type must implement `From<zddm::Error>`",
+        note = "add `impl From<zddm::Error> for {Self}`: a call through the migration can fail on either store, and the failure reaches the caller as this type"
+    )]
+    pub trait CarriesMigrationError: Sized {
+        fn from_migration(error: Error) -> Self;
+    }
+
+    impl<E: From<Error>> CarriesMigrationError for E {
+        fn from_migration(error: Error) -> Self {
+            E::from(error)
+        }
+    }
+
+    /// The migration's result in the repository's error type.
+    pub fn carry<T, E: CarriesMigrationError>(result: Result<T, Error>) -> Result<T, E> {
+        result.map_err(E::from_migration)
+    }
 }

@@ -13,26 +13,50 @@ pub struct Args {
     pub new: Type,
 }
 
+/// What was parsed, even when something was missing: the error path still mentions the store types
+/// it got, so their imports do not turn into warnings on top of the error.
+pub struct Parsed {
+    pub old: Option<Type>,
+    pub new: Option<Type>,
+}
+
+impl Parsed {
+    pub fn complete(&self) -> Option<Args> {
+        Some(Args { old: self.old.clone()?, new: self.new.clone()? })
+    }
+}
+
 const ARGS_HELP: &str = "write `#[zddm::migrate(old = OldStore, new = NewStore)]`";
 
 /// Parses `old = …, new = …` in any order; duplicates, unknown and missing arguments are errors.
-pub fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Option<Args> {
+pub fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Parsed {
     let mut old = None;
     let mut new = None;
     let parser = |input: ParseStream| {
         while !input.is_empty() {
             let name: Ident = input.parse()?;
             let slot = match name.to_string().as_str() {
-                "old" => &mut old,
-                "new" => &mut new,
+                "old" => Some(&mut old),
+                "new" => Some(&mut new),
                 _ => {
-                    return Err(Error::new(
+                    // Reported, and the rest still parsed: one mistake, one error.
+                    errors.push(Error::new(
                         name.span(),
                         format!("unknown argument `{name}`: #[zddm::migrate] takes `old` and `new`; {ARGS_HELP}"),
-                    ))
+                    ));
+                    None
                 }
             };
             input.parse::<Token![=]>().map_err(|e| Error::new(e.span(), format!("expected `{name} = StoreType`")))?;
+            let Some(slot) = slot else {
+                while !input.is_empty() && !input.peek(Token![,]) {
+                    input.parse::<proc_macro2::TokenTree>()?;
+                }
+                if !input.is_empty() {
+                    input.parse::<Token![,]>()?;
+                }
+                continue;
+            };
             let ty: Type = input.parse()?;
             if slot.is_some() {
                 errors.push(Error::new(name.span(), format!("`{name}` is given twice: give it once")));
@@ -45,22 +69,23 @@ pub fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Option<Args> {
         }
         Ok(())
     };
-    if let Err(error) = parser.parse2(tokens) {
-        errors.push(error);
-        return None;
-    }
-    match (old, new) {
-        (Some((_, old)), Some((_, new))) => Some(Args { old, new }),
-        (old, new) => {
+    let parsed = parser.parse2(tokens);
+    let (old, new) = (old.map(|(_, ty)| ty), new.map(|(_, ty)| ty));
+    match parsed {
+        Err(error) => errors.push(error),
+        Ok(()) => {
             let missing = match (old.is_some(), new.is_some()) {
-                (false, false) => "the `old` and `new` stores are missing",
-                (false, true) => "the `old` store is missing",
-                _ => "the `new` store is missing",
+                (true, true) => None,
+                (false, false) => Some("the `old` and `new` stores are missing"),
+                (false, true) => Some("the `old` store is missing"),
+                (true, false) => Some("the `new` store is missing"),
             };
-            errors.push(Error::new(Span::call_site(), format!("{missing}: {ARGS_HELP}")));
-            None
+            if let Some(missing) = missing {
+                errors.push(Error::new(Span::call_site(), format!("{missing}: {ARGS_HELP}")));
+            }
         }
     }
+    Parsed { old, new }
 }
 
 /// The classification an attribute gives a method, if any.

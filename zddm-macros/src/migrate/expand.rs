@@ -57,7 +57,7 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
     let (vis, name) = (&item.vis, &item.ident);
     let migration = format_ident!("{}Migration", name);
     let side = format_ident!("{}Side", name);
-    let Table { key, value, error, .. } = table;
+    let Table { key, value, .. } = table;
     let (old, new) = (&args.old, &args.new);
 
     let mut plain = plain_trait(item);
@@ -65,22 +65,20 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
         plain.colon_token = Some(Default::default());
     }
     plain.supertraits.push(parse_quote!(::zddm::__private::Registered<#migration>));
-    let message = format!(
-        "`{{Self}}` is behind the migration `{migration}`: read and write `{name}` through `{migration}`, which keeps OLD and NEW consistent"
-    );
-    let label = format!("use `{migration}` here");
+    let message = format!("`{{Self}}` cannot be used as `{name}` outside the migration `{migration}`");
+    let label = format!("read and write `{name}` through `{migration}`");
     let note = format!(
-        "the stores of a migration are reachable only through it: `{migration}::new(old, new, gate)` takes them"
+        "the stores of a migration are reachable only through it, so that OLD and NEW stay consistent: \
+         `{migration}::new(old, new, gate)` takes them"
     );
+    let register = format!("a store implements `{name}` with `#[zddm::backend] impl {name} for Store {{ … }}`");
 
     let proxy_ty = quote!(::zddm::__private::Proxy<#key, #value, #side<#old>, #side<#new>>);
-    let methods =
-        repository.methods.iter().filter(|m| m.kind.is_some()).map(|m| method(m, table, &side, old, new, name));
+    let methods = repository.methods.iter().filter(|m| m.kind.is_some()).map(|m| method(m, table, old, new, name));
     let mut sides = vec![store(table, &side, old, name)];
     if old.to_token_stream().to_string() != new.to_token_stream().to_string() {
         sides.push(store(table, &side, new, name));
     }
-    let assert_key = quote_spanned!(key.span()=> const _: () = ::zddm::__private::assert_key::<#key>(););
     let doc = format!(
         "The migrating `{name}`: every call is routed between OLD (`{}`) and NEW (`{}`) by a `zddm::Proxy`.",
         old.to_token_stream().to_string().replace(' ', ""),
@@ -89,7 +87,7 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
     let side_doc = format!("A store of `{migration}`, as the proxy sees it.");
 
     quote! {
-        #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
+        #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note, note = #register)]
         #plain
 
         #[doc = #doc]
@@ -147,13 +145,7 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
 
         #(#sides)*
 
-        #assert_key
-        const _: () = {
-            // The error type must carry the migration's failures.
-            fn __zddm_error(error: ::zddm::__private::Error) -> #error {
-                <#error as ::zddm::__private::From<::zddm::__private::Error>>::from(error)
-            }
-        };
+
     }
 }
 
@@ -177,15 +169,18 @@ fn named(sig: &Signature) -> (Signature, Vec<Ident>) {
     (sig, names)
 }
 
-fn method(method: &Method, table: &Table, side: &Ident, old: &Type, new: &Type, name: &Ident) -> TokenStream {
+fn method(method: &Method, table: &Table, old: &Type, new: &Type, name: &Ident) -> TokenStream {
     let Some((kind, _)) = method.kind else { return TokenStream::new() };
     let (sig, args) = named(&method.item.sig);
     let is_async = sig.asyncness.is_some();
     let error = table.error;
+    // Spanned at the method's key type: a key that is not a `MigrationKey` is reported there, with
+    // that trait's message.
+    let key = method_key(method).unwrap_or(table.key);
     let call = match kind {
-        Kind::Read => quote!(self.proxy.get(#(#args),*)),
-        Kind::Write => quote!(self.proxy.put(#(#args),*)),
-        Kind::Delete => quote!(self.proxy.delete(#(#args),*)),
+        Kind::Read => quote_spanned!(key.span()=> ::zddm::__private::Proxy::get(&self.proxy, #(#args),*)),
+        Kind::Write => quote_spanned!(key.span()=> ::zddm::__private::Proxy::put(&self.proxy, #(#args),*)),
+        Kind::Delete => quote_spanned!(key.span()=> ::zddm::__private::Proxy::delete(&self.proxy, #(#args),*)),
         Kind::Old | Kind::New => {
             let (store, ty) = if kind == Kind::Old { (quote!(old), old) } else { (quote!(new_store), new) };
             let ident = &sig.ident;
@@ -195,9 +190,23 @@ fn method(method: &Method, table: &Table, side: &Ident, old: &Type, new: &Type, 
         }
     };
     let call = if is_async { quote!(#call.await) } else { quote!(::zddm::__private::block_on(#call)) };
-    let convert = quote_spanned!(error.span()=> <#error as ::zddm::__private::From<::zddm::__private::Error>>::from);
-    let _ = side;
-    quote!(#sig { #call.map_err(#convert) })
+    // Spanned at the error type: an error type without `From<zddm::Error>` is reported once, there.
+    let convert = quote_spanned!(error.span()=> ::zddm::__private::carry::<_, #error>(__zddm_result));
+    quote!(#sig {
+        let __zddm_result = #call;
+        #convert
+    })
+}
+
+/// The key type of a read, write or delete: the referent of its first argument.
+fn method_key<'a>(method: &'a Method) -> Option<&'a Type> {
+    match method.item.sig.inputs.iter().nth(1)? {
+        FnArg::Typed(arg) => match &*arg.ty {
+            Type::Reference(reference) => Some(&reference.elem),
+            _ => None,
+        },
+        FnArg::Receiver(_) => None,
+    }
 }
 
 /// `Store` for one side, through the trait's methods on the registered backend.

@@ -1,0 +1,9 @@
+use zddm_suite::ui::{NewStore, OldStore, Order, OrderKey, RepoError};
+
+#[zddm::migrate(old = OldStore, new = NewStore)]
+pub trait Orders {
+    fn find_order(&self, key: &OrderKey) -> Result<Option<Order>, RepoError>;
+    fn delete(&self, key: &OrderKey) -> Result<(), RepoError>;
+}
+
+fn main() {}

@@ -1,0 +1,12 @@
+use zddm_suite::ui::{NewStore, OldStore, Order, OrderKey, RepoError};
+
+pub struct OrderV2;
+
+#[zddm::migrate(old = OldStore, new = NewStore)]
+pub trait Orders {
+    fn get(&self, key: &OrderKey) -> Result<Option<OrderV2>, RepoError>;
+    fn put(&self, key: &OrderKey, order: &Order) -> Result<(), RepoError>;
+    fn delete(&self, key: &OrderKey) -> Result<(), RepoError>;
+}
+
+fn main() {}
