@@ -74,6 +74,12 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
     let register = format!("a store implements `{name}` with `#[zddm::backend] impl {name} for Store {{ … }}`");
 
     let proxy_ty = quote!(::zddm::__private::Proxy<#key, #value, #side<#old>, #side<#new>>);
+    // `#[async_trait]` rewrites the trait's async methods; the generated impl of the trait needs the
+    // same rewrite (the stores' impls carry their own attribute).
+    let async_trait = item
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().segments.last().is_some_and(|segment| segment.ident == "async_trait"));
     let methods = repository.methods.iter().filter(|m| m.kind.is_some()).map(|m| method(m, table, old, new, name));
     let mut sides = vec![store(table, &side, old, name)];
     if old.to_token_stream().to_string() != new.to_token_stream().to_string() {
@@ -135,6 +141,7 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
         impl ::zddm::__private::Registered<#migration> for #migration {}
 
         #[automatically_derived]
+        #(#async_trait)*
         impl #name for #migration {
             #(#methods)*
         }
