@@ -157,6 +157,7 @@ pub mod __private {
     pub use ::core::option::Option;
     pub use ::core::result::Result;
     pub use ::std::string::String;
+    pub use ::tokio::sync::Mutex as AsyncMutex;
 
     /// How a repository's error type receives the migration's failures; generated code names it
     /// explicitly so that a missing `From<zddm::Error>` is reported with this message.

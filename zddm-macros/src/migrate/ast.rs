@@ -1,7 +1,7 @@
 //! The repository trait, with each method's classification and the original syntax for spans.
 
 use proc_macro2::Span;
-use syn::{ItemTrait, TraitItem, TraitItemFn};
+use syn::{FnArg, ItemTrait, ReceiverKind, TraitItem, TraitItemFn};
 
 use super::attr;
 use crate::errors::Errors;
@@ -52,6 +52,19 @@ impl Kind {
         ];
         let verb = name.split('_').next().unwrap_or(name);
         VERBS.iter().find(|(_, verbs)| verbs.contains(&verb)).map(|(kind, _)| *kind)
+    }
+}
+
+impl Repository<'_> {
+    /// Whether a store is ever called with `&mut self`: then each store sits behind an async mutex,
+    /// which also makes stores that are not `Sync` usable.
+    pub fn exclusive(&self) -> bool {
+        self.methods.iter().filter(|method| method.kind.is_some()).any(|method| {
+            matches!(
+                method.item.sig.inputs.first(),
+                Some(FnArg::Receiver(receiver)) if matches!(receiver.kind, ReceiverKind::Reference(_, _, Some(_)))
+            )
+        })
     }
 }
 

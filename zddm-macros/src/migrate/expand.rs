@@ -73,17 +73,24 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
     );
     let register = format!("a store implements `{name}` with `#[zddm::backend] impl {name} for Store {{ … }}`");
 
+    let exclusive = repository.exclusive();
     let proxy_ty = quote!(::zddm::__private::Proxy<#key, #value, #side<#old>, #side<#new>>);
+    let (inner, wrap) = if exclusive {
+        (quote!(::zddm::__private::AsyncMutex<::zddm::Backend<B>>), quote!(::zddm::__private::AsyncMutex::new))
+    } else {
+        (quote!(::zddm::Backend<B>), quote!())
+    };
     // `#[async_trait]` rewrites the trait's async methods; the generated impl of the trait needs the
     // same rewrite (the stores' impls carry their own attribute).
     let async_trait = item
         .attrs
         .iter()
         .filter(|attr| attr.path().segments.last().is_some_and(|segment| segment.ident == "async_trait"));
-    let methods = repository.methods.iter().filter(|m| m.kind.is_some()).map(|m| method(m, table, old, new, name));
-    let mut sides = vec![store(table, &side, old, name)];
+    let methods =
+        repository.methods.iter().filter(|m| m.kind.is_some()).map(|m| method(m, table, old, new, name, exclusive));
+    let mut sides = vec![store(table, &side, old, name, exclusive)];
     if old.to_token_stream().to_string() != new.to_token_stream().to_string() {
-        sides.push(store(table, &side, new, name));
+        sides.push(store(table, &side, new, name, exclusive));
     }
     let doc = format!(
         "The migrating `{name}`: every call is routed between OLD (`{}`) and NEW (`{}`) by a `zddm::Proxy`.",
@@ -107,8 +114,8 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
             #vis fn new(old: #old, new: #new, gate: ::zddm::__private::Gate) -> Self {
                 #migration {
                     proxy: ::zddm::__private::Proxy::new(
-                        #side(::zddm::__private::register(old)),
-                        #side(::zddm::__private::register(new)),
+                        #side(#wrap(::zddm::__private::register(old))),
+                        #side(#wrap(::zddm::__private::register(new))),
                         gate,
                     ),
                 }
@@ -124,8 +131,8 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
                 ) -> ::zddm::__private::ProxyBuilder<#key, #value, #side<#old>, #side<#new>>,
             ) -> ::zddm::__private::Result<Self, ::zddm::__private::ConfigError> {
                 let builder = ::zddm::__private::Proxy::builder(
-                    #side(::zddm::__private::register(old)),
-                    #side(::zddm::__private::register(new)),
+                    #side(#wrap(::zddm::__private::register(old))),
+                    #side(#wrap(::zddm::__private::register(new))),
                     gate,
                 );
                 ::zddm::__private::Result::Ok(#migration { proxy: options(builder).build()? })
@@ -148,7 +155,7 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
 
         #[doc = #side_doc]
         #[doc(hidden)]
-        #vis struct #side<B>(::zddm::Backend<B>);
+        #vis struct #side<B>(#inner);
 
         #(#sides)*
 
@@ -176,7 +183,50 @@ fn named(sig: &Signature) -> (Signature, Vec<Ident>) {
     (sig, names)
 }
 
-fn method(method: &Method, table: &Table, old: &Type, new: &Type, name: &Ident) -> TokenStream {
+/// How a side's store is reached for one call.
+#[derive(Clone, Copy)]
+struct Access {
+    /// The trait method is `async`: its call is awaited.
+    call_async: bool,
+    /// The caller is async: the store's mutex (if any) is awaited rather than blocked on.
+    lock_async: bool,
+    /// The stores sit behind a mutex (some method takes `&mut self`).
+    exclusive: bool,
+}
+
+/// A call of the trait's `ident` on the store of `side` (an expression for a side value).
+fn on_store(
+    side: TokenStream,
+    ty: &Type,
+    name: &Ident,
+    ident: &Ident,
+    args: TokenStream,
+    access: Access,
+) -> TokenStream {
+    let call = |store: TokenStream| {
+        let call = quote!(<::zddm::Backend<#ty> as #name>::#ident(#store, #args));
+        if access.call_async {
+            quote!(#call.await)
+        } else {
+            call
+        }
+    };
+    if !access.exclusive {
+        return call(quote!(&#side.0));
+    }
+    let lock = if access.lock_async {
+        quote!(#side.0.lock().await)
+    } else {
+        quote!(::zddm::__private::block_on(#side.0.lock()))
+    };
+    let call = call(quote!(&mut *__zddm_store));
+    quote!({
+        let mut __zddm_store = #lock;
+        #call
+    })
+}
+
+fn method(method: &Method, table: &Table, old: &Type, new: &Type, name: &Ident, exclusive: bool) -> TokenStream {
     let Some((kind, _)) = method.kind else { return TokenStream::new() };
     let (sig, args) = named(&method.item.sig);
     let is_async = sig.asyncness.is_some();
@@ -190,9 +240,8 @@ fn method(method: &Method, table: &Table, old: &Type, new: &Type, name: &Ident) 
         Kind::Delete => quote_spanned!(key.span()=> ::zddm::__private::Proxy::delete(&self.proxy, #(#args),*)),
         Kind::Old | Kind::New => {
             let (store, ty) = if kind == Kind::Old { (quote!(old), old) } else { (quote!(new_store), new) };
-            let ident = &sig.ident;
-            let call = quote!(<::zddm::Backend<#ty> as #name>::#ident(&self.proxy.#store().0 #(, #args)*));
-            let call = if is_async { quote!(#call.await) } else { call };
+            let access = Access { call_async: is_async, lock_async: is_async, exclusive };
+            let call = on_store(quote!(self.proxy.#store()), ty, name, &sig.ident, quote!(#(#args),*), access);
             return quote!(#sig { #call });
         }
     };
@@ -217,17 +266,12 @@ fn method_key<'a>(method: &'a Method) -> Option<&'a Type> {
 }
 
 /// `Store` for one side, through the trait's methods on the registered backend.
-fn store(table: &Table, side: &Ident, ty: &Type, name: &Ident) -> TokenStream {
+fn store(table: &Table, side: &Ident, ty: &Type, name: &Ident, exclusive: bool) -> TokenStream {
     let Table { key, value, error, read, write, delete } = table;
-    let backend = quote!(<::zddm::Backend<#ty> as #name>);
     let call = |method: &Method, args: TokenStream| {
-        let ident = &method.item.sig.ident;
-        let call = quote!(#backend::#ident(&self.0, #args));
-        if method.item.sig.asyncness.is_some() {
-            quote!(#call.await)
-        } else {
-            call
-        }
+        // `Store`'s methods are async: the mutex is awaited even for a synchronous trait method.
+        let access = Access { call_async: method.item.sig.asyncness.is_some(), lock_async: true, exclusive };
+        on_store(quote!(self), ty, name, &method.item.sig.ident, args, access)
     };
     let get = call(read, quote!(key));
     let get_again = get.clone();

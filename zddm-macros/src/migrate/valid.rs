@@ -112,18 +112,18 @@ impl<'a> Repository<'a> {
 fn check_receiver(method: &Method, errors: &mut Errors) -> bool {
     let sig = &method.item.sig;
     match sig.inputs.first() {
-        Some(FnArg::Receiver(receiver)) if matches!(receiver.kind, ReceiverKind::Reference(_, _, None)) => true,
+        Some(FnArg::Receiver(receiver)) if matches!(receiver.kind, ReceiverKind::Reference(..)) => true,
         Some(FnArg::Receiver(receiver)) => {
             errors.push(Error::new_spanned(
                 receiver,
-                "the migration shares its stores between callers: take `&self` here",
+                "the migration keeps its stores and lends them to each call: take `&self` or `&mut self` here",
             ));
             false
         }
         _ => {
             errors.push(Error::new_spanned(
                 &sig.ident,
-                format!("`{}` needs a `&self` receiver to be routed through the migration", sig.ident),
+                format!("`{}` needs a `&self` or `&mut self` receiver to be routed through the migration", sig.ident),
             ));
             false
         }
