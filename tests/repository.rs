@@ -34,13 +34,22 @@ impl From<zddm::Error> for RepoError {
 #[zddm::migrate(old = OldCounters, new = NewCounters)]
 #[allow(async_fn_in_trait)] // only used here, with concrete stores
 pub trait Counters {
-    async fn get(&self, key: &u64) -> Result<Option<u64>, RepoError>;
+    /// Routed, with a lifetime parameter and a where-clause.
+    async fn get<'a>(&'a self, key: &'a u64) -> Result<Option<u64>, RepoError>
+    where
+        Self: 'a;
     async fn put(&self, key: &u64, value: &u64) -> Result<(), RepoError>;
     async fn delete(&self, key: &u64) -> Result<(), RepoError>;
     #[zddm(old)]
     async fn count_old(&self) -> usize;
     #[zddm(new)]
     fn label(&self, prefix: impl std::fmt::Display) -> String;
+    /// Passed through with a type parameter, a lifetime and a where-clause.
+    #[zddm(old)]
+    fn first_of<'k, T>(&self, keys: &'k [T]) -> Option<&'k T>
+    where
+        T: Clone + 'k;
+
     /// A default method: not classified, it calls the routed methods.
     async fn increment(&self, key: &u64) -> Result<u64, RepoError> {
         let next = self.get(key).await?.unwrap_or(0) + 1;
@@ -56,7 +65,10 @@ macro_rules! counters_backend {
     ($store:ident, $label:literal) => {
         #[zddm::backend]
         impl Counters for $store {
-            async fn get(&self, key: &u64) -> Result<Option<u64>, RepoError> {
+            async fn get<'a>(&'a self, key: &'a u64) -> Result<Option<u64>, RepoError>
+            where
+                Self: 'a,
+            {
                 self.0.get(key).await.map_err(|e| RepoError(Box::new(e)))
             }
             async fn put(&self, key: &u64, value: &u64) -> Result<(), RepoError> {
@@ -70,6 +82,12 @@ macro_rules! counters_backend {
             }
             fn label(&self, prefix: impl std::fmt::Display) -> String {
                 format!("{prefix}{}", $label)
+            }
+            fn first_of<'k, T>(&self, keys: &'k [T]) -> Option<&'k T>
+            where
+                T: Clone + 'k,
+            {
+                keys.first()
             }
         }
     };
@@ -144,6 +162,7 @@ async fn methods_are_routed_as_classified() {
     assert_eq!((world.old_value_of(1).await, world.new_value_of(1).await), (Some(11), Some(11)));
     assert_eq!(repo.count_old().await, 1, "passed through to OLD");
     assert_eq!(repo.label(">"), ">new", "passed through to NEW, with an impl Trait argument");
+    assert_eq!(repo.first_of(&["a", "b"]), Some(&"a"), "passed through with generics and a where-clause");
 
     // A store failure reaches the user's error type, saying which side failed.
     world.old.fail_next(Some(Op::Get), Fault::Before);

@@ -136,10 +136,16 @@ fn keyed<'a>(method: &'a Method, errors: &mut Errors) -> Option<&'a Type> {
     if !check_receiver(method, errors) {
         return None;
     }
-    if !sig.generics.params.is_empty() {
+    // Lifetimes and where-clauses are fine; a type or const parameter would mean more than one key or
+    // value type for one table.
+    if sig.generics.type_params().next().is_some() || sig.generics.const_params().next().is_some() {
         errors.push(Error::new_spanned(
             &sig.generics,
-            format!("`{}` cannot be generic: the migration routes one key and value type", sig.ident),
+            format!(
+                "`{}` cannot take type parameters: the migration routes one key and value type (lifetimes are fine; \
+                 pass generic methods through with `#[zddm(old)]` or `#[zddm(new)]`)",
+                sig.ident
+            ),
         ));
         return None;
     }
