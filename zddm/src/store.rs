@@ -4,8 +4,12 @@ use std::future::Future;
 use std::sync::Arc;
 
 mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteError, SqliteStore};
 
 /// An async key/value store: the OLD or the NEW side of a migration.
 ///

@@ -1,0 +1,194 @@
+//! One conformance suite for every store adapter: the same checks, run against `MemoryStore` and
+//! `SqliteStore` (in memory and on disk), and against every later adapter. Then what only SQLite has:
+//! table-shape checks, undecodable values, persistence and the ordered key scan.
+
+use serde::{Deserialize, Serialize};
+use zddm::{Blocking, BlockingStore, Gate, MemoryStore, MigrationKey, Proxy, Rate, SqliteError, SqliteStore, Store};
+
+#[derive(MigrationKey, Debug, Clone, PartialEq)]
+struct OrderKey {
+    tenant: u32,
+    number: String,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Order {
+    items: u32,
+    note: String,
+}
+
+fn key(tenant: u32, number: &str) -> OrderKey {
+    OrderKey { tenant, number: number.to_owned() }
+}
+
+fn order(items: u32) -> Order {
+    Order { items, note: format!("{items} items, ünïcödé") }
+}
+
+/// Everything a store must do for the proxy.
+async fn conformance<S: Store<OrderKey, Order>>(store: S, name: &str) {
+    let (a, b) = (key(1, "A-1"), key(1, "A-10"));
+    assert_eq!(store.get(&a).await.unwrap(), None, "{name}: absent key");
+    store.put(&a, &order(1)).await.unwrap();
+    assert_eq!(store.get(&a).await.unwrap(), Some(order(1)), "{name}: put then get");
+    assert_eq!(store.get(&b).await.unwrap(), None, "{name}: a key that extends another is another key");
+    store.put(&a, &order(2)).await.unwrap();
+    assert_eq!(store.get(&a).await.unwrap(), Some(order(2)), "{name}: put replaces");
+
+    assert!(!store.insert_if_absent(&a, &order(3)).await.unwrap(), "{name}: the insert sees the key");
+    assert_eq!(store.get(&a).await.unwrap(), Some(order(2)), "{name}: a refused insert changes nothing");
+    assert!(store.insert_if_absent(&b, &order(4)).await.unwrap(), "{name}: insert of an absent key");
+    assert_eq!(store.get(&b).await.unwrap(), Some(order(4)));
+
+    store.delete(&a).await.unwrap();
+    assert_eq!(store.get(&a).await.unwrap(), None, "{name}: delete");
+    store.delete(&a).await.unwrap();
+    assert_eq!(store.get(&b).await.unwrap(), Some(order(4)), "{name}: deleting one key leaves the other");
+    assert!(store.insert_if_absent(&a, &order(5)).await.unwrap(), "{name}: a deleted key is absent again");
+
+    let big = Order { items: 7, note: "x".repeat(100_000) };
+    let odd = key(u32::MAX, "日本-\u{0}-é");
+    store.put(&odd, &big).await.unwrap();
+    assert_eq!(store.get(&odd).await.unwrap(), Some(big), "{name}: large values and unusual keys");
+}
+
+/// The proxy over two stores of this kind keeps them consistent, through a gate ramp.
+async fn proxy_over<S: Store<OrderKey, Order>>(old: S, new: S, name: &str) {
+    let keys: Vec<OrderKey> = (0..300).map(|i| key(i % 7, &format!("N-{i}"))).collect();
+    for (i, k) in keys.iter().enumerate() {
+        old.put(k, &order(i as u32)).await.unwrap();
+    }
+    let proxy = Proxy::new(old, new, Gate::new("conformance", Rate::NONE));
+    for percent in ["0%", "30%", "100%"] {
+        proxy.gate().set_rate(percent.parse().unwrap());
+        for (i, k) in keys.iter().enumerate() {
+            if i % 5 == 0 {
+                proxy.put(k, &order(1_000 + i as u32)).await.unwrap();
+            }
+            let expected = if i % 5 == 0 { 1_000 + i as u32 } else { i as u32 };
+            assert_eq!(proxy.get(k).await.unwrap(), Some(order(expected)), "{name} at {percent}");
+        }
+    }
+    for k in &keys {
+        assert_eq!(proxy.new_store().get(k).await.unwrap(), proxy.old().get(k).await.unwrap(), "{name}: NEW = OLD");
+    }
+    let before = proxy.stats();
+    for k in &keys {
+        proxy.get(k).await.unwrap();
+    }
+    assert_eq!(proxy.stats().since(&before).reads_from_old, 0, "{name}: a last pass reads nothing from OLD");
+}
+
+fn sqlite_file(dir: &tempfile::TempDir, name: &str) -> Blocking<SqliteStore<OrderKey, Order>> {
+    Blocking(SqliteStore::open(dir.path().join(format!("{name}.db")), "orders").unwrap())
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn memory_store_conforms() {
+    conformance(MemoryStore::new(), "memory").await;
+    proxy_over(MemoryStore::new(), MemoryStore::new(), "memory").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn sqlite_store_conforms() {
+    conformance(Blocking(SqliteStore::open_in_memory("orders").unwrap()), "sqlite in memory").await;
+    let dir = tempfile::tempdir().unwrap();
+    conformance(sqlite_file(&dir, "conformance"), "sqlite file").await;
+    proxy_over(sqlite_file(&dir, "old"), sqlite_file(&dir, "new"), "sqlite to sqlite").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn mixed_stores_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    // SQLite → memory and back: the proxy needs nothing of the two stores but `Store`.
+    let proxy = Proxy::new(sqlite_file(&dir, "mixed-old"), MemoryStore::new(), Gate::new("mixed", Rate::ALL));
+    proxy.old().put(&key(1, "M"), &order(1)).await.unwrap();
+    assert_eq!(proxy.get(&key(1, "M")).await.unwrap(), Some(order(1)));
+    assert_eq!(Store::get(proxy.new_store(), &key(1, "M")).await.unwrap(), Some(order(1)));
+}
+
+#[test]
+fn sqlite_persists_across_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("persist.db");
+    {
+        let store = SqliteStore::<OrderKey, Order>::open(&path, "orders").unwrap();
+        store.put(&key(3, "P"), &order(3)).unwrap();
+    }
+    let store = SqliteStore::<OrderKey, Order>::open(&path, "orders").unwrap();
+    assert_eq!(store.get(&key(3, "P")).unwrap(), Some(order(3)));
+    assert_eq!(store.len().unwrap(), 1);
+}
+
+#[test]
+fn sqlite_scans_keys_in_a_stable_order_page_by_page() {
+    let store = SqliteStore::<OrderKey, Order>::open_in_memory("orders").unwrap();
+    let keys: Vec<OrderKey> = (0..50).map(|i| key(i % 3, &format!("S-{i}"))).collect();
+    let entries: Vec<(&OrderKey, Order)> = keys.iter().map(|k| (k, order(k.tenant))).collect();
+    let refs: Vec<(&OrderKey, &Order)> = entries.iter().map(|(k, v)| (*k, v)).collect();
+    store.put_many(&refs).unwrap();
+
+    let mut seen = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store.scan(after.as_deref(), 7).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 7);
+        after = page.last().map(|(k, _)| k.clone());
+        seen.extend(page.into_iter().map(|(k, _)| k));
+    }
+    let mut expected: Vec<Vec<u8>> = keys.iter().map(|k| k.key_bytes()).collect();
+    expected.sort();
+    assert_eq!(seen, expected, "every key once, in canonical byte order");
+
+    let many = store.get_many(&[&keys[0], &key(9, "absent"), &keys[1]]).unwrap();
+    assert_eq!(many, vec![Some(order(keys[0].tenant)), None, Some(order(keys[1].tenant))]);
+}
+
+#[test]
+fn sqlite_refuses_bad_configuration_with_clear_errors() {
+    let error = SqliteStore::<OrderKey, Order>::open_in_memory("orders; DROP TABLE x").unwrap_err();
+    assert!(matches!(error, SqliteError::TableName { .. }), "{error}");
+    assert!(error.to_string().contains("letters, digits and underscores"), "{error}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shape.db");
+    let connection = rusqlite_connection(&path);
+    connection.execute_batch("CREATE TABLE orders (id INTEGER PRIMARY KEY, body TEXT)").unwrap();
+    drop(connection);
+    let error = SqliteStore::<OrderKey, Order>::open(&path, "orders").unwrap_err();
+    assert!(matches!(error, SqliteError::TableShape { .. }), "{error}");
+    assert!(error.to_string().contains("(id INTEGER, body TEXT)"), "{error}");
+
+    let error = SqliteStore::<OrderKey, Order>::open(dir.path().join("missing-dir/x.db"), "orders").unwrap_err();
+    assert!(matches!(error, SqliteError::Open { .. }), "{error}");
+}
+
+#[test]
+fn sqlite_reports_a_value_that_does_not_deserialize() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("decode.db");
+    let store = SqliteStore::<OrderKey, Order>::open(&path, "orders").unwrap();
+    let connection = rusqlite_connection(&path);
+    connection
+        .execute(
+            "INSERT INTO orders (key, value) VALUES (?1, ?2)",
+            (key(1, "bad").key_bytes(), "{\"items\": \"many\"}"),
+        )
+        .unwrap();
+    let error = store.get(&key(1, "bad")).unwrap_err();
+    assert!(matches!(error, SqliteError::Decode { .. }), "{error}");
+    let hex: String = key(1, "bad").key_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    assert!(error.to_string().contains(&hex), "the error names the key: {error}");
+    // Through the proxy it is an OLD failure, saying so.
+    let proxy = Proxy::new(Blocking(store), MemoryStore::new(), Gate::new("decode", Rate::ALL));
+    let error = zddm::block_on(proxy.get(&key(1, "bad"))).unwrap_err();
+    assert_eq!((error.side(), error.op()), (zddm::Side::Old, zddm::Op::Get));
+}
+
+/// A second, raw connection to the same file, to set up what the store must reject.
+fn rusqlite_connection(path: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).unwrap()
+}
