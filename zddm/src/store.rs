@@ -93,6 +93,32 @@ pub trait BlockingStore<K: ?Sized, V>: Send + Sync {
     fn delete(&self, key: &K) -> Result<(), Self::Error>;
 }
 
+macro_rules! forward_blocking {
+    ($($ty:ty),*) => {$(
+        impl<K: ?Sized, V, S: BlockingStore<K, V> + ?Sized> BlockingStore<K, V> for $ty {
+            type Error = S::Error;
+
+            fn get(&self, key: &K) -> Result<Option<V>, Self::Error> {
+                (**self).get(key)
+            }
+
+            fn put(&self, key: &K, value: &V) -> Result<(), Self::Error> {
+                (**self).put(key, value)
+            }
+
+            fn insert_if_absent(&self, key: &K, value: &V) -> Result<bool, Self::Error> {
+                (**self).insert_if_absent(key, value)
+            }
+
+            fn delete(&self, key: &K) -> Result<(), Self::Error> {
+                (**self).delete(key)
+            }
+        }
+    )*};
+}
+
+forward_blocking!(Arc<S>, &S, Box<S>);
+
 /// Adapts a [`BlockingStore`] into a [`Store`] whose futures complete on their first poll.
 ///
 /// Each call blocks the thread that polls it: use it through [`Proxy::blocking`](crate::Proxy::blocking)
