@@ -3,7 +3,11 @@
 //! table-shape checks, undecodable values, persistence and the ordered key scan.
 
 use serde::{Deserialize, Serialize};
-use zddm::{Blocking, BlockingStore, Gate, MemoryStore, MigrationKey, Proxy, Rate, SqliteError, SqliteStore, Store};
+use zddm::{
+    Blocking, BlockingStore, Gate, MemoryStore, MigrationKey, Proxy, Rate, RedisError, RedisStore, SqliteError,
+    SqliteStore, Store,
+};
+use zddm_suite::servers::RedisServer;
 
 #[derive(MigrationKey, Debug, Clone, PartialEq)]
 struct OrderKey {
@@ -53,7 +57,7 @@ async fn conformance<S: Store<OrderKey, Order>>(store: S, name: &str) {
 }
 
 /// The proxy over two stores of this kind keeps them consistent, through a gate ramp.
-async fn proxy_over<S: Store<OrderKey, Order>>(old: S, new: S, name: &str) {
+async fn proxy_over<O: Store<OrderKey, Order>, N: Store<OrderKey, Order>>(old: O, new: N, name: &str) {
     let keys: Vec<OrderKey> = (0..300).map(|i| key(i % 7, &format!("N-{i}"))).collect();
     for (i, k) in keys.iter().enumerate() {
         old.put(k, &order(i as u32)).await.unwrap();
@@ -79,6 +83,10 @@ async fn proxy_over<S: Store<OrderKey, Order>>(old: S, new: S, name: &str) {
     assert_eq!(proxy.stats().since(&before).reads_from_old, 0, "{name}: a last pass reads nothing from OLD");
 }
 
+async fn redis(server: &RedisServer, prefix: &str) -> RedisStore<OrderKey, Order> {
+    RedisStore::connect(&server.url(), prefix).await.unwrap()
+}
+
 fn sqlite_file(dir: &tempfile::TempDir, name: &str) -> Blocking<SqliteStore<OrderKey, Order>> {
     Blocking(SqliteStore::open(dir.path().join(format!("{name}.db")), "orders").unwrap())
 }
@@ -98,6 +106,48 @@ async fn sqlite_store_conforms() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn redis_store_conforms() {
+    let server = RedisServer::start();
+    conformance(redis(&server, "conformance").await, "redis").await;
+    proxy_over(redis(&server, "old").await, redis(&server, "new").await, "redis to redis").await;
+    // Two stores on one server do not see each other's keys.
+    let (a, b) = (redis(&server, "tenant_a").await, redis(&server, "tenant_b").await);
+    a.put(&key(1, "X"), &order(1)).await.unwrap();
+    assert_eq!(b.get(&key(1, "X")).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn redis_scans_in_order_and_reports_errors_clearly() {
+    let server = RedisServer::start();
+    let store = RedisStore::<OrderKey, Order>::connect(&server.url(), "scan").await.unwrap();
+    let keys: Vec<OrderKey> = (0..40).map(|i| key(i % 4, &format!("R-{i}"))).collect();
+    for k in &keys {
+        store.put(k, &order(k.tenant)).await.unwrap();
+    }
+    store.delete(&keys[3]).await.unwrap();
+    assert_eq!(store.len().await.unwrap(), 39, "the index follows deletes");
+    let (mut seen, mut after) = (Vec::new(), None::<Vec<u8>>);
+    loop {
+        let page = store.scan(after.as_deref(), 6).await.unwrap();
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        seen.extend(page.into_iter().map(|(k, _)| k));
+    }
+    let mut expected: Vec<Vec<u8>> = keys.iter().filter(|k| **k != keys[3]).map(|k| k.key_bytes()).collect();
+    expected.sort();
+    assert_eq!(seen, expected, "every key once, in canonical byte order");
+
+    let error = RedisStore::<OrderKey, Order>::connect(&server.url(), "a:b").await.unwrap_err();
+    assert!(matches!(error, RedisError::Prefix { .. }), "{error}");
+    let error = RedisStore::<OrderKey, Order>::connect("postgres://nope", "x").await.unwrap_err();
+    assert!(matches!(error, RedisError::Url { .. }), "{error}");
+    drop(server);
+    let error = RedisStore::<OrderKey, Order>::connect("redis://127.0.0.1:1/0", "x").await.unwrap_err();
+    assert!(matches!(error, RedisError::Connect { .. }), "{error}");
+    assert!(error.to_string().contains("127.0.0.1:1"), "the error names the server: {error}");
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn mixed_stores_conform() {
     let dir = tempfile::tempdir().unwrap();
     // SQLite → memory and back: the proxy needs nothing of the two stores but `Store`.
@@ -105,6 +155,10 @@ async fn mixed_stores_conform() {
     proxy.old().put(&key(1, "M"), &order(1)).await.unwrap();
     assert_eq!(proxy.get(&key(1, "M")).await.unwrap(), Some(order(1)));
     assert_eq!(Store::get(proxy.new_store(), &key(1, "M")).await.unwrap(), Some(order(1)));
+
+    // SQLite → Redis, through a ramp, with writes and reads.
+    let server = RedisServer::start();
+    proxy_over(sqlite_file(&dir, "to-redis"), redis(&server, "from_sqlite").await, "sqlite to redis").await;
 }
 
 #[test]

@@ -6,4 +6,5 @@ pub mod faults;
 pub mod naive;
 pub mod orders;
 pub mod scenarios;
+pub mod servers;
 pub mod ui;

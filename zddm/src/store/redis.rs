@@ -1,0 +1,236 @@
+//! `RedisStore`: an async store on Redis (feature `redis`).
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::key::{KeyError, MigrationKey};
+use crate::store::Store;
+
+/// A key/value table in Redis, keyed by the canonical key bytes.
+///
+/// Each entry is a string key `prefix:` ‖ canonical key bytes holding the value as JSON, and a sorted
+/// set `prefix:index` lists every key's bytes so that [`scan`](RedisStore::scan) can page through them
+/// in byte order (`ZRANGEBYLEX`) — Redis's own `SCAN` has no stable order. A write updates the entry
+/// and the index together (`MULTI`/`EXEC`); the conditional insert is one Lua script around `SET NX`,
+/// so each operation is atomic on the server. Connections come from a `ConnectionManager` (one
+/// multiplexed connection, reconnected on failure) with connect and response timeouts.
+pub struct RedisStore<K: ?Sized, V> {
+    connection: ConnectionManager,
+    prefix: Vec<u8>,
+    index: Vec<u8>,
+    types: PhantomData<fn(&K) -> V>,
+}
+
+/// Why a Redis operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisError {
+    /// The URL is not a Redis URL.
+    #[error("{url:?} is not a Redis URL ({source}): write redis://host:port/db")]
+    Url {
+        /// The URL given.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// The server could not be reached.
+    #[error("cannot connect to Redis at {url}: {source}")]
+    Connect {
+        /// The URL given.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// A prefix with a character that would mix the store's keys up with other keys.
+    #[error("key prefix {prefix:?} must be non-empty and must not contain ':' or whitespace: use e.g. \"orders\"")]
+    Prefix {
+        /// The refused prefix.
+        prefix: String,
+    },
+    /// A command failed or timed out.
+    #[error("Redis failed: {0}")]
+    Command(#[from] redis::RedisError),
+    /// A stored value is not valid for the value type.
+    #[error("the value stored under key {key} does not deserialize as the store's value type: {source}")]
+    Decode {
+        /// The key, as hex of its canonical bytes.
+        key: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A value could not be serialized.
+    #[error("a value does not serialize to JSON: {0}")]
+    Encode(#[source] serde_json::Error),
+    /// The key cannot be encoded.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `SET key value NX`, and index the key if it was set: one atomic step on the server.
+const INSERT_IF_ABSENT: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+    redis.call('ZADD', KEYS[2], 0, ARGV[2])
+    return 1
+end
+return 0
+";
+
+impl<K: ?Sized, V> RedisStore<K, V> {
+    /// Connects to the Redis server at `url` (`redis://host:port/db`); the store's keys start with
+    /// `prefix:`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, RedisError> {
+        if prefix.is_empty() || prefix.contains(':') || prefix.chars().any(char::is_whitespace) {
+            return Err(RedisError::Prefix { prefix: prefix.to_owned() });
+        }
+        let client = Client::open(url).map_err(|source| RedisError::Url { url: url.to_owned(), source })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(TIMEOUT))
+            .set_response_timeout(Some(TIMEOUT))
+            .set_number_of_retries(1);
+        let connection = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|source| RedisError::Connect { url: url.to_owned(), source })?;
+        Ok(RedisStore {
+            connection,
+            prefix: format!("{prefix}:").into_bytes(),
+            index: format!("{prefix}:index").into_bytes(),
+            types: PhantomData,
+        })
+    }
+
+    fn entry(&self, key: &[u8]) -> Vec<u8> {
+        [&self.prefix[..], key].concat()
+    }
+
+    /// How many keys the store holds.
+    pub async fn len(&self) -> Result<usize, RedisError> {
+        Ok(redis::cmd("ZCARD").arg(&self.index).query_async(&mut self.connection.clone()).await?)
+    }
+
+    /// Whether the store holds no key.
+    pub async fn is_empty(&self) -> Result<bool, RedisError> {
+        Ok(self.len().await? == 0)
+    }
+}
+
+impl<K: ?Sized, V: DeserializeOwned> RedisStore<K, V> {
+    /// Up to `limit` entries with keys after `after` (or from the first), in the order of their
+    /// canonical key bytes.
+    pub async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, V)>, RedisError> {
+        let mut connection = self.connection.clone();
+        let start = match after {
+            Some(after) => [b"(", after].concat(),
+            None => b"-".to_vec(),
+        };
+        let keys: Vec<Vec<u8>> = redis::cmd("ZRANGEBYLEX")
+            .arg(&self.index)
+            .arg(start)
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut connection)
+            .await?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<Vec<u8>> = keys.iter().map(|key| self.entry(key)).collect();
+        let values: Vec<Option<String>> = redis::cmd("MGET").arg(&entries).query_async(&mut connection).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, value) in keys.into_iter().zip(values) {
+            // A key deleted between the two commands is skipped: it is gone.
+            if let Some(text) = value {
+                let value = decode(&key, &text)?;
+                out.push((key, value));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn encode<V: Serialize>(value: &V) -> Result<String, RedisError> {
+    serde_json::to_string(value).map_err(RedisError::Encode)
+}
+
+fn decode<V: DeserializeOwned>(key: &[u8], text: &str) -> Result<V, RedisError> {
+    serde_json::from_str(text)
+        .map_err(|source| RedisError::Decode { key: key.iter().map(|b| format!("{b:02x}")).collect(), source })
+}
+
+impl<K, V> Store<K, V> for RedisStore<K, V>
+where
+    K: MigrationKey + ?Sized + Sync,
+    V: Serialize + DeserializeOwned + Send + Sync,
+{
+    type Error = RedisError;
+
+    async fn get(&self, key: &K) -> Result<Option<V>, RedisError> {
+        let key = key.try_key_bytes()?;
+        let text: Option<String> =
+            redis::cmd("GET").arg(self.entry(&key)).query_async(&mut self.connection.clone()).await?;
+        text.map(|text| decode(&key, &text)).transpose()
+    }
+
+    async fn put(&self, key: &K, value: &V) -> Result<(), RedisError> {
+        let (key, value) = (key.try_key_bytes()?, encode(value)?);
+        redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(self.entry(&key))
+            .arg(value)
+            .ignore()
+            .cmd("ZADD")
+            .arg(&self.index)
+            .arg(0)
+            .arg(&key)
+            .ignore()
+            .query_async::<()>(&mut self.connection.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn insert_if_absent(&self, key: &K, value: &V) -> Result<bool, RedisError> {
+        let (key, value) = (key.try_key_bytes()?, encode(value)?);
+        let inserted: i64 = Script::new(INSERT_IF_ABSENT)
+            .key(self.entry(&key))
+            .key(&self.index)
+            .arg(value)
+            .arg(&key)
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    async fn delete(&self, key: &K) -> Result<(), RedisError> {
+        let key = key.try_key_bytes()?;
+        redis::pipe()
+            .atomic()
+            .cmd("DEL")
+            .arg(self.entry(&key))
+            .ignore()
+            .cmd("ZREM")
+            .arg(&self.index)
+            .arg(&key)
+            .ignore()
+            .query_async::<()>(&mut self.connection.clone())
+            .await?;
+        Ok(())
+    }
+}
+
+impl<K: ?Sized, V> fmt::Debug for RedisStore<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore").field("prefix", &String::from_utf8_lossy(&self.prefix)).finish_non_exhaustive()
+    }
+}
