@@ -20,7 +20,8 @@ fn sqlite(c: &mut Criterion) {
     let open = |name: &str| SqliteStore::<OrderKey, String>::open(dir.path().join(name), "orders").unwrap();
     let (old, new) = (open("old.db"), open("new.db"));
     let keys: Vec<OrderKey> = (0..10_000u32).map(|i| OrderKey { tenant: i % 50, order: format!("A-{i:08}") }).collect();
-    let rows: Vec<(OrderKey, String)> = keys.iter().map(|k| (k.clone(), format!("a row of data for {}", k.order))).collect();
+    let rows: Vec<(OrderKey, String)> =
+        keys.iter().map(|k| (k.clone(), format!("a row of data for {}", k.order))).collect();
     let refs: Vec<(&OrderKey, &String)> = rows.iter().map(|(k, v)| (k, v)).collect();
     old.put_many(&refs).unwrap();
     new.put_many(&refs).unwrap();

@@ -43,6 +43,8 @@ pub use key::{schema_fields, ByteKey, Bytes, KeyError, KeySink, MigrationKey};
 pub use proxy::{block_on, BlockingProxy, ConfigError, Mismatch, Phase, PhaseError, Proxy, ProxyBuilder, Stats};
 pub use rate::{Rate, RateError};
 pub use store::{Blocking, BlockingStore, MemoryStore, Store};
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+pub use store::{DecodeError, EncodeError};
 #[cfg(feature = "redis")]
 pub use store::{RedisError, RedisStore};
 #[cfg(feature = "sqlite")]

@@ -3,6 +3,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+mod json;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
@@ -11,6 +13,8 @@ mod sqlite;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisError, RedisStore};
+#[cfg(any(feature = "sqlite", feature = "redis"))]
+pub use json::{DecodeError, EncodeError};
 pub use memory::MemoryStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteError, SqliteStore};

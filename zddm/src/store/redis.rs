@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::key::{KeyError, MigrationKey};
+use crate::store::json::{decode, encode, DecodeError, EncodeError};
 use crate::store::Store;
 
 /// A key/value table in Redis, keyed by the canonical key bytes.
@@ -59,17 +60,11 @@ pub enum RedisError {
     #[error("Redis failed: {0}")]
     Command(#[from] redis::RedisError),
     /// A stored value is not valid for the value type.
-    #[error("the value stored under key {key} does not deserialize as the store's value type: {source}")]
-    Decode {
-        /// The key, as hex of its canonical bytes.
-        key: String,
-        /// The JSON error.
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     /// A value could not be serialized.
-    #[error("a value does not serialize to JSON: {0}")]
-    Encode(#[source] serde_json::Error),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
     /// The key cannot be encoded.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -159,15 +154,6 @@ impl<K: ?Sized, V: DeserializeOwned> RedisStore<K, V> {
     }
 }
 
-fn encode<V: Serialize>(value: &V) -> Result<String, RedisError> {
-    serde_json::to_string(value).map_err(RedisError::Encode)
-}
-
-fn decode<V: DeserializeOwned>(key: &[u8], text: &str) -> Result<V, RedisError> {
-    serde_json::from_str(text)
-        .map_err(|source| RedisError::Decode { key: key.iter().map(|b| format!("{b:02x}")).collect(), source })
-}
-
 impl<K, V> Store<K, V> for RedisStore<K, V>
 where
     K: MigrationKey + ?Sized + Sync,
@@ -179,7 +165,7 @@ where
         let key = key.try_key_bytes()?;
         let text: Option<String> =
             redis::cmd("GET").arg(self.entry(&key)).query_async(&mut self.connection.clone()).await?;
-        text.map(|text| decode(&key, &text)).transpose()
+        Ok(text.map(|text| decode(&key, &text)).transpose()?)
     }
 
     async fn put(&self, key: &K, value: &V) -> Result<(), RedisError> {

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::key::{KeyError, MigrationKey};
+use crate::store::json::{decode, encode, DecodeError, EncodeError};
 use crate::store::BlockingStore;
 
 /// A key/value table in SQLite, keyed by the canonical key bytes.
@@ -71,17 +72,11 @@ pub enum SqliteError {
     #[error("SQLite failed: {0}")]
     Sql(#[from] rusqlite::Error),
     /// A stored value is not valid for the value type.
-    #[error("the value stored under key {key} does not deserialize as the store's value type: {source}")]
-    Decode {
-        /// The key, as hex of its canonical bytes.
-        key: String,
-        /// The JSON error.
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     /// A value could not be serialized.
-    #[error("a value does not serialize to JSON: {0}")]
-    Encode(#[source] serde_json::Error),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
     /// The key cannot be encoded.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -215,15 +210,6 @@ impl<K: MigrationKey + ?Sized, V: Serialize + DeserializeOwned> SqliteStore<K, V
     }
 }
 
-fn encode<V: Serialize>(value: &V) -> Result<String, SqliteError> {
-    serde_json::to_string(value).map_err(SqliteError::Encode)
-}
-
-fn decode<V: DeserializeOwned>(key: &[u8], text: &str) -> Result<V, SqliteError> {
-    serde_json::from_str(text)
-        .map_err(|source| SqliteError::Decode { key: key.iter().map(|b| format!("{b:02x}")).collect(), source })
-}
-
 impl<K, V> BlockingStore<K, V> for SqliteStore<K, V>
 where
     K: MigrationKey + ?Sized,
@@ -236,7 +222,7 @@ where
         let connection = self.lock();
         let mut statement = connection.prepare_cached(&format!("SELECT value FROM {} WHERE key = ?1", self.table))?;
         let text: Option<String> = statement.query_row([&key], |row| row.get(0)).optional()?;
-        text.map(|text| decode(&key, &text)).transpose()
+        Ok(text.map(|text| decode(&key, &text)).transpose()?)
     }
 
     fn put(&self, key: &K, value: &V) -> Result<(), SqliteError> {
