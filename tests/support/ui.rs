@@ -37,3 +37,23 @@ pub struct OrderKey {
 pub struct Order {
     pub items: u32,
 }
+
+/// `#[zddm::backend] impl $repository for $store` with a `get`, `put` and `delete` that do nothing:
+/// for ui-tests whose mistake lies elsewhere, so each shows only its own error.
+#[macro_export]
+macro_rules! null_backend {
+    ($repository:ident for $store:ty, key = $key:ty, error = $error:ty) => {
+        #[zddm::backend]
+        impl $repository for $store {
+            fn get(&self, _: &$key) -> Result<Option<$crate::ui::Order>, $error> {
+                Ok(None)
+            }
+            fn put(&self, _: &$key, _: &$crate::ui::Order) -> Result<(), $error> {
+                Ok(())
+            }
+            fn delete(&self, _: &$key) -> Result<(), $error> {
+                Ok(())
+            }
+        }
+    };
+}

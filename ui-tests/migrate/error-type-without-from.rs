@@ -16,30 +16,7 @@ pub trait Orders {
     fn delete(&self, key: &OrderKey) -> Result<(), StoreError>;
 }
 
-#[zddm::backend]
-impl Orders for OldStore {
-    fn get(&self, _: &OrderKey) -> Result<Option<Order>, StoreError> {
-        Ok(None)
-    }
-    fn put(&self, _: &OrderKey, _: &Order) -> Result<(), StoreError> {
-        Ok(())
-    }
-    fn delete(&self, _: &OrderKey) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
-#[zddm::backend]
-impl Orders for NewStore {
-    fn get(&self, _: &OrderKey) -> Result<Option<Order>, StoreError> {
-        Ok(None)
-    }
-    fn put(&self, _: &OrderKey, _: &Order) -> Result<(), StoreError> {
-        Ok(())
-    }
-    fn delete(&self, _: &OrderKey) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
+zddm_suite::null_backend!(Orders for OldStore, key = OrderKey, error = StoreError);
+zddm_suite::null_backend!(Orders for NewStore, key = OrderKey, error = StoreError);
 
 fn main() {}

@@ -9,30 +9,7 @@ pub trait Orders {
     fn delete(&self, key: &Sku) -> Result<(), RepoError>;
 }
 
-#[zddm::backend]
-impl Orders for OldStore {
-    fn get(&self, _: &Sku) -> Result<Option<Order>, RepoError> {
-        Ok(None)
-    }
-    fn put(&self, _: &Sku, _: &Order) -> Result<(), RepoError> {
-        Ok(())
-    }
-    fn delete(&self, _: &Sku) -> Result<(), RepoError> {
-        Ok(())
-    }
-}
-
-#[zddm::backend]
-impl Orders for NewStore {
-    fn get(&self, _: &Sku) -> Result<Option<Order>, RepoError> {
-        Ok(None)
-    }
-    fn put(&self, _: &Sku, _: &Order) -> Result<(), RepoError> {
-        Ok(())
-    }
-    fn delete(&self, _: &Sku) -> Result<(), RepoError> {
-        Ok(())
-    }
-}
+zddm_suite::null_backend!(Orders for OldStore, key = Sku, error = RepoError);
+zddm_suite::null_backend!(Orders for NewStore, key = Sku, error = RepoError);
 
 fn main() {}

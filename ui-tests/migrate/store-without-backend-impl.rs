@@ -7,18 +7,7 @@ pub trait Orders {
     fn delete(&self, key: &OrderKey) -> Result<(), RepoError>;
 }
 
-#[zddm::backend]
-impl Orders for OldStore {
-    fn get(&self, _: &OrderKey) -> Result<Option<Order>, RepoError> {
-        Ok(None)
-    }
-    fn put(&self, _: &OrderKey, _: &Order) -> Result<(), RepoError> {
-        Ok(())
-    }
-    fn delete(&self, _: &OrderKey) -> Result<(), RepoError> {
-        Ok(())
-    }
-}
+zddm_suite::null_backend!(Orders for OldStore, key = OrderKey, error = RepoError);
 
 // NewStore has no `#[zddm::backend] impl Orders`.
 

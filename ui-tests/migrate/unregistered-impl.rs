@@ -7,31 +7,8 @@ pub trait Orders {
     fn delete(&self, key: &OrderKey) -> Result<(), RepoError>;
 }
 
-#[zddm::backend]
-impl Orders for OldStore {
-    fn get(&self, _: &OrderKey) -> Result<Option<Order>, RepoError> {
-        Ok(None)
-    }
-    fn put(&self, _: &OrderKey, _: &Order) -> Result<(), RepoError> {
-        Ok(())
-    }
-    fn delete(&self, _: &OrderKey) -> Result<(), RepoError> {
-        Ok(())
-    }
-}
-
-#[zddm::backend]
-impl Orders for NewStore {
-    fn get(&self, _: &OrderKey) -> Result<Option<Order>, RepoError> {
-        Ok(None)
-    }
-    fn put(&self, _: &OrderKey, _: &Order) -> Result<(), RepoError> {
-        Ok(())
-    }
-    fn delete(&self, _: &OrderKey) -> Result<(), RepoError> {
-        Ok(())
-    }
-}
+zddm_suite::null_backend!(Orders for OldStore, key = OrderKey, error = RepoError);
+zddm_suite::null_backend!(Orders for NewStore, key = OrderKey, error = RepoError);
 
 /// Not a store of the migration, but it implements the repository anyway.
 pub struct Cache;
