@@ -4,10 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 use zddm::{
-    Blocking, BlockingStore, Gate, MemoryStore, MigrationKey, Proxy, Rate, RedisError, RedisStore, SqliteError,
-    SqliteStore, Store,
+    Blocking, BlockingStore, Gate, MemoryStore, MigrationKey, PostgresError, PostgresStore, Proxy, Rate, RedisError,
+    RedisStore, SqliteError, SqliteStore, Store,
 };
-use zddm_suite::servers::RedisServer;
+use zddm_suite::servers::{PostgresServer, RedisServer};
 
 #[derive(MigrationKey, Debug, Clone, PartialEq)]
 struct OrderKey {
@@ -81,6 +81,61 @@ async fn proxy_over<O: Store<OrderKey, Order>, N: Store<OrderKey, Order>>(old: O
         proxy.get(k).await.unwrap();
     }
     assert_eq!(proxy.stats().since(&before).reads_from_old, 0, "{name}: a last pass reads nothing from OLD");
+}
+
+async fn postgres(server: &PostgresServer, table: &str) -> PostgresStore<OrderKey, Order> {
+    PostgresStore::connect(&server.url(), table, 4).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_store_conforms() {
+    let server = PostgresServer::start();
+    conformance(postgres(&server, "conformance").await, "postgres").await;
+    proxy_over(postgres(&server, "old_orders").await, postgres(&server, "new_orders").await, "postgres to postgres")
+        .await;
+    let redis_server = RedisServer::start();
+    proxy_over(postgres(&server, "to_redis").await, redis(&redis_server, "from_postgres").await, "postgres to redis")
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    proxy_over(sqlite_file(&dir, "to-postgres"), postgres(&server, "from_sqlite").await, "sqlite to postgres").await;
+
+    // Ordered scan, and errors that say what is wrong.
+    let store = postgres(&server, "scan").await;
+    for i in 0..30u32 {
+        store.put(&key(i % 3, &format!("P-{i}")), &order(i)).await.unwrap();
+    }
+    let (mut seen, mut after) = (Vec::new(), None::<Vec<u8>>);
+    loop {
+        let page = store.scan(after.as_deref(), 7).await.unwrap();
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        seen.extend(page.into_iter().map(|(k, _)| k));
+    }
+    let mut expected: Vec<Vec<u8>> = (0..30u32).map(|i| key(i % 3, &format!("P-{i}")).key_bytes()).collect();
+    expected.sort();
+    assert_eq!(seen, expected, "every key once, in canonical byte order");
+    assert_eq!(store.len().await.unwrap(), 30);
+
+    let error = PostgresStore::<OrderKey, Order>::connect(&server.url(), "Orders", 1).await.unwrap_err();
+    assert!(matches!(error, PostgresError::TableName { .. }), "{error}");
+
+    // A table of another shape is refused; a value that does not deserialize names its key.
+    let (raw, connection) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    raw.batch_execute("CREATE TABLE legacy_rows (id integer PRIMARY KEY, body text)").await.unwrap();
+    let error = PostgresStore::<OrderKey, Order>::connect(&server.url(), "legacy_rows", 1).await.unwrap_err();
+    assert!(matches!(error, PostgresError::TableShape { .. }), "{error}");
+    assert!(error.to_string().contains("(id integer, body text)"), "{error}");
+    raw.execute("INSERT INTO scan (key, value) VALUES ($1, $2)", &[&key(9, "bad").key_bytes(), &"[1, 2]"])
+        .await
+        .unwrap();
+    let error = store.get(&key(9, "bad")).await.unwrap_err();
+    assert!(matches!(error, PostgresError::Decode(_)), "{error}");
+    let error = PostgresStore::<OrderKey, Order>::connect("not a url", "orders", 1).await.unwrap_err();
+    assert!(matches!(error, PostgresError::Url { .. }), "{error}");
+    let error =
+        PostgresStore::<OrderKey, Order>::connect("postgres://postgres@127.0.0.1:1/x", "orders", 1).await.unwrap_err();
+    assert!(matches!(error, PostgresError::Connect(_)), "{error}");
 }
 
 async fn redis(server: &RedisServer, prefix: &str) -> RedisStore<OrderKey, Order> {

@@ -43,8 +43,10 @@ pub use key::{schema_fields, ByteKey, Bytes, KeyError, KeySink, MigrationKey};
 pub use proxy::{block_on, BlockingProxy, ConfigError, Mismatch, Phase, PhaseError, Proxy, ProxyBuilder, Stats};
 pub use rate::{Rate, RateError};
 pub use store::{Blocking, BlockingStore, MemoryStore, Store};
-#[cfg(any(feature = "sqlite", feature = "redis"))]
+#[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 pub use store::{DecodeError, EncodeError};
+#[cfg(feature = "postgres")]
+pub use store::{PostgresError, PostgresStore};
 #[cfg(feature = "redis")]
 pub use store::{RedisError, RedisStore};
 #[cfg(feature = "sqlite")]
