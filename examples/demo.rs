@@ -51,35 +51,27 @@ impl Table for Sqlite {
     }
 }
 
-impl Table for PostgresStore<OrderKey, String> {
-    async fn fill(&self, rows: &[(OrderKey, String)]) -> Result<(), BoxError> {
-        for (key, value) in rows {
-            self.put(key, value).await?;
+/// The server stores fill row by row through `Store` and count and page with their own methods.
+macro_rules! server_table {
+    ($($store:ident),*) => {$(
+        impl Table for $store<OrderKey, String> {
+            async fn fill(&self, rows: &[(OrderKey, String)]) -> Result<(), BoxError> {
+                for (key, value) in rows {
+                    self.put(key, value).await?;
+                }
+                Ok(())
+            }
+            async fn count(&self) -> Result<usize, BoxError> {
+                Ok(self.len().await?)
+            }
+            async fn page(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, String)>, BoxError> {
+                Ok(self.scan(after, limit).await?)
+            }
         }
-        Ok(())
-    }
-    async fn count(&self) -> Result<usize, BoxError> {
-        Ok(self.len().await?)
-    }
-    async fn page(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, String)>, BoxError> {
-        Ok(self.scan(after, limit).await?)
-    }
+    )*};
 }
 
-impl Table for RedisStore<OrderKey, String> {
-    async fn fill(&self, rows: &[(OrderKey, String)]) -> Result<(), BoxError> {
-        for (key, value) in rows {
-            self.put(key, value).await?;
-        }
-        Ok(())
-    }
-    async fn count(&self) -> Result<usize, BoxError> {
-        Ok(self.len().await?)
-    }
-    async fn page(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, String)>, BoxError> {
-        Ok(self.scan(after, limit).await?)
-    }
-}
+server_table!(PostgresStore, RedisStore);
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), BoxError> {

@@ -11,31 +11,8 @@ mod repository {
     pub struct Primary;
     pub struct Replica;
 
-    #[zddm::backend]
-    impl Orders for Primary {
-        fn get(&self, _: &OrderKey) -> Result<Option<Order>, RepoError> {
-            Ok(None)
-        }
-        fn put(&self, _: &OrderKey, _: &Order) -> Result<(), RepoError> {
-            Ok(())
-        }
-        fn delete(&self, _: &OrderKey) -> Result<(), RepoError> {
-            Ok(())
-        }
-    }
-
-    #[zddm::backend]
-    impl Orders for Replica {
-        fn get(&self, _: &OrderKey) -> Result<Option<Order>, RepoError> {
-            Ok(None)
-        }
-        fn put(&self, _: &OrderKey, _: &Order) -> Result<(), RepoError> {
-            Ok(())
-        }
-        fn delete(&self, _: &OrderKey) -> Result<(), RepoError> {
-            Ok(())
-        }
-    }
+    zddm_suite::null_backend!(Orders for Primary, key = OrderKey, error = RepoError);
+    zddm_suite::null_backend!(Orders for Replica, key = OrderKey, error = RepoError);
 }
 
 use repository::{Orders, Primary};

@@ -20,17 +20,6 @@ impl Orders for OldStore {
     }
 }
 
-#[zddm::backend]
-impl Orders for NewStore {
-    fn get(&self, _: &OrderKey) -> Result<Option<Order>, RepoError> {
-        Ok(None)
-    }
-    fn put(&self, _: &OrderKey, _: &Order) -> Result<(), RepoError> {
-        Ok(())
-    }
-    fn delete(&self, _: &OrderKey) -> Result<(), RepoError> {
-        Ok(())
-    }
-}
+zddm_suite::null_backend!(Orders for NewStore, key = OrderKey, error = RepoError);
 
 fn main() {}
