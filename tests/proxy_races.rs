@@ -4,70 +4,159 @@
 //!
 //! Interleavings are forced by pausing a chosen store call (`Faulty::pause_next`) and running the
 //! competing operation while it is paused.
+//!
+//! Every race is a body generic over the two stores. Each runs as its own test over in-memory
+//! stores, and all of them run again over real stores on both sides — SQLite to SQLite, SQLite to
+//! PostgreSQL, PostgreSQL to PostgreSQL, PostgreSQL to Redis and Redis to Redis — on servers the
+//! tests start themselves.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use zddm::{Error, Op, Proxy, Rate, Store};
-use zddm_suite::faults::Fault;
+use zddm::{Error, MemoryStore, Op, Proxy, Rate, Store};
+use zddm_suite::backends::Backends;
+use zddm_suite::faults::{Fault, Faulty};
 use zddm_suite::naive::{Migrating, NaiveProxy};
 use zddm_suite::scenarios::*;
 
-type Zddm = Proxy<u64, u64, Arc<Mem>, Arc<Mem>>;
-type Naive = NaiveProxy<Arc<Mem>, Arc<Mem>>;
+type Zddm<O, N> = Proxy<u64, u64, Arc<Faulty<O>>, Arc<Faulty<N>>>;
+type Naive<O, N> = NaiveProxy<Arc<Faulty<O>>, Arc<Faulty<N>>>;
 
-fn zddm() -> World<Zddm> {
-    let (old, new, gate) = stores();
+/// Two stores of a pair, fresh and empty on every call.
+trait Fresh {
+    type Old: Store<u64, u64> + 'static;
+    type New: Store<u64, u64> + 'static;
+    fn pair(&self) -> impl Future<Output = (Self::Old, Self::New)>;
+}
+
+impl<O: Store<u64, u64> + 'static, N: Store<u64, u64> + 'static, F: AsyncFn() -> (O, N)> Fresh for F {
+    type Old = O;
+    type New = N;
+    fn pair(&self) -> impl Future<Output = (O, N)> {
+        self()
+    }
+}
+
+async fn zddm<F: Fresh>(fresh: &F) -> World<Zddm<F::Old, F::New>, F::Old, F::New> {
+    let (old, new) = fresh.pair().await;
+    let (old, new, gate) =
+        (Arc::new(Faulty::new(old)), Arc::new(Faulty::new(new)), zddm::Gate::new("races", Rate::ALL));
     World { proxy: Proxy::new(old.clone(), new.clone(), gate.clone()), old, new, gate }
 }
 
-fn naive() -> World<Naive> {
-    let (old, new, gate) = stores();
+async fn naive<F: Fresh>(fresh: &F) -> World<Naive<F::Old, F::New>, F::Old, F::New> {
+    let (old, new) = fresh.pair().await;
+    let (old, new, gate) =
+        (Arc::new(Faulty::new(old)), Arc::new(Faulty::new(new)), zddm::Gate::new("races", Rate::ALL));
     World { proxy: NaiveProxy { old: old.clone(), new: new.clone(), gate: gate.clone() }, old, new, gate }
 }
 
+/// The races: each becomes a test over in-memory stores, and `every_race` runs them all over
+/// one pair of real stores.
+macro_rules! races {
+    ($($race:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "current_thread")]
+            async fn $race() {
+                super::$race(&async || (MemoryStore::new(), MemoryStore::new())).await;
+            }
+        )*
+
+        async fn every_race<F: Fresh>(fresh: &F) {
+            $( super::$race(fresh).await; )*
+        }
+    };
+}
+
+mod in_memory {
+    use super::*;
+
+    races!(
+        stale_backfill_race,
+        ramp_down_ramp_up_race,
+        delete_resurrection_race,
+        new_outage_mid_write_race,
+        new_outage_that_also_fails_the_invalidation_is_indeterminate_then_repaired,
+        a_new_read_outage_never_fails_a_read_old_can_serve,
+        cancellation_between_old_and_new_writes,
+        cancellation_at_every_await_of_every_operation,
+        a_write_waiting_for_the_key_lock_can_be_dropped_harmlessly,
+        complete_repairs_a_key_left_in_doubt_from_old,
+        a_write_in_complete_settles_a_key_left_in_doubt,
+    );
+
+    pub(super) async fn all<F: Fresh>(fresh: &F) {
+        every_race(fresh).await;
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
-async fn stale_backfill_race() {
-    let control = naive();
+async fn every_race_over_sqlite() {
+    let backends = Backends::default();
+    in_memory::all(&async || (backends.sqlite(), backends.sqlite())).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_race_over_sqlite_to_postgres() {
+    let backends = Backends::default();
+    in_memory::all(&async || (backends.sqlite(), backends.postgres().await)).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_race_over_postgres() {
+    let backends = Backends::default();
+    in_memory::all(&async || (backends.postgres().await, backends.postgres().await)).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_race_over_postgres_to_redis() {
+    let backends = Backends::default();
+    in_memory::all(&async || (backends.postgres().await, backends.redis().await)).await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_race_over_redis() {
+    let backends = Backends::default();
+    in_memory::all(&async || (backends.redis().await, backends.redis().await)).await;
+}
+
+async fn stale_backfill_race<F: Fresh>(fresh: &F) {
+    let control = naive(fresh).await;
     assert_eq!(stale_backfill(&control, Op::Put).await, (Some(2), Some(1)), "the control shows the stale backfill");
     assert_eq!(control.proxy.get(&K).await.unwrap(), Some(1), "and serves the stale value");
 
-    let world = zddm();
+    let world = zddm(fresh).await;
     assert_eq!(stale_backfill(&world, Op::Insert).await, (Some(2), Some(2)));
     assert_eq!(world.proxy.get(&K).await.unwrap(), Some(2));
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn ramp_down_ramp_up_race() {
-    assert_eq!(ramp_down_and_up(&naive()).await, Some(1), "the control serves the stale copy");
-    let world = zddm();
+async fn ramp_down_ramp_up_race<F: Fresh>(fresh: &F) {
+    assert_eq!(ramp_down_and_up(&naive(fresh).await).await, Some(1), "the control serves the stale copy");
+    let world = zddm(fresh).await;
     assert_eq!(ramp_down_and_up(&world).await, Some(2));
     assert_eq!(world.proxy.stats().invalidations, 1, "the lapsed write invalidated NEW's copy");
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn delete_resurrection_race() {
-    assert_eq!(delete_resurrection(&naive(), Op::Put).await, Some(1), "the control resurrects the key");
-    let world = zddm();
+async fn delete_resurrection_race<F: Fresh>(fresh: &F) {
+    assert_eq!(delete_resurrection(&naive(fresh).await, Op::Put).await, Some(1), "the control resurrects the key");
+    let world = zddm(fresh).await;
     assert_eq!(delete_resurrection(&world, Op::Insert).await, None);
     assert_eq!(world.new_value().await, None);
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn new_outage_mid_write_race() {
-    let (acknowledged, read) = new_outage_mid_write(&naive()).await;
+async fn new_outage_mid_write_race<F: Fresh>(fresh: &F) {
+    let (acknowledged, read) = new_outage_mid_write(&naive(fresh).await).await;
     assert!(!acknowledged, "the control fails the write although OLD committed it");
     assert_eq!(read, Some(1), "and then serves the stale copy");
 
-    let world = zddm();
+    let world = zddm(fresh).await;
     assert_eq!(new_outage_mid_write(&world).await, (true, Some(2)), "acknowledged, and never stale");
     let stats = world.proxy.stats();
     assert_eq!((stats.new_errors, stats.invalidations, stats.indeterminate), (1, 1, 0));
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn new_outage_that_also_fails_the_invalidation_is_indeterminate_then_repaired() {
-    let world = zddm();
+async fn new_outage_that_also_fails_the_invalidation_is_indeterminate_then_repaired<F: Fresh>(fresh: &F) {
+    let world = zddm(fresh).await;
     world.proxy.put(&K, &1).await.unwrap();
     world.new.outage(None, Fault::Before);
     let error = world.proxy.put(&K, &2).await.unwrap_err();
@@ -86,14 +175,13 @@ async fn new_outage_that_also_fails_the_invalidation_is_indeterminate_then_repai
     assert_eq!(world.proxy.stats().repairs, 1);
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_new_read_outage_never_fails_a_read_old_can_serve() {
-    let control = naive();
+async fn a_new_read_outage_never_fails_a_read_old_can_serve<F: Fresh>(fresh: &F) {
+    let control = naive(fresh).await;
     control.old.inner().put(&K, &1).await.unwrap();
     control.new.outage(Some(Op::Get), Fault::Before);
     assert!(control.proxy.get(&K).await.is_err(), "the control fails the read");
 
-    let world = zddm();
+    let world = zddm(fresh).await;
     world.old.inner().put(&K, &1).await.unwrap();
     world.new.outage(Some(Op::Get), Fault::Before);
     assert_eq!(world.proxy.get(&K).await.unwrap(), Some(1));
@@ -107,23 +195,21 @@ async fn a_new_read_outage_never_fails_a_read_old_can_serve() {
 // 5. Cancellation at every `.await`: a caller dropping the future at any store call must never leave
 //    NEW serving a value older than OLD's.
 
-#[tokio::test(flavor = "current_thread")]
-async fn cancellation_between_old_and_new_writes() {
-    let control = naive();
+async fn cancellation_between_old_and_new_writes<F: Fresh>(fresh: &F) {
+    let control = naive(fresh).await;
     control.proxy.put(&K, &1).await.unwrap();
-    let read = cancel_at(&control, &control.new, Op::Put, control.proxy.put(&K, &2)).await;
+    let read = cancel_at(&control, control.new.pause_next(Op::Put), Op::Put, control.proxy.put(&K, &2)).await;
     assert_eq!((control.old_value().await, read), (Some(2), Some(1)), "the control serves a stale value");
 
-    let world = zddm();
+    let world = zddm(fresh).await;
     world.proxy.put(&K, &1).await.unwrap();
-    let read = cancel_at(&world, &world.new, Op::Put, world.proxy.put(&K, &2)).await;
+    let read = cancel_at(&world, world.new.pause_next(Op::Put), Op::Put, world.proxy.put(&K, &2)).await;
     assert_eq!((world.old_value().await, read), (Some(2), Some(2)));
     assert_eq!(world.proxy.stats().repairs, 1);
     assert_eq!(world.proxy.keys_in_doubt(), 0);
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn cancellation_at_every_await_of_every_operation() {
+async fn cancellation_at_every_await_of_every_operation<F: Fresh>(fresh: &F) {
     // (operation, store side, paused call): every store call the proxy can make on each path.
     #[derive(Clone, Copy, Debug)]
     enum Case {
@@ -148,30 +234,30 @@ async fn cancellation_at_every_await_of_every_operation() {
         Case::PutWithNewFailing(NEW, Op::Delete),
     ];
     for case in cases {
-        let world = zddm();
+        let world = zddm(fresh).await;
         world.proxy.put(&K, &1).await.unwrap();
         let (on_old, at) = match case {
             Case::Put(s, o) | Case::Delete(s, o) | Case::ReadThrough(s, o) | Case::LapsedPut(s, o) => (s, o),
             Case::PutWithNewFailing(s, o) => (s, o),
         };
-        let side = if on_old { &world.old } else { &world.new };
+        let side = || if on_old { world.old.pause_next(at) } else { world.new.pause_next(at) };
         let read = match case {
-            Case::Put(..) => cancel_at(&world, side, at, world.proxy.put(&K, &2)).await,
-            Case::Delete(..) => cancel_at(&world, side, at, world.proxy.delete(&K)).await,
+            Case::Put(..) => cancel_at(&world, side(), at, world.proxy.put(&K, &2)).await,
+            Case::Delete(..) => cancel_at(&world, side(), at, world.proxy.delete(&K)).await,
             Case::ReadThrough(..) => {
                 world.new.inner().delete(&K).await.unwrap();
-                cancel_at(&world, side, at, world.proxy.get(&K)).await
+                cancel_at(&world, side(), at, world.proxy.get(&K)).await
             }
             Case::LapsedPut(..) => {
                 world.gate.set_rate(Rate::NONE);
-                let read = cancel_at(&world, side, at, world.proxy.put(&K, &2)).await;
+                let read = cancel_at(&world, side(), at, world.proxy.put(&K, &2)).await;
                 world.gate.set_rate(Rate::ALL);
                 assert_eq!(read, world.old_value().await, "{case:?}: a lapsed read is served by OLD");
                 world.proxy.get(&K).await.unwrap()
             }
             Case::PutWithNewFailing(..) => {
                 world.new.fail_next(Some(Op::Put), Fault::Before);
-                cancel_at(&world, side, at, world.proxy.put(&K, &2)).await
+                cancel_at(&world, side(), at, world.proxy.put(&K, &2)).await
             }
         };
         let old = world.old_value().await;
@@ -182,9 +268,8 @@ async fn cancellation_at_every_await_of_every_operation() {
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_write_waiting_for_the_key_lock_can_be_dropped_harmlessly() {
-    let world = zddm();
+async fn a_write_waiting_for_the_key_lock_can_be_dropped_harmlessly<F: Fresh>(fresh: &F) {
+    let world = zddm(fresh).await;
     world.old.inner().put(&K, &1).await.unwrap();
     let pause = world.new.pause_next(Op::Insert);
     let mut read = Box::pin(world.proxy.get(&K));
@@ -220,8 +305,8 @@ async fn poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
 //    with keys in doubt has already passed) leaves its key in doubt: `Complete` must not serve NEW's
 //    stale copy, and must not forget the key either, since OLD is the only place its value is left.
 
-async fn key_in_doubt_after_completing() -> World<Zddm> {
-    let world = zddm();
+async fn key_in_doubt_after_completing<F: Fresh>(fresh: &F) -> World<Zddm<F::Old, F::New>, F::Old, F::New> {
+    let world = zddm(fresh).await;
     world.proxy.put(&K, &1).await.unwrap();
     world.proxy.set_phase(zddm::Phase::Live).unwrap();
     // The paused NEW put will fail, and so will the invalidation after it (a call's fault is chosen
@@ -242,18 +327,16 @@ async fn key_in_doubt_after_completing() -> World<Zddm> {
     world
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn complete_repairs_a_key_left_in_doubt_from_old() {
-    let world = key_in_doubt_after_completing().await;
+async fn complete_repairs_a_key_left_in_doubt_from_old<F: Fresh>(fresh: &F) {
+    let world = key_in_doubt_after_completing(fresh).await;
     assert_eq!(world.proxy.get(&K).await.unwrap(), Some(2), "OLD's committed value, not NEW's stale copy");
     assert_eq!(world.new_value().await, Some(2), "copied into NEW, not forgotten");
     assert_eq!(world.proxy.keys_in_doubt(), 0);
     assert_eq!(world.proxy.get(&K).await.unwrap(), Some(2));
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn a_write_in_complete_settles_a_key_left_in_doubt() {
-    let world = key_in_doubt_after_completing().await;
+async fn a_write_in_complete_settles_a_key_left_in_doubt<F: Fresh>(fresh: &F) {
+    let world = key_in_doubt_after_completing(fresh).await;
     world.proxy.put(&K, &3).await.unwrap();
     assert_eq!(world.proxy.keys_in_doubt(), 0);
     assert_eq!((world.old_value().await, world.new_value().await), (Some(2), Some(3)));

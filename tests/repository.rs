@@ -146,7 +146,7 @@ async fn a_new_outage_mid_write_is_absorbed() {
 async fn a_write_cancelled_between_old_and_new_is_repaired() {
     let world = repository();
     Migrating::put(&world.proxy, &K, &1).await.unwrap();
-    let read = cancel_at(&world, &world.new, Op::Put, Migrating::put(&world.proxy, &K, &2)).await;
+    let read = cancel_at(&world, world.new.pause_next(Op::Put), Op::Put, Migrating::put(&world.proxy, &K, &2)).await;
     assert_eq!((world.old_value().await, read), (Some(2), Some(2)));
     assert_eq!(world.proxy.proxy().keys_in_doubt(), 0);
 }

@@ -62,6 +62,16 @@ pub struct Faulty<S> {
     inner: S,
     plan: Mutex<Plan>,
     calls: [AtomicUsize; 4],
+    in_flight: AtomicUsize,
+}
+
+/// One call in flight, from its arrival (before any pause) until it returns or is dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn index(op: Op) -> usize {
@@ -75,7 +85,7 @@ fn index(op: Op) -> usize {
 
 impl<S> Faulty<S> {
     pub fn new(inner: S) -> Self {
-        Faulty { inner, plan: Mutex::default(), calls: Default::default() }
+        Faulty { inner, plan: Mutex::default(), calls: Default::default(), in_flight: AtomicUsize::new(0) }
     }
 
     pub fn inner(&self) -> &S {
@@ -116,6 +126,17 @@ impl<S> Faulty<S> {
         self.calls.iter().map(|c| c.load(Ordering::SeqCst)).sum()
     }
 
+    /// Calls made and not yet returned, paused ones included. A caller that is pending while none
+    /// of its calls is in flight is waiting for something else: a lock, say.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    fn enter(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(&self.in_flight)
+    }
+
     async fn before(&self, op: Op) -> Option<Fault> {
         self.calls[index(op)].fetch_add(1, Ordering::SeqCst);
         let (pause, fault) = {
@@ -147,6 +168,7 @@ impl<K: ?Sized + Sync, V: Send + Sync, S: Store<K, V>> Store<K, V> for Faulty<S>
     type Error = Injected;
 
     async fn get(&self, key: &K) -> Result<Option<V>, Injected> {
+        let _call = self.enter();
         let fault = self.before(Op::Get).await;
         if fault == Some(Fault::Before) {
             return Err(Injected { op: Op::Get, fault: Fault::Before });
@@ -156,6 +178,7 @@ impl<K: ?Sized + Sync, V: Send + Sync, S: Store<K, V>> Store<K, V> for Faulty<S>
     }
 
     async fn put(&self, key: &K, value: &V) -> Result<(), Injected> {
+        let _call = self.enter();
         let fault = self.before(Op::Put).await;
         if fault == Some(Fault::Before) {
             return Err(Injected { op: Op::Put, fault: Fault::Before });
@@ -165,6 +188,7 @@ impl<K: ?Sized + Sync, V: Send + Sync, S: Store<K, V>> Store<K, V> for Faulty<S>
     }
 
     async fn insert_if_absent(&self, key: &K, value: &V) -> Result<bool, Injected> {
+        let _call = self.enter();
         let fault = self.before(Op::Insert).await;
         if fault == Some(Fault::Before) {
             return Err(Injected { op: Op::Insert, fault: Fault::Before });
@@ -178,6 +202,7 @@ impl<K: ?Sized + Sync, V: Send + Sync, S: Store<K, V>> Store<K, V> for Faulty<S>
     }
 
     async fn delete(&self, key: &K) -> Result<(), Injected> {
+        let _call = self.enter();
         let fault = self.before(Op::Delete).await;
         if fault == Some(Fault::Before) {
             return Err(Injected { op: Op::Delete, fault: Fault::Before });

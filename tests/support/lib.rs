@@ -2,6 +2,7 @@
 //! doctests compile and run the README's examples, so the README cannot drift from the code.
 #![doc = include_str!("../../README.md")]
 
+pub mod backends;
 pub mod faults;
 pub mod naive;
 pub mod orders;
