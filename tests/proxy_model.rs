@@ -2,7 +2,7 @@
 //!
 //! Proptest generates a [`Scenario`]: a starting gate rate, a lock-stripe count (1 and 2 force
 //! unrelated keys to share a stripe) and up to 60 [`Step`]s over six keys. The steps drive one
-//! proxy, one at a time, over two real in-memory stores, each wrapped in the suite's fault injector
+//! proxy, one at a time, over two stores, each wrapped in the suite's fault injector
 //! ([`Faulty`]): reads, writes (every put writes a fresh value, so a stale one shows), deletes,
 //! rate changes, moves between the phases `Off` to `Live`, one-shot faults on either store
 //! ("before": not applied; "after": applied, then an error, like a timeout after commit), and
@@ -46,6 +46,10 @@
 //! the keys the gate does not admit (of every key in `Off`, the kill switch). In `Complete`, OLD must
 //! stay untouched.
 //!
+//! Each property runs over two in-memory stores (1,024 scenarios), and again over real stores on
+//! both sides (fewer scenarios: each costs a few hundred round trips): SQLite to SQLite, SQLite to
+//! PostgreSQL and PostgreSQL to Redis, on servers the tests start themselves.
+//!
 //! The control, [`the_model_catches_the_naive_proxy`], runs the same scenarios against the seed
 //! library's semantics (`zddm_suite::naive::NaiveProxy`) with checks 1 and 2, and requires proptest
 //! to find a violation: the checks can fail.
@@ -55,7 +59,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::{TestError, TestRunner};
-use zddm::{block_on, BlockingStore, Error, Gate, MemoryStore, Op, Phase, PhaseError, Proxy, Rate, Side};
+use zddm::{Error, Gate, MemoryStore, Op, Phase, PhaseError, Proxy, Rate, Side, Store};
+use zddm_suite::backends::{Backends, Counted};
 use zddm_suite::faults::{Fault, Faulty, Injected};
 use zddm_suite::naive::{Migrating, NaiveProxy};
 
@@ -63,8 +68,21 @@ use zddm_suite::naive::{Migrating, NaiveProxy};
 const KEYS: u64 = 6;
 const SALT: &str = "proxy-model";
 
-type FaultyStore = Arc<Faulty<MemoryStore<u64, u64>>>;
-type TestProxy = Proxy<u64, u64, FaultyStore, FaultyStore>;
+type Mem = MemoryStore<u64, u64>;
+type FaultyStore<S = Mem> = Arc<Faulty<S>>;
+type TestProxy<O = Mem, N = O> = Proxy<u64, u64, FaultyStore<O>, FaultyStore<N>>;
+
+thread_local! {
+    /// Each test's thread drives its stores' futures on a runtime of its own (PostgreSQL and Redis
+    /// connections need a Tokio reactor).
+    static RUNTIME: tokio::runtime::Runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a Tokio runtime");
+}
+
+/// Runs `future` to completion on this thread's runtime.
+fn wait<F: std::future::Future>(future: F) -> F::Output {
+    RUNTIME.with(|runtime| runtime.block_on(future))
+}
 
 // ---------------------------------------------------------------------------------------------
 // What proptest generates
@@ -187,26 +205,27 @@ fn faulty_store() -> FaultyStore {
 }
 
 /// What `store` holds for `key`, read behind the proxy's back (and the fault injector's).
-fn peek(store: &FaultyStore, key: u64) -> Option<u64> {
-    BlockingStore::get(store.inner(), &key).expect("u64 keys always encode")
+fn peek<S: Store<u64, u64>>(store: &Faulty<S>, key: u64) -> Option<u64> {
+    wait(store.inner().get(&key)).expect("the store answers a read behind the proxy's back")
 }
 
 /// Everything `store` holds.
-fn contents(store: &FaultyStore) -> BTreeMap<u64, u64> {
+fn contents<S: Store<u64, u64>>(store: &Faulty<S>) -> BTreeMap<u64, u64> {
     (0..KEYS).filter_map(|key| peek(store, key).map(|value| (key, value))).collect()
 }
 
 const STORE_OPS: [Op; 4] = [Op::Get, Op::Put, Op::Insert, Op::Delete];
 
 /// How many calls of each of [`STORE_OPS`] `store` has had, failed ones included.
-fn call_counts(store: &FaultyStore) -> [usize; 4] {
+fn call_counts<S>(store: &Faulty<S>) -> [usize; 4] {
     STORE_OPS.map(|op| store.calls(op))
 }
 
-fn store_of(side: Side, old: &FaultyStore, new: &FaultyStore) -> FaultyStore {
+/// The next call of `op` on `side` fails with `fault`.
+fn fail_next<O, N>(side: Side, op: Option<Op>, fault: Fault, old: &Faulty<O>, new: &Faulty<N>) {
     match side {
-        Side::Old => Arc::clone(old),
-        Side::New => Arc::clone(new),
+        Side::Old => old.fail_next(op, fault),
+        Side::New => new.fail_next(op, fault),
     }
 }
 
@@ -217,9 +236,9 @@ fn check_read_is_fresh(key: u64, served: Option<u64>, truth: Option<u64>) -> Res
 }
 
 /// Invariant 2: every key NEW holds has OLD's value, unless the proxy holds the key in doubt.
-fn check_new_agrees_with_old(
-    old: &FaultyStore,
-    new: &FaultyStore,
+fn check_new_agrees_with_old<O: Store<u64, u64>, N: Store<u64, u64>>(
+    old: &Faulty<O>,
+    new: &Faulty<N>,
     in_doubt: &BTreeSet<u64>,
 ) -> Result<(), TestCaseError> {
     for key in (0..KEYS).filter(|key| !in_doubt.contains(key)) {
@@ -341,16 +360,23 @@ impl Model {
     }
 }
 
-struct Harness {
-    old: FaultyStore,
-    new: FaultyStore,
-    proxy: TestProxy,
+struct Harness<O, N> {
+    old: FaultyStore<O>,
+    new: FaultyStore<N>,
+    proxy: TestProxy<O, N>,
     model: Model,
 }
 
-impl Harness {
-    fn new(scenario: &Scenario) -> Self {
-        let (old, new) = (faulty_store(), faulty_store());
+impl<O: Store<u64, u64>, N: Counted<u64, u64>> Harness<O, N> {
+    /// A proxy over `old` and `new`, emptied of the scenario keys first (a runner reuses one pair
+    /// of real stores for every scenario).
+    fn new(scenario: &Scenario, old: O, new: N) -> Self {
+        for key in 0..KEYS {
+            wait(old.delete(&key)).expect("OLD is emptied before the scenario");
+            wait(new.delete(&key)).expect("NEW is emptied before the scenario");
+        }
+        assert_eq!(wait(new.count()), 0, "NEW holds nothing but the scenario keys");
+        let (old, new) = (Arc::new(Faulty::new(old)), Arc::new(Faulty::new(new)));
         let gate = Gate::new(SALT, rate(scenario.initial_ppm));
         let proxy = Proxy::builder(Arc::clone(&old), Arc::clone(&new), gate)
             .stripes(scenario.stripes)
@@ -381,7 +407,7 @@ impl Harness {
             Step::SetRate(ppm) => self.set_rate(ppm)?,
             Step::SetPhase(phase) => self.set_phase(phase)?,
             Step::Fail { side, op, fault } => {
-                store_of(side, &self.old, &self.new).fail_next(op, fault);
+                fail_next(side, op, fault, &self.old, &self.new);
                 if side == Side::Old {
                     self.model.old_faults.push_back((op, fault));
                 }
@@ -396,9 +422,10 @@ impl Harness {
 
     /// Check 6: no store operation was called twice by this step.
     fn check_one_call_per_step(&self, before: [[usize; 4]; 2]) -> Result<(), TestCaseError> {
-        for ((side, store), before) in [(Side::Old, &self.old), (Side::New, &self.new)].into_iter().zip(before) {
-            for (op, before) in STORE_OPS.into_iter().zip(before) {
-                let calls = store.calls(op) - before;
+        let after = [call_counts(&self.old), call_counts(&self.new)];
+        for ((side, after), before) in [Side::Old, Side::New].into_iter().zip(after).zip(before) {
+            for ((op, after), before) in STORE_OPS.into_iter().zip(after).zip(before) {
+                let calls = after - before;
                 prop_assert!(calls <= 1, "check 6: one proxy call made {} {} calls on {}", calls, op, side);
             }
         }
@@ -429,7 +456,7 @@ impl Harness {
 
     fn get(&mut self, key: u64) -> Result<(), TestCaseError> {
         let repairs = self.proxy.stats().repairs;
-        let result = block_on(self.proxy.get(&key));
+        let result = wait(self.proxy.get(&key));
         let repaired = self.proxy.stats().repairs - repairs;
         prop_assert!(repaired <= 1, "get({}) repaired {} keys", key, repaired);
         if repaired == 1 {
@@ -476,8 +503,8 @@ impl Harness {
 
     fn write(&mut self, key: u64, write: Write) -> Result<(), TestCaseError> {
         let result = match write {
-            Write::Put(value) => block_on(self.proxy.put(&key, &value)),
-            Write::Delete => block_on(self.proxy.delete(&key)),
+            Write::Put(value) => wait(self.proxy.put(&key, &value)),
+            Write::Delete => wait(self.proxy.delete(&key)),
         };
         if self.model.phase == Phase::Complete {
             return self.check_complete_write(key, write, result);
@@ -642,7 +669,7 @@ impl Harness {
         self.set_phase(Phase::ReadThrough)?;
         prop_assert_eq!(self.model.phase, Phase::ReadThrough);
         for key in 0..KEYS {
-            let served = block_on(self.proxy.get(&key));
+            let served = wait(self.proxy.get(&key));
             let expected = self.model.old.get(&key).copied();
             prop_assert!(
                 matches!(served, Ok(value) if value == expected),
@@ -654,34 +681,79 @@ impl Harness {
         }
         prop_assert_eq!(contents(&self.old), self.model.old.clone());
         prop_assert_eq!(contents(&self.new), self.model.old.clone(), "invariant 5: NEW did not converge to OLD");
-        prop_assert_eq!(self.new.inner().len(), self.model.old.len(), "invariant 5: NEW holds extra keys");
+        prop_assert_eq!(wait(self.new.inner().count()), self.model.old.len(), "invariant 5: NEW holds extra keys");
         prop_assert_eq!(self.proxy.keys_in_doubt(), 0, "invariant 5: keys still in doubt after reading every key");
         Ok(())
     }
 }
 
-fn run_proxy(scenario: &Scenario) -> Result<(), TestCaseError> {
-    let mut harness = Harness::new(scenario);
+fn run_proxy<O: Store<u64, u64>, N: Counted<u64, u64>>(
+    scenario: &Scenario,
+    old: O,
+    new: N,
+) -> Result<(), TestCaseError> {
+    let mut harness = Harness::new(scenario, old, new);
     for (index, step) in scenario.steps.iter().enumerate() {
         harness.step(step).map_err(|error| TestCaseError::fail(format!("step {index} {step:?}: {error}")))?;
     }
     harness.finish().map_err(|error| TestCaseError::fail(format!("final convergence: {error}")))
 }
 
-proptest! {
-    #![proptest_config(config(1024))]
-
-    /// The migrating phases, `Off` to `Live`.
-    #[test]
-    fn proxy_agrees_with_the_model(scenario in scenario()) {
-        run_proxy(&scenario)?;
+/// Runs `cases` scenarios from `strategy` against a proxy over `old` and `new` (the same two stores
+/// for every scenario, emptied in between); a failure panics with proptest's shrunk scenario.
+fn check<O, N>(strategy: impl Strategy<Value = Scenario>, cases: u32, old: O, new: N)
+where
+    O: Store<u64, u64> + Clone,
+    N: Counted<u64, u64> + Clone,
+{
+    let mut runner = TestRunner::new(config(cases));
+    if let Err(error) = runner.run(&strategy, |scenario| run_proxy(&scenario, old.clone(), new.clone())) {
+        panic!("{error}");
     }
+}
 
-    /// The same, then `Complete`: NEW only, OLD frozen, and keys left in doubt still settled.
-    #[test]
-    fn proxy_agrees_with_the_model_into_complete(scenario in scenario_ending_in_complete()) {
-        run_proxy(&scenario)?;
-    }
+fn memory() -> Arc<Mem> {
+    Arc::new(MemoryStore::new())
+}
+
+/// The migrating phases, `Off` to `Live`.
+#[test]
+fn proxy_agrees_with_the_model() {
+    check(scenario(), 1024, memory(), memory());
+}
+
+/// The same, then `Complete`: NEW only, OLD frozen, and keys left in doubt still settled.
+#[test]
+fn proxy_agrees_with_the_model_into_complete() {
+    check(scenario_ending_in_complete(), 1024, memory(), memory());
+}
+
+// The same properties over real stores on both sides: every check reads both stores, so a case
+// costs a few hundred round trips, and fewer cases run.
+const REAL_CASES: u32 = 128;
+
+#[test]
+fn proxy_agrees_with_the_model_over_sqlite() {
+    let backends = Backends::default();
+    let (old, new) = (Arc::new(backends.sqlite()), Arc::new(backends.sqlite()));
+    check(scenario(), REAL_CASES, old.clone(), new.clone());
+    check(scenario_ending_in_complete(), REAL_CASES / 2, old, new);
+}
+
+#[test]
+fn proxy_agrees_with_the_model_over_sqlite_to_postgres() {
+    let backends = Backends::default();
+    let (old, new) = (Arc::new(backends.sqlite()), Arc::new(wait(backends.postgres())));
+    check(scenario(), REAL_CASES, old.clone(), new.clone());
+    check(scenario_ending_in_complete(), REAL_CASES / 2, old, new);
+}
+
+#[test]
+fn proxy_agrees_with_the_model_over_postgres_to_redis() {
+    let backends = Backends::default();
+    let (old, new) = (Arc::new(wait(backends.postgres())), Arc::new(wait(backends.redis())));
+    check(scenario(), REAL_CASES, old.clone(), new.clone());
+    check(scenario_ending_in_complete(), REAL_CASES / 2, old, new);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -699,22 +771,22 @@ fn run_naive(scenario: &Scenario) -> Result<(), TestCaseError> {
     for step in &scenario.steps {
         match *step {
             Step::Get(key) => {
-                if let Ok(served) = block_on(Migrating::get(&naive, &key)) {
+                if let Ok(served) = wait(Migrating::get(&naive, &key)) {
                     check_read_is_fresh(key, served, peek(&old, key))?;
                 }
             }
             Step::Put(key) => {
-                let _ = block_on(Migrating::put(&naive, &key, &next_value));
+                let _ = wait(Migrating::put(&naive, &key, &next_value));
                 next_value += 1;
             }
             Step::Delete(key) => {
-                let _ = block_on(Migrating::delete(&naive, &key));
+                let _ = wait(Migrating::delete(&naive, &key));
             }
             Step::SetRate(ppm) => {
                 gate.set_rate(rate(ppm));
             }
             Step::SetPhase(_) => {}
-            Step::Fail { side, op, fault } => store_of(side, &old, &new).fail_next(op, fault),
+            Step::Fail { side, op, fault } => fail_next(side, op, fault, &old, &new),
             Step::NewOutage { op, fault } => new.outage(op, fault),
             Step::HealNew => new.heal(),
         }
@@ -744,10 +816,10 @@ fn the_model_catches_the_naive_proxy() {
 fn proxy_with_key_in_doubt() -> (FaultyStore, FaultyStore, TestProxy) {
     let (old, new) = (faulty_store(), faulty_store());
     let proxy = Proxy::new(Arc::clone(&old), Arc::clone(&new), Gate::new(SALT, Rate::ALL));
-    block_on(proxy.put(&1, &10)).expect("a put without faults succeeds");
+    wait(proxy.put(&1, &10)).expect("a put without faults succeeds");
     new.fail_next(Some(Op::Put), Fault::Before);
     new.fail_next(Some(Op::Delete), Fault::Before);
-    let error = block_on(proxy.put(&1, &20)).expect_err("NEW's put and its invalidation fail");
+    let error = wait(proxy.put(&1, &20)).expect_err("NEW's put and its invalidation fail");
     assert!(error.is_indeterminate(), "{error:?}");
     assert_eq!((peek(&old, 1), peek(&new, 1)), (Some(20), Some(10)));
     assert_eq!(proxy.keys_in_doubt(), 1);
@@ -759,7 +831,7 @@ fn proxy_with_key_in_doubt() -> (FaultyStore, FaultyStore, TestProxy) {
 fn a_read_repairs_a_key_held_in_doubt() {
     let (_old, new, proxy) = proxy_with_key_in_doubt();
     proxy.set_phase(Phase::Live).expect("the gate is at 100 %");
-    assert_eq!(block_on(proxy.get(&1)).unwrap(), Some(20));
+    assert_eq!(wait(proxy.get(&1)).unwrap(), Some(20));
     assert_eq!(peek(&new, 1), Some(20));
     assert_eq!(proxy.keys_in_doubt(), 0);
 }
@@ -772,8 +844,8 @@ fn complete_is_refused_while_a_key_is_in_doubt() {
     proxy.set_phase(Phase::Live).expect("the gate is at 100 %");
     assert_eq!(proxy.set_phase(Phase::Complete), Err(PhaseError::KeysInDoubt { count: 1 }));
     assert_eq!(proxy.phase(), Phase::Live);
-    assert_eq!(block_on(proxy.get(&1)).unwrap(), Some(20), "the read repairs the key");
+    assert_eq!(wait(proxy.get(&1)).unwrap(), Some(20), "the read repairs the key");
     assert_eq!(proxy.set_phase(Phase::Complete), Ok(Phase::Live));
-    assert_eq!(block_on(proxy.get(&1)).unwrap(), Some(20));
+    assert_eq!(wait(proxy.get(&1)).unwrap(), Some(20));
     assert_eq!(peek(&new, 1), Some(20));
 }

@@ -101,3 +101,9 @@ where
         self.len().await.expect("Redis counts its entries")
     }
 }
+
+impl<K: ?Sized, V, S: Counted<K, V>> Counted<K, V> for std::sync::Arc<S> {
+    async fn count(&self) -> usize {
+        (**self).count().await
+    }
+}
