@@ -83,6 +83,60 @@ async fn proxy_over<O: Store<OrderKey, Order>, N: Store<OrderKey, Order>>(old: O
     assert_eq!(proxy.stats().since(&before).reads_from_old, 0, "{name}: a last pass reads nothing from OLD");
 }
 
+/// The batch forms each real adapter has besides [`Store`] (for backfill and seeding).
+trait Batches: Store<OrderKey, Order> {
+    async fn put_many(&self, entries: &[(&OrderKey, &Order)]);
+    async fn get_many(&self, keys: &[&OrderKey]) -> Vec<Option<Order>>;
+}
+
+impl Batches for Blocking<SqliteStore<OrderKey, Order>> {
+    async fn put_many(&self, entries: &[(&OrderKey, &Order)]) {
+        self.0.put_many(entries).unwrap()
+    }
+    async fn get_many(&self, keys: &[&OrderKey]) -> Vec<Option<Order>> {
+        self.0.get_many(keys).unwrap()
+    }
+}
+
+impl Batches for PostgresStore<OrderKey, Order> {
+    async fn put_many(&self, entries: &[(&OrderKey, &Order)]) {
+        PostgresStore::put_many(self, entries).await.unwrap()
+    }
+    async fn get_many(&self, keys: &[&OrderKey]) -> Vec<Option<Order>> {
+        PostgresStore::get_many(self, keys).await.unwrap()
+    }
+}
+
+impl Batches for RedisStore<OrderKey, Order> {
+    async fn put_many(&self, entries: &[(&OrderKey, &Order)]) {
+        RedisStore::put_many(self, entries).await.unwrap()
+    }
+    async fn get_many(&self, keys: &[&OrderKey]) -> Vec<Option<Order>> {
+        RedisStore::get_many(self, keys).await.unwrap()
+    }
+}
+
+/// Batch writes and reads agree with the single-key operations.
+async fn batches<S: Batches>(store: S, name: &str) {
+    store.put_many(&[]).await;
+    assert_eq!(store.get_many(&[]).await, Vec::<Option<Order>>::new(), "{name}: empty batch");
+    let keys: Vec<OrderKey> = (0..40).map(|i| key(i % 3, &format!("B-{i}"))).collect();
+    let orders: Vec<Order> = (0..40).map(order).collect();
+    store.put(&keys[0], &order(999)).await.unwrap();
+    // A key twice in one batch: the last entry wins, as with one put after another.
+    let mut entries: Vec<(&OrderKey, &Order)> = keys.iter().zip(&orders).collect();
+    let twice = order(4_000);
+    entries.insert(3, (&keys[5], &twice));
+    store.put_many(&entries).await;
+    for (k, o) in keys.iter().zip(&orders) {
+        assert_eq!(store.get(k).await.unwrap().as_ref(), Some(o), "{name}: put_many then get of {k:?}");
+    }
+    let absent = key(7, "absent");
+    let asked = [&keys[9], &absent, &keys[0], &keys[9]];
+    let expected = vec![Some(order(9)), None, Some(order(0)), Some(order(9))];
+    assert_eq!(store.get_many(&asked).await, expected, "{name}: in the order asked, absent keys as None");
+}
+
 async fn postgres(server: &PostgresServer, table: &str) -> PostgresStore<OrderKey, Order> {
     PostgresStore::connect(&server.url(), table, 4).await.unwrap()
 }
@@ -91,6 +145,7 @@ async fn postgres(server: &PostgresServer, table: &str) -> PostgresStore<OrderKe
 async fn postgres_store_conforms() {
     let server = PostgresServer::start();
     conformance(postgres(&server, "conformance").await, "postgres").await;
+    batches(postgres(&server, "batches").await, "postgres").await;
     proxy_over(postgres(&server, "old_orders").await, postgres(&server, "new_orders").await, "postgres to postgres")
         .await;
     let redis_server = RedisServer::start();
@@ -157,6 +212,7 @@ async fn sqlite_store_conforms() {
     conformance(Blocking(SqliteStore::open_in_memory("orders").unwrap()), "sqlite in memory").await;
     let dir = tempfile::tempdir().unwrap();
     conformance(sqlite_file(&dir, "conformance"), "sqlite file").await;
+    batches(sqlite_file(&dir, "batches"), "sqlite").await;
     proxy_over(sqlite_file(&dir, "old"), sqlite_file(&dir, "new"), "sqlite to sqlite").await;
 }
 
@@ -164,6 +220,7 @@ async fn sqlite_store_conforms() {
 async fn redis_store_conforms() {
     let server = RedisServer::start();
     conformance(redis(&server, "conformance").await, "redis").await;
+    batches(redis(&server, "batches").await, "redis").await;
     proxy_over(redis(&server, "old").await, redis(&server, "new").await, "redis to redis").await;
     // Two stores on one server do not see each other's keys.
     let (a, b) = (redis(&server, "tenant_a").await, redis(&server, "tenant_b").await);

@@ -1,5 +1,6 @@
 //! `PostgresStore`: an async store on PostgreSQL (feature `postgres`).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -160,6 +161,51 @@ impl<K: ?Sized, V: DeserializeOwned> PostgresStore<K, V> {
                 Ok((key, value))
             })
             .collect()
+    }
+}
+
+impl<K: MigrationKey + ?Sized, V: Serialize + DeserializeOwned> PostgresStore<K, V> {
+    /// The values of several keys, in the order given, read with one statement.
+    pub async fn get_many(&self, keys: &[&K]) -> Result<Vec<Option<V>>, PostgresError> {
+        let keys = keys.iter().map(|key| key.try_key_bytes()).collect::<Result<Vec<_>, _>>()?;
+        let client = self.client().await?;
+        let statement =
+            client.prepare_cached(&format!("SELECT key, value FROM {} WHERE key = ANY($1)", self.table)).await?;
+        let rows = client.query(&statement, &[&keys]).await?;
+        let found: HashMap<Vec<u8>, String> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        keys.iter().map(|key| Ok(found.get(key).map(|text| decode(key, text)).transpose()?)).collect()
+    }
+
+    /// Writes several entries with one statement: all or none. Where a key appears more than once,
+    /// the last entry wins, as with one put after another.
+    pub async fn put_many(&self, entries: &[(&K, &V)]) -> Result<(), PostgresError> {
+        let mut position = HashMap::with_capacity(entries.len());
+        let (mut keys, mut values) = (Vec::with_capacity(entries.len()), Vec::with_capacity(entries.len()));
+        for (key, value) in entries {
+            let (key, value) = (key.try_key_bytes()?, encode(*value)?);
+            // One statement may not update a row twice.
+            match position.get(&key) {
+                Some(&at) => values[at] = value,
+                None => {
+                    position.insert(key.clone(), keys.len());
+                    keys.push(key);
+                    values.push(value);
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "INSERT INTO {} (key, value) SELECT * FROM unnest($1::bytea[], $2::text[]) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                self.table
+            ))
+            .await?;
+        client.execute(&statement, &[&keys, &values]).await?;
+        Ok(())
     }
 }
 

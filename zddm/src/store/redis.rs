@@ -154,6 +154,45 @@ impl<K: ?Sized, V: DeserializeOwned> RedisStore<K, V> {
     }
 }
 
+impl<K: MigrationKey + ?Sized, V: Serialize + DeserializeOwned> RedisStore<K, V> {
+    /// The values of several keys, in the order given, read with one `MGET`.
+    pub async fn get_many(&self, keys: &[&K]) -> Result<Vec<Option<V>>, RedisError> {
+        let keys = keys.iter().map(|key| key.try_key_bytes()).collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries: Vec<Vec<u8>> = keys.iter().map(|key| self.entry(key)).collect();
+        let texts: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&entries).query_async(&mut self.connection.clone()).await?;
+        keys.iter().zip(texts).map(|(key, text)| Ok(text.map(|text| decode(key, &text)).transpose()?)).collect()
+    }
+
+    /// Writes several entries in one `MULTI`/`EXEC` (`MSET` and one `ZADD`): all or none. Where a
+    /// key appears more than once, the last entry wins, as with one put after another.
+    pub async fn put_many(&self, entries: &[(&K, &V)]) -> Result<(), RedisError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut mset = redis::cmd("MSET");
+        let mut zadd = redis::cmd("ZADD");
+        zadd.arg(&self.index);
+        for (key, value) in entries {
+            let (key, value) = (key.try_key_bytes()?, encode(*value)?);
+            mset.arg(self.entry(&key)).arg(value);
+            zadd.arg(0).arg(key);
+        }
+        redis::pipe()
+            .atomic()
+            .add_command(mset)
+            .ignore()
+            .add_command(zadd)
+            .ignore()
+            .query_async::<()>(&mut self.connection.clone())
+            .await?;
+        Ok(())
+    }
+}
+
 impl<K, V> Store<K, V> for RedisStore<K, V>
 where
     K: MigrationKey + ?Sized + Sync,
