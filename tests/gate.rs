@@ -49,6 +49,23 @@ proptest! {
         prop_assert!(!before || gate.admits(&key), "admitted at {} but not at {}", low, high);
     }
 
+    /// The gate skips the hash at 100 % and before any ramp; the answer must not change.
+    #[test]
+    fn admission_of_a_key_is_admission_of_its_bucket(
+        tenant: u32,
+        order in ".{0,40}",
+        ramp in prop::collection::vec(prop_oneof![Just(0u32), Just(1_000_000), 0u32..=1_000_000], 0..4),
+    ) {
+        let key = OrderKey { tenant, order };
+        let gate = Gate::new("ends", Rate::NONE);
+        let bucket = gate.bucket(&key);
+        prop_assert_eq!(gate.admission(&key), Admission::Never);
+        for ppm in ramp {
+            gate.set_rate(Rate::from_ppm(ppm).unwrap());
+            prop_assert_eq!(gate.admission(&key), gate.admission_for_bucket(bucket), "at {} ppm", ppm);
+        }
+    }
+
     #[test]
     fn admission_is_bucket_below_threshold(bucket: u64, ppm in 0u32..=1_000_000) {
         let rate = Rate::from_ppm(ppm).unwrap();

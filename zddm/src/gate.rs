@@ -143,10 +143,22 @@ impl Gate {
     /// Reads the rate and the high-water mark together, so the answer is consistent.
     #[inline]
     pub fn admission<K: MigrationKey + ?Sized>(&self, key: &K) -> Admission {
-        match self.try_bucket(key) {
-            Ok(bucket) => self.admission_for_bucket(bucket),
-            Err(_) => Admission::Never,
+        self.decide(key).map_or(Admission::Never, |(admission, _)| admission)
+    }
+
+    /// The key's admission and, if deciding it took the hash, its bucket; `None` if the key (or
+    /// the salt) cannot be encoded, which is never admitted.
+    #[inline]
+    pub(crate) fn decide<K: MigrationKey + ?Sized>(&self, key: &K) -> Option<(Admission, Option<u64>)> {
+        let (rate, high) = unpack(self.inner.rates.load(Ordering::Acquire));
+        // The two ends of a migration need no hash: before any ramp no bucket was ever admitted,
+        // and at 100 % every bucket is. Only the key's encodability still counts there.
+        if high == Rate::NONE || rate == Rate::ALL {
+            let admission = if rate == Rate::ALL { Admission::Admitted } else { Admission::Never };
+            return (self.inner.midstate.is_ok() && encodable(key)).then_some((admission, None));
         }
+        let bucket = self.try_bucket(key).ok()?;
+        Some((admission(rate, high, bucket), Some(bucket)))
     }
 
     /// Where a key with this bucket stands (see [`admission`](Gate::admission)), for callers that
@@ -154,14 +166,35 @@ impl Gate {
     #[inline]
     pub fn admission_for_bucket(&self, bucket: u64) -> Admission {
         let (rate, high) = unpack(self.inner.rates.load(Ordering::Acquire));
-        if rate.admits_bucket(bucket) {
-            Admission::Admitted
-        } else if high.admits_bucket(bucket) {
-            Admission::Lapsed
-        } else {
-            Admission::Never
+        admission(rate, high, bucket)
+    }
+}
+
+#[inline]
+fn admission(rate: Rate, high: Rate, bucket: u64) -> Admission {
+    if rate.admits_bucket(bucket) {
+        Admission::Admitted
+    } else if high.admits_bucket(bucket) {
+        Admission::Lapsed
+    } else {
+        Admission::Never
+    }
+}
+
+/// Whether the key has an encoding (no length over `u32::MAX`), found without hashing it.
+#[inline]
+fn encodable<K: MigrationKey + ?Sized>(key: &K) -> bool {
+    struct Check(bool);
+    impl KeySink for Check {
+        #[inline]
+        fn write_raw(&mut self, _: &[u8]) {}
+        fn reject(&mut self, _: KeyError) {
+            self.0 = false;
         }
     }
+    let mut check = Check(true);
+    key.encode_key(&mut check);
+    check.0
 }
 
 impl fmt::Debug for Gate {

@@ -178,10 +178,10 @@ impl<K: ?Sized, V, Old, New> ProxyBuilder<K, V, Old, New> {
 enum ReadRoute {
     /// OLD only.
     Old,
-    /// NEW, then OLD with a copy into NEW on a miss.
-    Through(u64),
-    /// OLD, compared with NEW.
-    Shadow(u64),
+    /// NEW, then OLD with a copy into NEW on a miss; the key's bucket if the gate hashed it.
+    Through(Option<u64>),
+    /// OLD, compared with NEW; the key's bucket if the gate hashed it.
+    Shadow(Option<u64>),
     /// NEW only (with the repair of a key left in doubt).
     Complete,
 }
@@ -320,8 +320,7 @@ where
     /// value into NEW when the key is admitted). Fails only if the store that must serve the read
     /// fails: OLD, or NEW in the `Live` and `Complete` phases.
     pub async fn get(&self, key: &K) -> Result<Option<V>, Error> {
-        let bucket = self.inner.gate.try_bucket(key).ok();
-        match self.read_route(self.phase(), bucket) {
+        match self.read_route(self.phase(), key) {
             // Awaited inline rather than through `read_old`: one state machine fewer on the most
             // common route, every gate-closed read (measured: docs/performance.md).
             ReadRoute::Old => {
@@ -332,8 +331,10 @@ where
             ReadRoute::Through(bucket) => self.read_through(key, bucket).await,
             // Boxed, here and in `read_through`: the locked paths hold several store futures, and
             // keeping them out of this future keeps it small for the common routes.
-            ReadRoute::Shadow(bucket) => Box::pin(self.read_shadow(key, bucket)).await,
-            ReadRoute::Complete => self.read_complete(key, bucket).await,
+            ReadRoute::Shadow(bucket) => {
+                Box::pin(self.read_shadow(key, bucket.unwrap_or_else(|| self.inner.gate.bucket(key)))).await
+            }
+            ReadRoute::Complete => self.read_complete(key, None).await,
         }
     }
 
@@ -349,15 +350,30 @@ where
         self.write(key, Write::Delete).await
     }
 
-    fn read_route(&self, phase: Phase, bucket: Option<u64>) -> ReadRoute {
-        match (phase, bucket) {
-            (Phase::Complete, _) => ReadRoute::Complete,
-            (Phase::Shadow, Some(bucket)) if self.admitted(bucket) && self.sampled() => ReadRoute::Shadow(bucket),
-            (Phase::ReadThrough | Phase::Live, Some(bucket)) if self.reads_through(phase, bucket) => {
-                ReadRoute::Through(bucket)
-            }
+    fn read_route(&self, phase: Phase, key: &K) -> ReadRoute {
+        if phase == Phase::Complete {
+            return ReadRoute::Complete;
+        }
+        if !matches!(phase, Phase::Shadow | Phase::ReadThrough | Phase::Live) {
+            return ReadRoute::Old;
+        }
+        // A key the gate cannot encode is never admitted, so it has no copy in NEW.
+        let Some((admission, bucket)) = self.inner.gate.decide(key) else { return ReadRoute::Old };
+        match (phase, admission) {
+            (Phase::Shadow, Admission::Admitted) if self.sampled() => ReadRoute::Shadow(bucket),
+            (Phase::ReadThrough, Admission::Admitted) | (Phase::Live, _) => ReadRoute::Through(bucket),
             _ => ReadRoute::Old,
         }
+    }
+
+    /// The key's bucket if its stripe may hold a key in doubt. Only then is the key hashed (unless
+    /// `known` already is its bucket): while no key is in doubt anywhere, no read needs its stripe.
+    fn doubtful_bucket(&self, key: &K, known: Option<u64>) -> Option<u64> {
+        if self.inner.locks.abandoned() == 0 {
+            return None;
+        }
+        let bucket = known.or_else(|| self.inner.gate.try_bucket(key).ok())?;
+        self.inner.locks.stripe(bucket).maybe_abandoned().then_some(bucket)
     }
 
     fn reads_through(&self, phase: Phase, bucket: u64) -> bool {
@@ -392,11 +408,9 @@ where
     }
 
     async fn read_complete(&self, key: &K, bucket: Option<u64>) -> Result<Option<V>, Error> {
-        match bucket {
-            Some(bucket) if self.inner.locks.stripe(bucket).maybe_abandoned() => {
-                Box::pin(self.repair_in_complete(key, bucket)).await
-            }
-            _ => self.read_new_only(key).await,
+        match self.doubtful_bucket(key, bucket) {
+            Some(bucket) => Box::pin(self.repair_in_complete(key, bucket)).await,
+            None => self.read_new_only(key).await,
         }
     }
 
@@ -450,8 +464,9 @@ where
         }
     }
 
-    async fn read_through(&self, key: &K, bucket: u64) -> Result<Option<V>, Error> {
-        let looked = !self.inner.locks.stripe(bucket).maybe_abandoned();
+    async fn read_through(&self, key: &K, bucket: Option<u64>) -> Result<Option<V>, Error> {
+        let doubtful = self.doubtful_bucket(key, bucket);
+        let looked = doubtful.is_none();
         if looked {
             match self.look_in_new(key).await {
                 Ok(Some(value)) => return Ok(Some(value)),
@@ -460,6 +475,7 @@ where
                 Err(None) => return self.read_old(key).await,
             }
         }
+        let bucket = doubtful.or(bucket).unwrap_or_else(|| self.inner.gate.bucket(key));
         Box::pin(self.read_through_locked(key, bucket, looked)).await
     }
 

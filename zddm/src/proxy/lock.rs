@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -18,6 +19,9 @@ pub(crate) struct Locks {
 }
 
 pub(crate) struct Stripe {
+    /// Keys in doubt in every stripe, shared by all of them: while it is zero, a read need not
+    /// find (hash) its key's stripe at all.
+    total: Arc<AtomicUsize>,
     abandoned_count: AtomicUsize,
     abandoned: Mutex<HashSet<Box<[u8]>>>,
 }
@@ -25,8 +29,13 @@ pub(crate) struct Stripe {
 impl Locks {
     /// `count` is a power of two.
     pub(crate) fn new(count: usize) -> Locks {
+        let total = Arc::new(AtomicUsize::new(0));
         let stripes = (0..count)
-            .map(|_| Stripe { abandoned_count: AtomicUsize::new(0), abandoned: Mutex::new(HashSet::new()) })
+            .map(|_| Stripe {
+                total: Arc::clone(&total),
+                abandoned_count: AtomicUsize::new(0),
+                abandoned: Mutex::new(HashSet::new()),
+            })
             .collect();
         Locks { stripes }
     }
@@ -36,8 +45,10 @@ impl Locks {
         &self.stripes[bucket as usize & (self.stripes.len() - 1)]
     }
 
+    /// How many keys are in doubt. Zero means no key was in doubt when the call began, up to the
+    /// same guarantee as [`Stripe::maybe_abandoned`].
     pub(crate) fn abandoned(&self) -> usize {
-        self.stripes.iter().map(|stripe| stripe.abandoned_count.load(Ordering::Acquire)).sum()
+        self.stripes[0].total.load(Ordering::Acquire)
     }
 }
 
@@ -75,6 +86,7 @@ impl Guard<'_> {
             if let Ok(bytes) = key.try_key_bytes() {
                 if self.set.remove(&bytes[..]) {
                     self.stripe.abandoned_count.fetch_sub(1, Ordering::AcqRel);
+                    self.stripe.total.fetch_sub(1, Ordering::AcqRel);
                 }
             }
         }
@@ -84,6 +96,7 @@ impl Guard<'_> {
         // An unencodable key is never admitted, so it never has a copy in NEW to doubt.
         if let Ok(bytes) = key.try_key_bytes() {
             if self.set.insert(bytes.into_boxed_slice()) {
+                self.stripe.total.fetch_add(1, Ordering::AcqRel);
                 self.stripe.abandoned_count.fetch_add(1, Ordering::AcqRel);
             }
         }
