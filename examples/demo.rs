@@ -51,15 +51,12 @@ impl Table for Sqlite {
     }
 }
 
-/// The server stores fill row by row through `Store` and count and page with their own methods.
+/// The server stores fill, count and page with their own (async) methods.
 macro_rules! server_table {
     ($($store:ident),*) => {$(
         impl Table for $store<OrderKey, String> {
             async fn fill(&self, rows: &[(OrderKey, String)]) -> Result<(), BoxError> {
-                for (key, value) in rows {
-                    self.put(key, value).await?;
-                }
-                Ok(())
+                Ok(self.put_many(&rows.iter().map(|(k, v)| (k, v)).collect::<Vec<_>>()).await?)
             }
             async fn count(&self) -> Result<usize, BoxError> {
                 Ok(self.len().await?)

@@ -140,7 +140,8 @@ impl Gate {
     }
 
     /// Where the key stands: admitted now, admitted at the high-water mark only, or never.
-    /// Reads the rate and the high-water mark together, so the answer is consistent.
+    /// Reads the rate and the high-water mark together, so the answer is consistent. Before any
+    /// ramp (high-water mark 0 %) and at 100 % the answer needs no hash, and none is computed.
     #[inline]
     pub fn admission<K: MigrationKey + ?Sized>(&self, key: &K) -> Admission {
         self.decide(key).map_or(Admission::Never, |(admission, _)| admission)
