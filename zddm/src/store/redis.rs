@@ -25,6 +25,8 @@ pub struct RedisStore<K: ?Sized, V> {
     connection: ConnectionManager,
     prefix: Vec<u8>,
     index: Vec<u8>,
+    /// [`INSERT_IF_ABSENT`], hashed once (it runs by `EVALSHA`).
+    insert_if_absent: Script,
     types: PhantomData<fn(&K) -> V>,
 }
 
@@ -100,6 +102,7 @@ impl<K: ?Sized, V> RedisStore<K, V> {
             connection,
             prefix: format!("{prefix}:").into_bytes(),
             index: format!("{prefix}:index").into_bytes(),
+            insert_if_absent: Script::new(INSERT_IF_ABSENT),
             types: PhantomData,
         })
     }
@@ -227,7 +230,8 @@ where
 
     async fn insert_if_absent(&self, key: &K, value: &V) -> Result<bool, RedisError> {
         let (key, value) = (key.try_key_bytes()?, encode(value)?);
-        let inserted: i64 = Script::new(INSERT_IF_ABSENT)
+        let inserted: i64 = self
+            .insert_if_absent
             .key(self.entry(&key))
             .key(&self.index)
             .arg(value)
