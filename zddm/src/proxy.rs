@@ -419,7 +419,7 @@ where
     /// one OLD committed, since nothing writes OLD in `Complete` — into NEW: the one case where
     /// `Complete` touches OLD.
     async fn repair_in_complete(&self, key: &K, bucket: u64) -> Result<Option<V>, Error> {
-        let (mut guard, _) = self.inner.locks.stripe(bucket).lock().await;
+        let (mut guard, _) = self.inner.locks.lock(bucket).await;
         if !guard.is_abandoned(key) {
             drop(guard);
             return self.read_new_only(key).await;
@@ -481,10 +481,9 @@ where
 
     /// The rest of a read-through after a NEW miss (`looked`) or when NEW may hold a key in doubt.
     async fn read_through_locked(&self, key: &K, bucket: u64, looked: bool) -> Result<Option<V>, Error> {
-        let stripe = self.inner.locks.stripe(bucket);
         // A miss: copy from OLD with the key locked, so no write can slip between the OLD read and
         // the copy into NEW.
-        let (mut guard, waited) = stripe.lock().await;
+        let (mut guard, waited) = self.inner.locks.lock(bucket).await;
         let phase = self.phase();
         if !self.reads_through(phase, bucket) {
             // The phase or the gate changed while we waited; no copy into NEW now.
@@ -535,7 +534,7 @@ where
 
     async fn read_shadow(&self, key: &K, bucket: u64) -> Result<Option<V>, Error> {
         let stats = &self.inner.stats;
-        let (mut guard, _) = self.inner.locks.stripe(bucket).lock().await;
+        let (mut guard, _) = self.inner.locks.lock(bucket).await;
         let old = self.read_old(key).await?;
         if guard.is_abandoned(key) {
             match self.inner.new.delete(key).await {
@@ -607,7 +606,7 @@ where
         let bucket = self.inner.gate.try_bucket(key).ok();
         // Every write holds the key's lock, and routes under it: a gate raised meanwhile cannot let a
         // read-through copy a value this write is about to replace.
-        let (mut guard, _) = self.inner.locks.stripe(bucket.unwrap_or(0)).lock().await;
+        let (mut guard, _) = self.inner.locks.lock(bucket.unwrap_or(0)).await;
         let phase = self.phase();
         let route = self.route(phase, bucket);
         match route {

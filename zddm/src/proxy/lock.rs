@@ -4,11 +4,11 @@
 //! A stripe's mutex serialises every write and every read-through of its keys; its `abandoned` set
 //! holds the keys a write left without settling NEW (the future was dropped, or NEW failed and so did
 //! the invalidation). Readers repair such a key before trusting NEW for it. The lock-free read path
-//! only needs the set's size, mirrored in an atomic, so a NEW hit takes no lock.
+//! only needs the sets' sizes, mirrored in atomics (per stripe, and in all), so a NEW hit takes no
+//! lock.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -16,12 +16,11 @@ use crate::key::MigrationKey;
 
 pub(crate) struct Locks {
     stripes: Box<[Stripe]>,
+    /// Keys in doubt in all stripes: while it is zero, a read need not find (hash) its key's stripe.
+    total: AtomicUsize,
 }
 
 pub(crate) struct Stripe {
-    /// Keys in doubt in every stripe, shared by all of them: while it is zero, a read need not
-    /// find (hash) its key's stripe at all.
-    total: Arc<AtomicUsize>,
     abandoned_count: AtomicUsize,
     abandoned: Mutex<HashSet<Box<[u8]>>>,
 }
@@ -29,15 +28,10 @@ pub(crate) struct Stripe {
 impl Locks {
     /// `count` is a power of two.
     pub(crate) fn new(count: usize) -> Locks {
-        let total = Arc::new(AtomicUsize::new(0));
         let stripes = (0..count)
-            .map(|_| Stripe {
-                total: Arc::clone(&total),
-                abandoned_count: AtomicUsize::new(0),
-                abandoned: Mutex::new(HashSet::new()),
-            })
+            .map(|_| Stripe { abandoned_count: AtomicUsize::new(0), abandoned: Mutex::new(HashSet::new()) })
             .collect();
-        Locks { stripes }
+        Locks { stripes, total: AtomicUsize::new(0) }
     }
 
     pub(crate) fn stripe(&self, bucket: u64) -> &Stripe {
@@ -48,7 +42,18 @@ impl Locks {
     /// How many keys are in doubt. Zero means no key was in doubt when the call began, up to the
     /// same guarantee as [`Stripe::maybe_abandoned`].
     pub(crate) fn abandoned(&self) -> usize {
-        self.stripes[0].total.load(Ordering::Acquire)
+        self.total.load(Ordering::Acquire)
+    }
+
+    /// Locks the bucket's stripe; `waited` says whether another operation held it, in which case
+    /// NEW may have changed since the caller last looked.
+    pub(crate) async fn lock(&self, bucket: u64) -> (Guard<'_>, bool) {
+        let stripe = self.stripe(bucket);
+        let guard = |set| Guard { stripe, total: &self.total, set };
+        match stripe.abandoned.try_lock() {
+            Ok(set) => (guard(set), false),
+            Err(_) => (guard(stripe.abandoned.lock().await), true),
+        }
     }
 }
 
@@ -58,19 +63,11 @@ impl Stripe {
     pub(crate) fn maybe_abandoned(&self) -> bool {
         self.abandoned_count.load(Ordering::Acquire) != 0
     }
-
-    /// Locks the stripe; `waited` says whether another operation held it, in which case NEW may have
-    /// changed since the caller last looked.
-    pub(crate) async fn lock(&self) -> (Guard<'_>, bool) {
-        match self.abandoned.try_lock() {
-            Ok(set) => (Guard { stripe: self, set }, false),
-            Err(_) => (Guard { stripe: self, set: self.abandoned.lock().await }, true),
-        }
-    }
 }
 
 pub(crate) struct Guard<'a> {
     stripe: &'a Stripe,
+    total: &'a AtomicUsize,
     set: MutexGuard<'a, HashSet<Box<[u8]>>>,
 }
 
@@ -86,7 +83,7 @@ impl Guard<'_> {
             if let Ok(bytes) = key.try_key_bytes() {
                 if self.set.remove(&bytes[..]) {
                     self.stripe.abandoned_count.fetch_sub(1, Ordering::AcqRel);
-                    self.stripe.total.fetch_sub(1, Ordering::AcqRel);
+                    self.total.fetch_sub(1, Ordering::AcqRel);
                 }
             }
         }
@@ -96,7 +93,7 @@ impl Guard<'_> {
         // An unencodable key is never admitted, so it never has a copy in NEW to doubt.
         if let Ok(bytes) = key.try_key_bytes() {
             if self.set.insert(bytes.into_boxed_slice()) {
-                self.stripe.total.fetch_add(1, Ordering::AcqRel);
+                self.total.fetch_add(1, Ordering::AcqRel);
                 self.stripe.abandoned_count.fetch_add(1, Ordering::AcqRel);
             }
         }
