@@ -51,7 +51,7 @@ impl Walk {
 
 /// One comparison's figures: median time per operation each way, and the per-round ratios.
 struct Report {
-    name: &'static str,
+    name: String,
     direct: Vec<f64>,
     proxy: Vec<f64>,
     ratios: Vec<f64>,
@@ -67,10 +67,10 @@ fn quantile(values: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-/// Times `batch` operations of `direct` and of `proxy` per round; `op(i)` runs one batch with
-/// the walk position `i` and returns its duration.
+/// Times `batch` operations of `direct` and of `proxy` per round; each call of either runs one
+/// batch from its own walk position and returns the batch's duration.
 fn compare(
-    name: &'static str,
+    name: String,
     plan: Plan,
     batch: usize,
     mut direct: impl FnMut(&mut Walk, usize) -> Duration,
@@ -149,7 +149,7 @@ fn writes<'a>(
 }
 
 fn measure(ops: &Ops<'_>, keys: &[OrderKey], plan: Plan, read_batch: usize, write_batch: usize) -> Vec<Report> {
-    let name = |what: &str| -> &'static str { format!("{} {what}", ops.name).leak() };
+    let name = |what: &str| format!("{} {what}", ops.name);
     vec![
         compare(name("get, gate 0 % (OLD)"), plan, read_batch, reads(keys, &ops.old_get), reads(keys, &ops.closed_get)),
         compare(

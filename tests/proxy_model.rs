@@ -732,28 +732,29 @@ fn proxy_agrees_with_the_model_into_complete() {
 // costs a few hundred round trips, and fewer cases run.
 const REAL_CASES: u32 = 128;
 
+/// Both properties over one pair of real stores.
+fn check_real<O: Store<u64, u64>, N: Counted<u64, u64>>(old: O, new: N) {
+    let (old, new) = (Arc::new(old), Arc::new(new));
+    check(scenario(), REAL_CASES, Arc::clone(&old), Arc::clone(&new));
+    check(scenario_ending_in_complete(), REAL_CASES / 2, old, new);
+}
+
 #[test]
 fn proxy_agrees_with_the_model_over_sqlite() {
     let backends = Backends::default();
-    let (old, new) = (Arc::new(backends.sqlite()), Arc::new(backends.sqlite()));
-    check(scenario(), REAL_CASES, old.clone(), new.clone());
-    check(scenario_ending_in_complete(), REAL_CASES / 2, old, new);
+    check_real(backends.sqlite(), backends.sqlite());
 }
 
 #[test]
 fn proxy_agrees_with_the_model_over_sqlite_to_postgres() {
     let backends = Backends::default();
-    let (old, new) = (Arc::new(backends.sqlite()), Arc::new(wait(backends.postgres())));
-    check(scenario(), REAL_CASES, old.clone(), new.clone());
-    check(scenario_ending_in_complete(), REAL_CASES / 2, old, new);
+    check_real(backends.sqlite(), wait(backends.postgres()));
 }
 
 #[test]
 fn proxy_agrees_with_the_model_over_postgres_to_redis() {
     let backends = Backends::default();
-    let (old, new) = (Arc::new(wait(backends.postgres())), Arc::new(wait(backends.redis())));
-    check(scenario(), REAL_CASES, old.clone(), new.clone());
-    check(scenario_ending_in_complete(), REAL_CASES / 2, old, new);
+    check_real(wait(backends.postgres()), wait(backends.redis()));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -39,15 +39,13 @@ impl<O: Store<u64, u64> + 'static, N: Store<u64, u64> + 'static, F: AsyncFn() ->
 
 async fn zddm<F: Fresh>(fresh: &F) -> World<Zddm<F::Old, F::New>, F::Old, F::New> {
     let (old, new) = fresh.pair().await;
-    let (old, new, gate) =
-        (Arc::new(Faulty::new(old)), Arc::new(Faulty::new(new)), zddm::Gate::new("races", Rate::ALL));
+    let (old, new, gate) = faulty(old, new);
     World { proxy: Proxy::new(old.clone(), new.clone(), gate.clone()), old, new, gate }
 }
 
 async fn naive<F: Fresh>(fresh: &F) -> World<Naive<F::Old, F::New>, F::Old, F::New> {
     let (old, new) = fresh.pair().await;
-    let (old, new, gate) =
-        (Arc::new(Faulty::new(old)), Arc::new(Faulty::new(new)), zddm::Gate::new("races", Rate::ALL));
+    let (old, new, gate) = faulty(old, new);
     World { proxy: NaiveProxy { old: old.clone(), new: new.clone(), gate: gate.clone() }, old, new, gate }
 }
 

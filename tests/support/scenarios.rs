@@ -1,6 +1,6 @@
 //! The race scenarios of `tests/proxy_races.rs`, shared so that every migrating front end — the
 //! proxy, the seed's naive proxy (the control), and the repositories `#[zddm::migrate]` generates —
-//! runs the very same interleavings, over in-memory stores or real ones (`tests/proxy_stores.rs`).
+//! runs the very same interleavings, over in-memory stores or real ones (`tests/proxy_races.rs`).
 //! Each returns what it observed; the tests assert on it.
 
 use std::future::Future;
@@ -18,11 +18,12 @@ pub const K: u64 = 7;
 
 /// Two fault-injecting in-memory stores and an open gate, for a migrating front end to share.
 pub fn stores() -> (Arc<Mem>, Arc<Mem>, Gate) {
-    (
-        Arc::new(Faulty::new(MemoryStore::new())),
-        Arc::new(Faulty::new(MemoryStore::new())),
-        Gate::new("races", Rate::ALL),
-    )
+    faulty(MemoryStore::new(), MemoryStore::new())
+}
+
+/// `old` and `new`, each wrapped in the fault injector, and an open gate.
+pub fn faulty<Old, New>(old: Old, new: New) -> (Arc<Faulty<Old>>, Arc<Faulty<New>>, Gate) {
+    (Arc::new(Faulty::new(old)), Arc::new(Faulty::new(new)), Gate::new("races", Rate::ALL))
 }
 
 /// A migrating front end over two fault-injecting stores (in memory unless said otherwise).

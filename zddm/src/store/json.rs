@@ -1,4 +1,4 @@
-//! Values as JSON, for the store adapters that keep them as text (SQLite, Redis).
+//! Values as JSON, for the store adapters that keep them as text (SQLite, PostgreSQL, Redis).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
