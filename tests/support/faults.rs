@@ -80,6 +80,8 @@ fn index(op: Op) -> usize {
         Op::Put => 1,
         Op::Insert => 2,
         Op::Delete => 3,
+        // Versioned-mode operations: this wrapper serves the unversioned `Store` only.
+        _ => 3,
     }
 }
 

@@ -25,6 +25,10 @@ pub enum Op {
     Insert,
     /// [`Store::delete`](crate::Store::delete).
     Delete,
+    /// [`Target::mark`](crate::versioned::Target::mark): a write marking its key pending in NEW.
+    Mark,
+    /// [`Target::fill`](crate::versioned::Target::fill): a read copying OLD into NEW.
+    Fill,
 }
 
 impl fmt::Display for Side {
@@ -43,6 +47,8 @@ impl fmt::Display for Op {
             Op::Put => "put",
             Op::Insert => "insert",
             Op::Delete => "delete",
+            Op::Mark => "mark",
+            Op::Fill => "fill",
         })
     }
 }

@@ -35,6 +35,7 @@ mod key;
 mod proxy;
 mod rate;
 mod store;
+pub mod versioned;
 
 pub use backend::Backend;
 pub use error::{BoxError, Error, Op, Side};

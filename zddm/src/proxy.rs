@@ -3,7 +3,7 @@
 mod blocking;
 mod lock;
 mod phase;
-mod stats;
+pub(crate) mod stats;
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -111,6 +111,12 @@ pub enum ConfigError {
     /// The starting phase is not allowed with the gate's rate.
     #[error(transparent)]
     Phase(#[from] PhaseError),
+    /// A versioned proxy's grace period must be whole milliseconds, at least one.
+    #[error("a grace period of {grace:?}: use whole milliseconds, at least 1 ms (the default is 30 s)")]
+    Grace {
+        /// The refused period.
+        grace: std::time::Duration,
+    },
 }
 
 const DEFAULT_STRIPES: usize = 1024;

@@ -4,14 +4,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
-mod json;
+pub(crate) mod json;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "sqlite")]
-mod sqlite;
+pub(crate) mod sqlite;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisError, RedisStore};

@@ -59,7 +59,7 @@ pub enum SqliteError {
     },
     /// The table exists with other columns than the store needs.
     #[error(
-        "table {table} has columns {found}, but a zddm store needs (key BLOB PRIMARY KEY, value TEXT NOT NULL): \
+        "table {table} has columns {found}, but this zddm store needs {expected}: \
          use another table name, or migrate the table to that shape"
     )]
     TableShape {
@@ -67,6 +67,8 @@ pub enum SqliteError {
         table: String,
         /// Its columns as found.
         found: String,
+        /// The columns the store needs.
+        expected: &'static str,
     },
     /// A SQL statement failed.
     #[error("SQLite failed: {0}")]
@@ -85,13 +87,7 @@ pub enum SqliteError {
 impl<K: ?Sized, V> SqliteStore<K, V> {
     /// Opens (or creates) the database file at `path` and the table `table` in it.
     pub fn open(path: impl AsRef<Path>, table: &str) -> Result<Self, SqliteError> {
-        let path = path.as_ref();
-        let connection =
-            Connection::open(path).map_err(|source| SqliteError::Open { path: path.display().to_string(), source })?;
-        // Readers do not block the writer and a busy database is waited for, not failed at once.
-        connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.busy_timeout(std::time::Duration::from_secs(5))?;
-        Self::with_connection(connection, table)
+        Self::with_connection(open_file(path.as_ref())?, table)
     }
 
     /// A private in-memory database with the table `table`.
@@ -104,28 +100,12 @@ impl<K: ?Sized, V> SqliteStore<K, V> {
     /// The store on an open connection: creates the table if it is missing and checks its shape if
     /// it is not.
     pub fn with_connection(connection: Connection, table: &str) -> Result<Self, SqliteError> {
-        let plain = table.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !plain {
-            return Err(SqliteError::TableName { name: table.to_owned() });
-        }
-        connection.execute_batch(&format!(
-            "CREATE TABLE IF NOT EXISTS {table} (key BLOB PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID"
-        ))?;
-        let mut columns = Vec::new();
-        {
-            let mut statement = connection.prepare(&format!("PRAGMA table_info({table})"))?;
-            let mut rows = statement.query([])?;
-            while let Some(row) = rows.next()? {
-                let (name, kind, pk): (String, String, i64) = (row.get(1)?, row.get(2)?, row.get(5)?);
-                columns.push((name, kind.to_ascii_uppercase(), pk));
-            }
-        }
-        let expected = [("key".to_owned(), "BLOB".to_owned(), 1), ("value".to_owned(), "TEXT".to_owned(), 0)];
-        if columns != expected {
-            let found = columns.iter().map(|(name, kind, _)| format!("{name} {kind}")).collect::<Vec<_>>().join(", ");
-            return Err(SqliteError::TableShape { table: table.to_owned(), found: format!("({found})") });
-        }
+        prepare_table(
+            &connection,
+            table,
+            "(key BLOB PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+            &[("key", "BLOB", 1), ("value", "TEXT", 0)],
+        )?;
         Ok(SqliteStore { connection: Mutex::new(connection), table: table.to_owned(), types: PhantomData })
     }
 
@@ -146,6 +126,49 @@ impl<K: ?Sized, V> SqliteStore<K, V> {
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.connection.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Opens the database file at `path` for use by several connections and processes at once.
+pub(crate) fn open_file(path: &Path) -> Result<Connection, SqliteError> {
+    let connection =
+        Connection::open(path).map_err(|source| SqliteError::Open { path: path.display().to_string(), source })?;
+    // Readers do not block the writer and a busy database is waited for, not failed at once.
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(connection)
+}
+
+/// Creates `table` with `definition` if it is missing, and checks that its columns are `columns`
+/// (name, declared type, position in the primary key) if it is not.
+pub(crate) fn prepare_table(
+    connection: &Connection,
+    table: &str,
+    definition: &'static str,
+    columns: &[(&str, &str, i64)],
+) -> Result<(), SqliteError> {
+    let plain = table.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !plain {
+        return Err(SqliteError::TableName { name: table.to_owned() });
+    }
+    connection.execute_batch(&format!("CREATE TABLE IF NOT EXISTS {table} {definition}"))?;
+    let mut found = Vec::new();
+    {
+        let mut statement = connection.prepare(&format!("PRAGMA table_info({table})"))?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let (name, kind, pk): (String, String, i64) = (row.get(1)?, row.get(2)?, row.get(5)?);
+            found.push((name, kind.to_ascii_uppercase(), pk));
+        }
+    }
+    let matches = found.len() == columns.len()
+        && found.iter().zip(columns).all(|(f, c)| f.0 == c.0 && f.1 == c.1 && f.2 == c.2);
+    if !matches {
+        let found = found.iter().map(|(name, kind, _)| format!("{name} {kind}")).collect::<Vec<_>>().join(", ");
+        let expected = definition.trim_end_matches(" WITHOUT ROWID");
+        return Err(SqliteError::TableShape { table: table.to_owned(), found: format!("({found})"), expected });
+    }
+    Ok(())
 }
 
 impl<K: ?Sized, V: DeserializeOwned> SqliteStore<K, V> {

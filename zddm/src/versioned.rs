@@ -1,0 +1,238 @@
+//! Versioned mode: the migration stays consistent across every instance of a fleet.
+//!
+//! One [`Proxy`](crate::Proxy) per process serialises the keys it touches, but instances of a service
+//! do not see each other's locks: two writers can reach NEW in the opposite order to OLD, a
+//! read-through can copy a value another instance has just deleted, and a write abandoned between
+//! the two stores leaves NEW stale for everyone. Versioned mode removes all three without any lock
+//! shared between instances:
+//!
+//! - OLD is a [`Source`]: it returns a version with every value it reads and every write it commits,
+//!   increasing in its commit order for each key (a sequence, a counter under its lock).
+//! - NEW is a [`Target`]: every change is "apply if newer" in one atomic step, and a delete leaves a
+//!   versioned tombstone. Whatever order the instances' calls arrive in, NEW ends in OLD's order.
+//! - A write first marks the key pending in NEW, then writes OLD, then applies OLD's version to NEW
+//!   and withdraws its mark. A pending key is served by nobody: if the writer dies, errs or is
+//!   cancelled in between, readers go to OLD, and once the grace period has passed the next read
+//!   repairs NEW from OLD. Pending keys can be listed ([`Target::pending_keys`]).
+//!
+//! [`VersionedProxy`] runs this protocol; its gate and phases are those of the [`Proxy`](crate::Proxy).
+//! The state NEW keeps per key and every change to it is the pure [`Slot`]: a target in another
+//! store implements the same table in one statement or script per operation.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use zddm::versioned::{MemorySource, MemoryTarget, Source, Target, VersionedProxy};
+//! use zddm::{Gate, Rate};
+//!
+//! # zddm::block_on(async {
+//! let old = Arc::new(MemorySource::<u64, String>::new());
+//! let new = Arc::new(MemoryTarget::<u64, String>::new());
+//! old.put(&1, &"ada".to_string()).await?;
+//!
+//! // Two instances of a service, each with its own proxy over the same stores.
+//! let a = VersionedProxy::new(old.clone(), new.clone(), Gate::new("users", Rate::ALL));
+//! let b = VersionedProxy::new(old.clone(), new.clone(), Gate::new("users", Rate::ALL));
+//! assert_eq!(a.get(&1).await?, Some("ada".to_string())); // copied into NEW at OLD's version
+//! b.delete(&1).await?; // a versioned tombstone: no read-through can bring the key back
+//! assert_eq!(a.get(&1).await?, None);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+
+mod memory;
+mod proxy;
+mod slot;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+pub use memory::{MemorySource, MemoryTarget};
+pub use proxy::{VersionedProxy, VersionedProxyBuilder, DEFAULT_GRACE};
+pub use slot::Slot;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteSource, SqliteTarget};
+
+/// A value with the version OLD gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned<V> {
+    /// The value.
+    pub value: V,
+    /// OLD's version of it: larger for every later write of the same key.
+    pub version: u64,
+}
+
+/// What a read finds in NEW.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup<V> {
+    /// A settled value: serve it.
+    Hit(V),
+    /// Nothing to serve: no entry, or a tombstone. OLD answers.
+    Miss,
+    /// A write is in flight or was abandoned: OLD answers. `token` names the marks seen; once they
+    /// have all `expired`, a read may repair the key with [`Target::fill`].
+    Pending {
+        /// The marks' deadline, passed back to [`Target::fill`].
+        token: u64,
+        /// Whether every mark is past its deadline.
+        expired: bool,
+    },
+}
+
+/// What a [`Target::fill`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filled {
+    /// The value was copied into NEW.
+    Copied,
+    /// An abandoned write's mark was cleared and NEW took OLD's state.
+    Repaired,
+    /// NEW already holds something as new, or a write is in flight: nothing changed.
+    Refused,
+}
+
+/// OLD in versioned mode: every value read and every write committed comes with OLD's version.
+///
+/// Versions of one key increase in OLD's commit order, deletes included (a delete leaves no row, so
+/// take versions from a sequence or counter, not from the row). `docs/consistency.md` shows how to
+/// give an existing table a version column and a trigger for writers that do not go through zddm.
+///
+/// The futures must be `Send`, and an operation must not take effect after its future is dropped
+/// unless it already had when it was dropped (the proxy treats a dropped write as in doubt).
+pub trait Source<K: ?Sized, V>: Send + Sync {
+    /// The store's own error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The value under `key` with its version, if any.
+    fn get(&self, key: &K) -> impl Future<Output = Result<Option<Versioned<V>>, Self::Error>> + Send;
+
+    /// Stores `value` under `key`; returns the version it committed.
+    fn put(&self, key: &K, value: &V) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+
+    /// Removes `key` (absent is fine); returns the delete's version.
+    fn delete(&self, key: &K) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+}
+
+/// NEW in versioned mode: each operation is one atomic step of [`Slot`]'s state machine, in one
+/// round trip, on the store's own clock.
+pub trait Target<K: ?Sized, V>: Send + Sync {
+    /// The store's own error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// [`Slot::lookup`].
+    fn lookup(&self, key: &K) -> impl Future<Output = Result<Lookup<V>, Self::Error>> + Send;
+
+    /// [`Slot::mark`], with the grace period in milliseconds.
+    fn mark(&self, key: &K, grace_ms: u64) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// [`Slot::apply`]: `value` `None` is a tombstone. Returns whether NEW took it.
+    fn apply(
+        &self,
+        key: &K,
+        value: Option<&V>,
+        version: u64,
+        settle: bool,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
+    /// [`Slot::fill`].
+    fn fill(
+        &self,
+        key: &K,
+        value: Option<&V>,
+        version: u64,
+        token: Option<u64>,
+    ) -> impl Future<Output = Result<Filled, Self::Error>> + Send;
+
+    /// [`Slot::put_next`]: a write in `Complete`, where OLD gives no version. Returns NEW's version.
+    fn put_next(&self, key: &K, value: Option<&V>) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+
+    /// Up to `limit` canonical keys after `after` (in byte order) whose writes have not settled: for
+    /// a verifier to check first.
+    fn pending_keys(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>, Self::Error>> + Send;
+
+    /// Forgets tombstones settled for at least `older_than_ms` ([`Slot::purgeable`]); returns how
+    /// many. A tombstone is what stops a slow read-through from bringing a deleted key back, so
+    /// `older_than_ms` must be longer than any operation or backfill pass can take.
+    fn purge(&self, older_than_ms: u64) -> impl Future<Output = Result<usize, Self::Error>> + Send;
+}
+
+macro_rules! forward {
+    ($($ty:ty),*) => {$(
+        impl<K: ?Sized, V, S: Source<K, V> + ?Sized> Source<K, V> for $ty {
+            type Error = S::Error;
+
+            fn get(&self, key: &K) -> impl Future<Output = Result<Option<Versioned<V>>, Self::Error>> + Send {
+                (**self).get(key)
+            }
+
+            fn put(&self, key: &K, value: &V) -> impl Future<Output = Result<u64, Self::Error>> + Send {
+                (**self).put(key, value)
+            }
+
+            fn delete(&self, key: &K) -> impl Future<Output = Result<u64, Self::Error>> + Send {
+                (**self).delete(key)
+            }
+        }
+
+        impl<K: ?Sized, V, S: Target<K, V> + ?Sized> Target<K, V> for $ty {
+            type Error = S::Error;
+
+            fn lookup(&self, key: &K) -> impl Future<Output = Result<Lookup<V>, Self::Error>> + Send {
+                (**self).lookup(key)
+            }
+
+            fn mark(&self, key: &K, grace_ms: u64) -> impl Future<Output = Result<(), Self::Error>> + Send {
+                (**self).mark(key, grace_ms)
+            }
+
+            fn apply(
+                &self,
+                key: &K,
+                value: Option<&V>,
+                version: u64,
+                settle: bool,
+            ) -> impl Future<Output = Result<bool, Self::Error>> + Send {
+                (**self).apply(key, value, version, settle)
+            }
+
+            fn fill(
+                &self,
+                key: &K,
+                value: Option<&V>,
+                version: u64,
+                token: Option<u64>,
+            ) -> impl Future<Output = Result<Filled, Self::Error>> + Send {
+                (**self).fill(key, value, version, token)
+            }
+
+            fn put_next(&self, key: &K, value: Option<&V>) -> impl Future<Output = Result<u64, Self::Error>> + Send {
+                (**self).put_next(key, value)
+            }
+
+            fn pending_keys(
+                &self,
+                after: Option<&[u8]>,
+                limit: usize,
+            ) -> impl Future<Output = Result<Vec<Vec<u8>>, Self::Error>> + Send {
+                (**self).pending_keys(after, limit)
+            }
+
+            fn purge(&self, older_than_ms: u64) -> impl Future<Output = Result<usize, Self::Error>> + Send {
+                (**self).purge(older_than_ms)
+            }
+        }
+    )*};
+}
+
+forward!(Arc<S>, &S, Box<S>);
+
+/// Milliseconds since the Unix epoch: the clock of the embedded targets (one machine shares it).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}

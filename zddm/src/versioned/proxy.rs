@@ -1,0 +1,371 @@
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Op, Side};
+use crate::gate::{Admission, Gate};
+use crate::key::MigrationKey;
+use crate::proxy::stats::{bump, Counters};
+use crate::proxy::{ConfigError, Phase, PhaseError, Stats};
+use crate::versioned::{Filled, Lookup, Source, Target, Versioned};
+
+/// How long a write's pending mark keeps its key from being repaired by a read, unless set with
+/// [`VersionedProxyBuilder::grace`].
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+/// The proxy of versioned mode: the same gate and phases as [`Proxy`](crate::Proxy), correct
+/// across any number of instances sharing OLD and NEW (see [the module](crate::versioned)).
+///
+/// Per call, with the key admitted:
+/// - **read**: NEW's settled value; on a miss, a tombstone or a pending key, OLD's, copied into NEW
+///   only if newer than what NEW holds (and, for a pending key, only once its marks have expired).
+/// - **write / delete**: mark the key pending in NEW, write OLD, apply OLD's version to NEW (a value
+///   or a tombstone, if newer) and withdraw the mark. If NEW cannot take the mark, the write fails
+///   before OLD is touched; if it fails after, the key stays pending and nobody serves it from NEW.
+///
+/// No lock is held between calls: versions order everything, in one process or many.
+pub struct VersionedProxy<K: ?Sized, V, Old, New> {
+    inner: Arc<Inner<K, V, Old, New>>,
+}
+
+struct Inner<K: ?Sized, V, Old, New> {
+    old: Old,
+    new: New,
+    gate: Gate,
+    phase: AtomicU8,
+    grace: Duration,
+    stats: Counters,
+    types: PhantomData<fn(&K) -> V>,
+}
+
+/// Options for a [`VersionedProxy`]; start with [`VersionedProxy::builder`].
+pub struct VersionedProxyBuilder<K: ?Sized, V, Old, New> {
+    old: Old,
+    new: New,
+    gate: Gate,
+    phase: Phase,
+    grace: Duration,
+    types: PhantomData<fn(&K) -> V>,
+}
+
+impl<K: ?Sized, V, Old, New> VersionedProxyBuilder<K, V, Old, New> {
+    /// The phase the proxy starts in (default [`Phase::ReadThrough`]).
+    pub fn phase(mut self, phase: Phase) -> Self {
+        self.phase = phase;
+        self
+    }
+
+    /// How long a write may take from marking its key to settling it (default [`DEFAULT_GRACE`]).
+    /// After it, a read may repair the key from OLD, so it must be longer than any write can take:
+    /// set your stores' statement timeouts below it. Whole milliseconds, at least one.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// The proxy, or why these options do not make one.
+    pub fn build(self) -> Result<VersionedProxy<K, V, Old, New>, ConfigError> {
+        if self.grace.as_millis() == 0 || self.grace.subsec_nanos() % 1_000_000 != 0 {
+            return Err(ConfigError::Grace { grace: self.grace });
+        }
+        Phase::check_transition(self.phase, self.phase, self.gate.rate())?;
+        Ok(self.assemble())
+    }
+
+    fn assemble(self) -> VersionedProxy<K, V, Old, New> {
+        VersionedProxy {
+            inner: Arc::new(Inner {
+                old: self.old,
+                new: self.new,
+                gate: self.gate,
+                phase: AtomicU8::new(self.phase.index()),
+                grace: self.grace,
+                stats: Counters::default(),
+                types: PhantomData,
+            }),
+        }
+    }
+}
+
+impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
+    /// A proxy in the [`ReadThrough`](Phase::ReadThrough) phase with default options.
+    pub fn new(old: Old, new: New, gate: Gate) -> Self
+    where
+        Old: Source<K, V>,
+        New: Target<K, V>,
+    {
+        Self::builder(old, new, gate).assemble()
+    }
+
+    /// Options beyond [`VersionedProxy::new`]'s defaults.
+    pub fn builder(old: Old, new: New, gate: Gate) -> VersionedProxyBuilder<K, V, Old, New>
+    where
+        Old: Source<K, V>,
+        New: Target<K, V>,
+    {
+        VersionedProxyBuilder { old, new, gate, phase: Phase::ReadThrough, grace: DEFAULT_GRACE, types: PhantomData }
+    }
+
+    /// The gate deciding which keys take part.
+    pub fn gate(&self) -> &Gate {
+        &self.inner.gate
+    }
+
+    /// The grace period of pending marks.
+    pub fn grace(&self) -> Duration {
+        self.inner.grace
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        Phase::from_index(self.inner.phase.load(Ordering::Acquire))
+    }
+
+    /// Moves to `phase`, for this proxy and its clones; returns the previous phase. The same
+    /// transitions as [`Proxy::set_phase`](crate::Proxy::set_phase) are refused. Keys left pending
+    /// need no wait here: in `Complete` a read of a pending key still repairs it from OLD.
+    pub fn set_phase(&self, phase: Phase) -> Result<Phase, PhaseError> {
+        let mut current = self.inner.phase.load(Ordering::Acquire);
+        loop {
+            Phase::check_transition(Phase::from_index(current), phase, self.inner.gate.rate())?;
+            match self.inner.phase.compare_exchange(current, phase.index(), Ordering::AcqRel, Ordering::Acquire) {
+                Ok(previous) => return Ok(Phase::from_index(previous)),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Counters of what this proxy did so far. `repairs` counts pending keys a read repaired.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats.snapshot()
+    }
+}
+
+/// Where a call goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Old,
+    Both,
+    Through,
+    Shadow,
+    New,
+}
+
+impl<K, V, Old, New> VersionedProxy<K, V, Old, New>
+where
+    K: MigrationKey + ?Sized + Sync,
+    V: Clone + PartialEq + Send + Sync,
+    Old: Source<K, V>,
+    New: Target<K, V>,
+{
+    /// Reads `key` (see the type's docs). Fails only if the store that must serve it fails: OLD,
+    /// or NEW in `Live` and `Complete`.
+    pub async fn get(&self, key: &K) -> Result<Option<V>, Error> {
+        let phase = self.phase();
+        match self.read_route(phase, key) {
+            Route::Through => self.read_through(key, phase).await,
+            Route::Shadow => self.read_shadow(key).await,
+            Route::New => self.read_through(key, phase).await,
+            Route::Old | Route::Both => Ok(self.read_old(key).await?.map(|found| found.value)),
+        }
+    }
+
+    /// Writes `value` under `key`: OLD, then NEW at OLD's version, with the key pending between.
+    pub async fn put(&self, key: &K, value: &V) -> Result<(), Error> {
+        self.write(key, Some(value)).await
+    }
+
+    /// Deletes `key`: from OLD, then a tombstone in NEW at the delete's version, which no slower
+    /// read-through in any instance can overwrite.
+    pub async fn delete(&self, key: &K) -> Result<(), Error> {
+        self.write(key, None).await
+    }
+
+    fn read_route(&self, phase: Phase, key: &K) -> Route {
+        match phase {
+            Phase::Complete => return Route::New,
+            Phase::Live => return Route::Through,
+            Phase::Off | Phase::DualWrite => return Route::Old,
+            Phase::Shadow | Phase::ReadThrough => {}
+        }
+        match self.inner.gate.decide(key) {
+            Some((Admission::Admitted, _)) if phase == Phase::Shadow => Route::Shadow,
+            Some((Admission::Admitted, _)) => Route::Through,
+            _ => Route::Old,
+        }
+    }
+
+    fn write_route(&self, phase: Phase, key: &K) -> Route {
+        match (phase, self.inner.gate.decide(key)) {
+            // A key the gate cannot encode is never admitted, so NEW never had it.
+            (_, None) => Route::Old,
+            (Phase::Complete, _) => Route::New,
+            (Phase::Live, _) => Route::Both,
+            // Lapsed keys and the kill switch keep NEW's copy current by version rather than
+            // removing it: as safe, and the copy stays usable if the gate is raised again.
+            (_, Some((Admission::Admitted | Admission::Lapsed, _))) => Route::Both,
+            (_, Some((Admission::Never, _))) => Route::Old,
+        }
+    }
+
+    fn fail(&self, side: Side, op: Op, error: impl std::error::Error + Send + Sync + 'static) -> Error {
+        bump(match side {
+            Side::Old => &self.inner.stats.old_errors,
+            Side::New => &self.inner.stats.new_errors,
+        });
+        Error::store(side, op, error)
+    }
+
+    async fn read_old(&self, key: &K) -> Result<Option<Versioned<V>>, Error> {
+        let found = self.inner.old.get(key).await.map_err(|e| self.fail(Side::Old, Op::Get, e))?;
+        bump(&self.inner.stats.reads_from_old);
+        Ok(found)
+    }
+
+    async fn read_through(&self, key: &K, phase: Phase) -> Result<Option<V>, Error> {
+        let stats = &self.inner.stats;
+        let token = match self.inner.new.lookup(key).await {
+            Ok(Lookup::Hit(value)) => {
+                bump(&stats.new_hits);
+                bump(&stats.reads_from_new);
+                return Ok(Some(value));
+            }
+            Ok(Lookup::Miss) if phase == Phase::Complete => {
+                bump(&stats.new_misses);
+                bump(&stats.reads_from_new);
+                return Ok(None);
+            }
+            Ok(Lookup::Miss) => None,
+            Ok(Lookup::Pending { token, expired }) => Some(expired.then_some(token)),
+            Err(error) => {
+                let error = self.fail(Side::New, Op::Get, error);
+                if matches!(phase, Phase::Live | Phase::Complete) {
+                    return Err(error);
+                }
+                return Ok(self.read_old(key).await?.map(|found| found.value));
+            }
+        };
+        bump(&stats.new_misses);
+        let found = self.read_old(key).await?;
+        match token {
+            // Not pending: copy a value, if NEW has nothing as new.
+            None => {
+                if let Some(found) = &found {
+                    self.fill(key, Some(&found.value), found.version, None).await;
+                }
+            }
+            // Pending, every mark expired: OLD's state is final for them, absent included.
+            Some(Some(token)) => {
+                let (value, version) = found.as_ref().map_or((None, 0), |f| (Some(&f.value), f.version));
+                self.fill(key, value, version, Some(token)).await;
+            }
+            // A write is in flight: OLD answers, NEW is left to it.
+            Some(None) => {}
+        }
+        Ok(found.map(|found| found.value))
+    }
+
+    /// A fill is a courtesy to later reads: its failure never fails this one.
+    async fn fill(&self, key: &K, value: Option<&V>, version: u64, token: Option<u64>) {
+        let stats = &self.inner.stats;
+        match self.inner.new.fill(key, value, version, token).await {
+            Ok(Filled::Copied) => bump(&stats.backfills),
+            Ok(Filled::Repaired) => bump(&stats.repairs),
+            Ok(Filled::Refused) => bump(&stats.backfills_skipped),
+            Err(error) => drop(self.fail(Side::New, Op::Fill, error)),
+        }
+    }
+
+    async fn read_shadow(&self, key: &K) -> Result<Option<V>, Error> {
+        let stats = &self.inner.stats;
+        let found = self.read_old(key).await?;
+        let lookup = match self.inner.new.lookup(key).await {
+            Ok(lookup) => lookup,
+            Err(error) => {
+                drop(self.fail(Side::New, Op::Get, error));
+                return Ok(found.map(|found| found.value));
+            }
+        };
+        bump(&stats.shadow_compared);
+        let old_value = found.as_ref().map(|found| &found.value);
+        match lookup {
+            Lookup::Hit(new_value) => {
+                bump(&stats.new_hits);
+                if old_value != Some(&new_value) {
+                    // Either a write landed between the two reads, or NEW is behind: a fill takes
+                    // OLD's value only if it is the newer one.
+                    bump(&stats.mismatches);
+                    if let Some(found) = &found {
+                        self.fill(key, Some(&found.value), found.version, None).await;
+                    }
+                }
+            }
+            Lookup::Miss => {
+                bump(&stats.new_misses);
+                if let Some(found) = &found {
+                    self.fill(key, Some(&found.value), found.version, None).await;
+                }
+            }
+            Lookup::Pending { .. } => bump(&stats.new_misses),
+        }
+        Ok(found.map(|found| found.value))
+    }
+
+    async fn write(&self, key: &K, value: Option<&V>) -> Result<(), Error> {
+        let op = if value.is_some() { Op::Put } else { Op::Delete };
+        match self.write_route(self.phase(), key) {
+            Route::New => {
+                self.inner.new.put_next(key, value).await.map_err(|e| self.fail(Side::New, op, e))?;
+                return Ok(());
+            }
+            Route::Old => {
+                self.write_old(key, value, op).await?;
+                return Ok(());
+            }
+            _ => {}
+        }
+        let started = Instant::now();
+        let grace_ms = u64::try_from(self.inner.grace.as_millis()).unwrap_or(u64::MAX);
+        // Before OLD changes, so that whatever happens from here on — an error, a dropped future,
+        // a crash — no instance serves NEW's copy until this write or a later repair settles it.
+        self.inner.new.mark(key, grace_ms).await.map_err(|e| self.fail(Side::New, Op::Mark, e))?;
+        // If OLD fails, the key stays pending: OLD may have committed (a timeout after commit).
+        let version = self.write_old(key, value, op).await?;
+        // A write slower than half its grace may already have been repaired around; its mark may
+        // have been cleared, so withdrawing it could withdraw a later write's mark instead.
+        let settle = started.elapsed() < self.inner.grace / 2;
+        match self.inner.new.apply(key, value, version, settle).await {
+            // Not taken: a later write of the key reached NEW first, as OLD ordered them.
+            Ok(_) => {}
+            // The key stays pending: OLD serves it until a read repairs NEW.
+            Err(error) => drop(self.fail(Side::New, op, error)),
+        }
+        Ok(())
+    }
+
+    async fn write_old(&self, key: &K, value: Option<&V>, op: Op) -> Result<u64, Error> {
+        let written = match value {
+            Some(value) => self.inner.old.put(key, value).await,
+            None => self.inner.old.delete(key).await,
+        };
+        written.map_err(|e| self.fail(Side::Old, op, e))
+    }
+}
+
+impl<K: ?Sized, V, Old, New> Clone for VersionedProxy<K, V, Old, New> {
+    fn clone(&self) -> Self {
+        VersionedProxy { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<K: ?Sized, V, Old, New> fmt::Debug for VersionedProxy<K, V, Old, New> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VersionedProxy")
+            .field("gate", &self.inner.gate)
+            .field("phase", &self.phase())
+            .field("grace", &self.inner.grace)
+            .finish_non_exhaustive()
+    }
+}
