@@ -37,13 +37,13 @@ struct Plan {
 }
 
 #[derive(Default)]
-struct PauseState {
-    reached: Notify,
-    release: Notify,
+pub(crate) struct PauseState {
+    pub(crate) reached: Notify,
+    pub(crate) release: Notify,
 }
 
 /// A paused call: wait until a call reaches it, then let it go on.
-pub struct Pause(Arc<PauseState>);
+pub struct Pause(pub(crate) Arc<PauseState>);
 
 impl Pause {
     /// Waits until the paused call has been made (it is then blocked before reaching the store).

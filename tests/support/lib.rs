@@ -4,8 +4,10 @@
 
 pub mod backends;
 pub mod faults;
+pub mod fleet;
 pub mod naive;
 pub mod orders;
 pub mod scenarios;
 pub mod servers;
+pub mod stall;
 pub mod ui;

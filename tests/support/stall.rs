@@ -1,0 +1,171 @@
+//! One instance's handle on a shared store, with the power to stall or fail its calls: the fleet
+//! tests give each instance its own `Stall`, so pausing instance A's call to NEW leaves instance
+//! B's calls to the very same store untouched — as with two processes. Only a wrapper: every call
+//! it lets through goes to the real store inside. Works for the unversioned [`Store`] and for both
+//! sides of versioned mode.
+
+use std::sync::{Arc, Mutex};
+
+use zddm::versioned::{Filled, Lookup, Source, Target, Versioned};
+use zddm::Store;
+
+use crate::faults::{Fault, Injected, Pause, PauseState};
+
+/// A store call, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Get,
+    Put,
+    Insert,
+    Delete,
+    Lookup,
+    Mark,
+    Apply,
+    Fill,
+    PutNext,
+}
+
+impl Call {
+    fn op(self) -> zddm::Op {
+        match self {
+            Call::Get | Call::Lookup => zddm::Op::Get,
+            Call::Put | Call::Apply | Call::PutNext => zddm::Op::Put,
+            Call::Insert => zddm::Op::Insert,
+            Call::Delete => zddm::Op::Delete,
+            Call::Mark => zddm::Op::Mark,
+            Call::Fill => zddm::Op::Fill,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Plan {
+    pauses: Vec<(Call, Arc<PauseState>)>,
+    faults: Vec<(Call, Fault)>,
+}
+
+/// See the module docs.
+pub struct Stall<S> {
+    inner: S,
+    plan: Mutex<Plan>,
+}
+
+impl<S> Stall<S> {
+    pub fn new(inner: S) -> Self {
+        Stall { inner, plan: Mutex::default() }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The next `call` blocks before reaching the store until released.
+    pub fn pause_next(&self, call: Call) -> Pause {
+        let state = Arc::new(PauseState::default());
+        self.plan.lock().unwrap().pauses.push((call, Arc::clone(&state)));
+        Pause(state)
+    }
+
+    /// The next `call` fails: before the store applies it, or after (an ambiguous timeout).
+    pub fn fail_next(&self, call: Call, fault: Fault) {
+        self.plan.lock().unwrap().faults.push((call, fault));
+    }
+
+    async fn before(&self, call: Call) -> Result<Option<Fault>, Injected> {
+        let (pause, fault) = {
+            let mut plan = self.plan.lock().unwrap();
+            let pause = plan.pauses.iter().position(|(c, _)| *c == call).map(|i| plan.pauses.remove(i).1);
+            let fault = plan.faults.iter().position(|(c, _)| *c == call).map(|i| plan.faults.remove(i).1);
+            (pause, fault)
+        };
+        if let Some(pause) = pause {
+            pause.reached.notify_one();
+            pause.release.notified().await;
+        }
+        match fault {
+            Some(Fault::Before) => Err(Injected { op: call.op(), fault: Fault::Before }),
+            other => Ok(other),
+        }
+    }
+
+    async fn call<T, E>(
+        &self,
+        call: Call,
+        run: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, Injected> {
+        let fault = self.before(call).await?;
+        let result = run.await.map_err(|_| Injected { op: call.op(), fault: Fault::Before });
+        match fault {
+            Some(Fault::After) => Err(Injected { op: call.op(), fault: Fault::After }),
+            _ => result,
+        }
+    }
+}
+
+impl<K: ?Sized + Sync, V: Send + Sync, S: Store<K, V>> Store<K, V> for Stall<S> {
+    type Error = Injected;
+
+    async fn get(&self, key: &K) -> Result<Option<V>, Injected> {
+        self.call(Call::Get, self.inner.get(key)).await
+    }
+
+    async fn put(&self, key: &K, value: &V) -> Result<(), Injected> {
+        self.call(Call::Put, self.inner.put(key, value)).await
+    }
+
+    async fn insert_if_absent(&self, key: &K, value: &V) -> Result<bool, Injected> {
+        self.call(Call::Insert, self.inner.insert_if_absent(key, value)).await
+    }
+
+    async fn delete(&self, key: &K) -> Result<(), Injected> {
+        self.call(Call::Delete, self.inner.delete(key)).await
+    }
+}
+
+impl<K: ?Sized + Sync, V: Send + Sync, S: Source<K, V>> Source<K, V> for Stall<S> {
+    type Error = Injected;
+
+    async fn get(&self, key: &K) -> Result<Option<Versioned<V>>, Injected> {
+        self.call(Call::Get, self.inner.get(key)).await
+    }
+
+    async fn put(&self, key: &K, value: &V) -> Result<u64, Injected> {
+        self.call(Call::Put, self.inner.put(key, value)).await
+    }
+
+    async fn delete(&self, key: &K) -> Result<u64, Injected> {
+        self.call(Call::Delete, self.inner.delete(key)).await
+    }
+}
+
+impl<K: ?Sized + Sync, V: Send + Sync, S: Target<K, V>> Target<K, V> for Stall<S> {
+    type Error = Injected;
+
+    async fn lookup(&self, key: &K) -> Result<Lookup<V>, Injected> {
+        self.call(Call::Lookup, self.inner.lookup(key)).await
+    }
+
+    async fn mark(&self, key: &K, grace_ms: u64) -> Result<(), Injected> {
+        self.call(Call::Mark, self.inner.mark(key, grace_ms)).await
+    }
+
+    async fn apply(&self, key: &K, value: Option<&V>, version: u64, settle: bool) -> Result<bool, Injected> {
+        self.call(Call::Apply, self.inner.apply(key, value, version, settle)).await
+    }
+
+    async fn fill(&self, key: &K, value: Option<&V>, version: u64, token: Option<u64>) -> Result<Filled, Injected> {
+        self.call(Call::Fill, self.inner.fill(key, value, version, token)).await
+    }
+
+    async fn put_next(&self, key: &K, value: Option<&V>) -> Result<u64, Injected> {
+        self.call(Call::PutNext, self.inner.put_next(key, value)).await
+    }
+
+    async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, Injected> {
+        self.inner.pending_keys(after, limit).await.map_err(|_| Injected { op: zddm::Op::Get, fault: Fault::Before })
+    }
+
+    async fn purge(&self, older_than_ms: u64) -> Result<usize, Injected> {
+        self.inner.purge(older_than_ms).await.map_err(|_| Injected { op: zddm::Op::Delete, fault: Fault::Before })
+    }
+}
