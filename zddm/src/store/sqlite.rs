@@ -161,8 +161,8 @@ pub(crate) fn prepare_table(
             found.push((name, kind.to_ascii_uppercase(), pk));
         }
     }
-    let matches = found.len() == columns.len()
-        && found.iter().zip(columns).all(|(f, c)| f.0 == c.0 && f.1 == c.1 && f.2 == c.2);
+    let matches =
+        found.len() == columns.len() && found.iter().zip(columns).all(|(f, c)| f.0 == c.0 && f.1 == c.1 && f.2 == c.2);
     if !matches {
         let found = found.iter().map(|(name, kind, _)| format!("{name} {kind}")).collect::<Vec<_>>().join(", ");
         let expected = definition.trim_end_matches(" WITHOUT ROWID");

@@ -167,9 +167,8 @@ impl<K: ?Sized, V> SqliteTarget<K, V> {
     /// The store on an open connection: creates the table if it is missing.
     pub fn with_connection(connection: Connection, table: &str) -> Result<Self, SqliteError> {
         prepare_table(&connection, table, TARGET, TARGET_COLUMNS)?;
-        connection.execute_batch(&format!(
-            "CREATE INDEX IF NOT EXISTS {table}_pending ON {table} (key) WHERE pending > 0"
-        ))?;
+        connection
+            .execute_batch(&format!("CREATE INDEX IF NOT EXISTS {table}_pending ON {table} (key) WHERE pending > 0"))?;
         Ok(SqliteTarget { connection: Mutex::new(connection), table: table.to_owned(), types: PhantomData })
     }
 
