@@ -44,10 +44,14 @@ use std::sync::Arc;
 
 mod memory;
 mod proxy;
+#[cfg(feature = "redis")]
+mod redis;
 mod slot;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisSource, RedisTarget};
 pub use memory::{MemorySource, MemoryTarget};
 pub use proxy::{VersionedProxy, VersionedProxyBuilder, DEFAULT_GRACE};
 pub use slot::Slot;

@@ -61,6 +61,15 @@ pub enum RedisError {
     /// A command failed or timed out.
     #[error("Redis failed: {0}")]
     Command(#[from] redis::RedisError),
+    /// A versioned store's version, count or time field that is not a number: something other
+    /// than zddm wrote the key.
+    #[error(
+        "a zddm field holds {found:?} where a decimal number belongs: the key was written by something other than zddm"
+    )]
+    Field {
+        /// What the field held.
+        found: String,
+    },
     /// A stored value is not valid for the value type.
     #[error(transparent)]
     Decode(#[from] DecodeError),
@@ -83,21 +92,27 @@ end
 return 0
 ";
 
+/// A managed connection to `url` for a store whose keys start with `prefix:`, once the prefix is
+/// checked.
+pub(crate) async fn connect(url: &str, prefix: &str) -> Result<ConnectionManager, RedisError> {
+    if prefix.is_empty() || prefix.contains(':') || prefix.chars().any(char::is_whitespace) {
+        return Err(RedisError::Prefix { prefix: prefix.to_owned() });
+    }
+    let client = Client::open(url).map_err(|source| RedisError::Url { url: url.to_owned(), source })?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(TIMEOUT))
+        .set_response_timeout(Some(TIMEOUT))
+        .set_number_of_retries(1);
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(|source| RedisError::Connect { url: url.to_owned(), source })
+}
+
 impl<K: ?Sized, V> RedisStore<K, V> {
     /// Connects to the Redis server at `url` (`redis://host:port/db`); the store's keys start with
     /// `prefix:`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, RedisError> {
-        if prefix.is_empty() || prefix.contains(':') || prefix.chars().any(char::is_whitespace) {
-            return Err(RedisError::Prefix { prefix: prefix.to_owned() });
-        }
-        let client = Client::open(url).map_err(|source| RedisError::Url { url: url.to_owned(), source })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|source| RedisError::Connect { url: url.to_owned(), source })?;
+        let connection = connect(url, prefix).await?;
         Ok(RedisStore {
             connection,
             prefix: format!("{prefix}:").into_bytes(),

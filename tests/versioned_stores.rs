@@ -1,0 +1,193 @@
+//! Every versioned store against the protocol's own definition: each target replays a long
+//! pseudo-random run of operations next to the pure `Slot` state machine and must answer exactly as
+//! it does; each source must version writes in commit order, deletes included. Over memory, SQLite
+//! files, and real PostgreSQL and Redis servers.
+
+use std::collections::BTreeMap;
+
+use zddm::versioned::{Filled, Lookup, MemorySource, MemoryTarget, RedisSource, RedisTarget, Slot, Source, Target};
+use zddm::versioned::{SqliteSource, SqliteTarget};
+use zddm::MigrationKey;
+use zddm_suite::servers::RedisServer;
+
+/// A deterministic stream of choices (splitmix64).
+struct Choices(u64);
+
+impl Choices {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (x ^ (x >> 31)) % n
+    }
+}
+
+/// Grace periods that make every answer independent of the clocks: a mark of 0 ms has expired by
+/// the next call, one of ten days has not.
+const GRACES: [u64; 2] = [0, 10 * 24 * 3600 * 1000];
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+/// Replays `steps` operations over three keys on `target` and on the model; they must agree.
+async fn conforms<T: Target<u64, u64>>(target: T, name: &str, seed: u64, steps: usize) {
+    let mut model: BTreeMap<u64, Slot<u64>> = BTreeMap::new();
+    // The token each side saw in its last lookup of a key: each side's own clock names its marks.
+    let mut tokens: BTreeMap<u64, (Option<u64>, Option<u64>)> = BTreeMap::new();
+    let mut choices = Choices(seed);
+    let mut version: u64 = 10;
+    for step in 0..steps {
+        let key = choices.below(3);
+        let slot = model.entry(key).or_default();
+        let value = (choices.below(2) == 0).then(|| choices.below(1000));
+        // Versions mostly rise, sometimes repeat or fall back: writes arriving out of order.
+        let v = match choices.below(5) {
+            0 => slot.version,
+            1 => slot.version.saturating_sub(1 + choices.below(3)),
+            _ => {
+                version += 1 + choices.below(3);
+                version
+            }
+        };
+        let what = match choices.below(7) {
+            0 | 1 => {
+                let seen = target.lookup(&key).await.unwrap();
+                let expected = slot.lookup(now());
+                let store_token = match &seen {
+                    Lookup::Pending { token, .. } => Some(*token),
+                    _ => None,
+                };
+                let model_token = match &expected {
+                    Lookup::Pending { token, .. } => Some(*token),
+                    _ => None,
+                };
+                tokens.insert(key, (store_token, model_token));
+                let shape = |l: &Lookup<u64>| match l {
+                    Lookup::Pending { expired, .. } => format!("pending(expired={expired})"),
+                    other => format!("{other:?}"),
+                };
+                assert_eq!(shape(&seen), shape(&expected), "{name}, step {step}: lookup of {key}");
+                "lookup"
+            }
+            2 => {
+                let grace = GRACES[choices.below(2) as usize];
+                target.mark(&key, grace).await.unwrap();
+                slot.mark(now(), grace);
+                "mark"
+            }
+            3 => {
+                let settle = choices.below(3) != 0;
+                let applied = target.apply(&key, value.as_ref(), v, settle).await.unwrap();
+                assert_eq!(applied, slot.apply(value, v, settle, now()), "{name}, step {step}: apply to {key}");
+                "apply"
+            }
+            4 | 5 => {
+                // The last lookup's token, or none, or a wrong one.
+                let (store_token, model_token) = tokens.get(&key).copied().unwrap_or_default();
+                let (store_token, model_token) = match choices.below(4) {
+                    0 => (None, None),
+                    1 => (Some(1), Some(1)),
+                    _ => (store_token, model_token),
+                };
+                let filled = target.fill(&key, value.as_ref(), v, store_token).await.unwrap();
+                assert_eq!(filled, slot.fill(value, v, model_token, now()), "{name}, step {step}: fill of {key}");
+                "fill"
+            }
+            _ => {
+                let version = target.put_next(&key, value.as_ref()).await.unwrap();
+                assert_eq!(version, slot.put_next(value, now()), "{name}, step {step}: put_next of {key}");
+                "put_next"
+            }
+        };
+        let _ = what;
+    }
+    let pending: Vec<Vec<u8>> =
+        model.iter().filter(|(_, slot)| slot.pending > 0).map(|(key, _)| key.key_bytes()).collect::<Vec<_>>();
+    let mut sorted = pending.clone();
+    sorted.sort();
+    assert_eq!(target.pending_keys(None, 100).await.unwrap(), sorted, "{name}: pending keys");
+    if let Some(first) = sorted.first() {
+        assert_eq!(target.pending_keys(Some(first), 100).await.unwrap(), sorted[1..].to_vec(), "{name}: paging");
+        assert_eq!(target.pending_keys(None, 1).await.unwrap(), sorted[..1].to_vec(), "{name}: limit");
+    }
+}
+
+/// A settled tombstone is purged once old enough, a value or a pending key never.
+async fn purges<T: Target<u64, u64>>(target: T, name: &str) {
+    target.mark(&1, GRACES[1]).await.unwrap();
+    target.apply(&1, None, 5, false).await.unwrap(); // tombstone, still pending
+    target.apply(&2, None, 5, false).await.unwrap(); // settled tombstone
+    target.apply(&3, Some(&9), 5, false).await.unwrap(); // value
+    assert_eq!(target.purge(60_000).await.unwrap(), 0, "{name}: nothing is a minute old");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(target.purge(10).await.unwrap(), 1, "{name}: only the settled tombstone goes");
+    assert_eq!(target.fill(&2, Some(&1), 1, None).await.unwrap(), Filled::Copied, "{name}: purged means forgotten");
+    assert_eq!(target.lookup(&3).await.unwrap(), Lookup::Hit(9));
+    assert!(matches!(target.lookup(&1).await.unwrap(), Lookup::Pending { expired: false, .. }));
+}
+
+/// Versions rise with every write of a key, through deletes and re-creation.
+async fn versions_rise<S: Source<u64, u64>>(source: S, name: &str) {
+    assert_eq!(source.get(&1).await.unwrap(), None);
+    let mut last = 0;
+    for round in 0..20u64 {
+        let put = source.put(&1, &round).await.unwrap();
+        assert!(put > last, "{name}: put version {put} after {last}");
+        let found = source.get(&1).await.unwrap().expect("the value just written");
+        assert_eq!((found.value, found.version), (round, put), "{name}: read back");
+        last = put;
+        if round % 3 == 0 {
+            let deleted = source.delete(&1).await.unwrap();
+            assert!(deleted > last, "{name}: delete version {deleted} after {last}");
+            assert_eq!(source.get(&1).await.unwrap(), None, "{name}: deleted");
+            last = deleted;
+        }
+    }
+    // Other keys have versions of their own that also rise.
+    let other = source.put(&2, &0).await.unwrap();
+    assert!(source.put(&2, &1).await.unwrap() > other);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn memory_stores_conform() {
+    for seed in 0..8 {
+        conforms(MemoryTarget::new(), "memory", seed, 400).await;
+    }
+    purges(MemoryTarget::new(), "memory").await;
+    versions_rise(MemorySource::new(), "memory").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn sqlite_stores_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    for seed in 0..4 {
+        conforms(SqliteTarget::open(dir.path().join(format!("{seed}.db")), "slots").unwrap(), "sqlite", seed, 300)
+            .await;
+    }
+    purges(SqliteTarget::open(dir.path().join("purge.db"), "slots").unwrap(), "sqlite").await;
+    versions_rise(SqliteSource::open(dir.path().join("old.db"), "entries").unwrap(), "sqlite").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn redis_stores_conform() {
+    let server = RedisServer::start();
+    for seed in 0..4 {
+        conforms(RedisTarget::connect(&server.url(), &format!("t{seed}")).await.unwrap(), "redis", seed, 300).await;
+    }
+    purges(RedisTarget::connect(&server.url(), "purge").await.unwrap(), "redis").await;
+    versions_rise(RedisSource::<u64, u64>::connect(&server.url(), "old").await.unwrap(), "redis").await;
+}
+
+#[test]
+fn sqlite_refuses_a_table_of_another_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shape.db");
+    zddm::SqliteStore::<u64, u64>::open(&path, "entries").unwrap();
+    let error = SqliteTarget::<u64, u64>::open(&path, "entries").unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains("(key BLOB, value TEXT)") && message.contains("pending"), "{message}");
+    let error = SqliteSource::<u64, u64>::open(&path, "entries").unwrap_err();
+    assert!(error.to_string().contains("version INTEGER NOT NULL"), "{error}");
+}

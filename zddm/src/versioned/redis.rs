@@ -1,0 +1,429 @@
+use std::fmt;
+use std::marker::PhantomData;
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::key::MigrationKey;
+use crate::store::json::{decode, encode};
+use crate::store::redis::connect;
+use crate::store::RedisError;
+use crate::versioned::{Filled, Lookup, Slot, Source, Target, Versioned};
+
+/// A versioned OLD on Redis: one hash per key, `prefix:` ‖ canonical key bytes, with the value
+/// (`v`, JSON) and its version (`ver`). A write's version is the larger of the key's last version
+/// plus one and the server's clock in microseconds, so a key deleted and written again still gets a
+/// larger version; each write is one script on one key, so versions follow Redis's own order.
+pub struct RedisSource<K: ?Sized, V> {
+    connection: ConnectionManager,
+    prefix: Vec<u8>,
+    scripts: SourceScripts,
+    types: PhantomData<fn(&K) -> V>,
+}
+
+/// A versioned NEW on Redis: one hash per key, `prefix:` ‖ canonical key bytes, holding the whole
+/// [`Slot`] — value (`v`, absent for a tombstone), version (`ver`), pending count (`p`), its
+/// deadline (`pu`) and the time of the last change (`at`). Every operation is one Lua script that
+/// touches that one key, so each is atomic and the layout works on Redis Cluster unchanged.
+/// Versions are compared as fixed-width decimal strings (20 digits), never as Lua's doubles.
+///
+/// Listing pending keys and purging tombstones walk the prefix with `SCAN`: they are for a
+/// verifier or a maintenance job, not for the request path.
+pub struct RedisTarget<K: ?Sized, V> {
+    connection: ConnectionManager,
+    prefix: Vec<u8>,
+    scripts: TargetScripts,
+    types: PhantomData<fn(&K) -> V>,
+}
+
+/// The server's clock in ms and µs, and versions as 20-digit strings.
+const PRELUDE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_us = string.format('%d', t[1]) .. string.format('%06d', t[2])
+local function pad(s) return string.rep('0', 20 - #s) .. s end
+local function inc(s)
+    local digits, i = {}, #s
+    for c in s:gmatch('%d') do digits[#digits + 1] = c end
+    while i > 0 do
+        if digits[i] == '9' then digits[i] = '0'; i = i - 1
+        else digits[i] = tostring(tonumber(digits[i]) + 1); break end
+    end
+    return table.concat(digits)
+end
+local function num(field) return tonumber(redis.call('HGET', KEYS[1], field) or '0') end
+local function fmt(n) return string.format('%d', n) end
+";
+
+/// ARGV: value. Returns the new version.
+const SOURCE_PUT: &str = r"
+local ver = inc(redis.call('HGET', KEYS[1], 'ver') or pad('0'))
+local clock = pad(now_us)
+if clock > ver then ver = clock end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', ver)
+return ver
+";
+
+/// Returns the delete's version.
+const SOURCE_DELETE: &str = r"
+local ver = inc(redis.call('HGET', KEYS[1], 'ver') or pad('0'))
+local clock = pad(now_us)
+if clock > ver then ver = clock end
+redis.call('DEL', KEYS[1])
+return ver
+";
+
+/// Returns {value or false, ver, p, pu, now}.
+const TARGET_LOOKUP: &str = r"
+local s = redis.call('HMGET', KEYS[1], 'v', 'ver', 'p', 'pu')
+return {s[1], s[2] or pad('0'), s[3] or '0', s[4] or '0', fmt(now)}
+";
+
+/// ARGV: grace in ms. `Slot::mark`.
+const TARGET_MARK: &str = r"
+local until_ = now + tonumber(ARGV[1])
+local pu = num('pu')
+if pu > until_ then until_ = pu end
+redis.call('HSET', KEYS[1], 'p', fmt(num('p') + 1), 'pu', fmt(until_))
+if redis.call('HEXISTS', KEYS[1], 'ver') == 0 then redis.call('HSET', KEYS[1], 'ver', pad('0'), 'at', fmt(now)) end
+return 1
+";
+
+/// ARGV: value, has value ('1'/'0'), version (20 digits), settle ('1'/'0'). `Slot::apply`.
+const TARGET_APPLY: &str = r"
+local ver = redis.call('HGET', KEYS[1], 'ver') or pad('0')
+local newer = ARGV[3] > ver
+if newer then
+    if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'v', ARGV[1]) else redis.call('HDEL', KEYS[1], 'v') end
+    redis.call('HSET', KEYS[1], 'ver', ARGV[3], 'at', fmt(now))
+end
+if ARGV[4] == '1' then
+    local p = num('p')
+    if p > 0 then p = p - 1 end
+    if p == 0 then redis.call('HSET', KEYS[1], 'p', '0', 'pu', '0') else redis.call('HSET', KEYS[1], 'p', fmt(p)) end
+end
+if redis.call('HEXISTS', KEYS[1], 'p') == 0 then redis.call('HSET', KEYS[1], 'p', '0', 'pu', '0') end
+if newer then return 1 end
+return 0
+";
+
+/// ARGV: value, has value, version (20 digits), token ('' for none). `Slot::fill`: 0 refused,
+/// 1 copied, 2 repaired.
+const TARGET_FILL: &str = r"
+local ver = redis.call('HGET', KEYS[1], 'ver') or pad('0')
+if num('p') > 0 then
+    local pu = redis.call('HGET', KEYS[1], 'pu') or '0'
+    if ARGV[4] == '' or ARGV[4] ~= pu or now < tonumber(pu) then return 0 end
+    if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'v', ARGV[1]) else redis.call('HDEL', KEYS[1], 'v') end
+    if ARGV[3] > ver then ver = ARGV[3] end
+    redis.call('HSET', KEYS[1], 'ver', ver, 'p', '0', 'pu', '0', 'at', fmt(now))
+    return 2
+end
+if ARGV[2] == '1' and ARGV[3] > ver then
+    redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', ARGV[3], 'p', '0', 'pu', '0', 'at', fmt(now))
+    return 1
+end
+return 0
+";
+
+/// ARGV: value, has value. `Slot::put_next`: returns the new version.
+const TARGET_PUT_NEXT: &str = r"
+local ver = inc(redis.call('HGET', KEYS[1], 'ver') or pad('0'))
+if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'v', ARGV[1]) else redis.call('HDEL', KEYS[1], 'v') end
+redis.call('HSET', KEYS[1], 'ver', ver, 'p', '0', 'pu', '0', 'at', fmt(now))
+return ver
+";
+
+/// ARGV: age in ms. `Slot::purgeable`: deletes the key if it is a settled tombstone that old.
+const TARGET_PURGE: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('HEXISTS', KEYS[1], 'v') == 1 or num('p') > 0 then return 0 end
+if now - num('at') < tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+return 1
+";
+
+struct SourceScripts {
+    put: Script,
+    delete: Script,
+}
+
+struct TargetScripts {
+    lookup: Script,
+    mark: Script,
+    apply: Script,
+    fill: Script,
+    put_next: Script,
+    purge: Script,
+}
+
+fn script(body: &str) -> Script {
+    Script::new(&[PRELUDE, body].concat())
+}
+
+fn version_arg(version: u64) -> String {
+    format!("{version:020}")
+}
+
+fn parse(text: &str) -> Result<u64, RedisError> {
+    text.parse().map_err(|_| RedisError::Field { found: text.to_owned() })
+}
+
+fn entry(prefix: &[u8], key: &[u8]) -> Vec<u8> {
+    [prefix, key].concat()
+}
+
+impl<K: ?Sized, V> RedisSource<K, V> {
+    /// Connects to the Redis server at `url`; the store's keys start with `prefix:`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, RedisError> {
+        Ok(RedisSource {
+            connection: connect(url, prefix).await?,
+            prefix: format!("{prefix}:").into_bytes(),
+            scripts: SourceScripts { put: script(SOURCE_PUT), delete: script(SOURCE_DELETE) },
+            types: PhantomData,
+        })
+    }
+}
+
+impl<K: ?Sized, V> RedisTarget<K, V> {
+    /// Connects to the Redis server at `url`; the store's keys start with `prefix:`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, RedisError> {
+        Ok(RedisTarget {
+            connection: connect(url, prefix).await?,
+            prefix: format!("{prefix}:").into_bytes(),
+            scripts: TargetScripts {
+                lookup: script(TARGET_LOOKUP),
+                mark: script(TARGET_MARK),
+                apply: script(TARGET_APPLY),
+                fill: script(TARGET_FILL),
+                put_next: script(TARGET_PUT_NEXT),
+                purge: script(TARGET_PURGE),
+            },
+            types: PhantomData,
+        })
+    }
+
+    /// Every key of the store's prefix, canonical bytes, in byte order (one `SCAN` of the prefix).
+    async fn keys(&self) -> Result<Vec<Vec<u8>>, RedisError> {
+        let mut pattern = Vec::with_capacity(self.prefix.len() + 1);
+        for &byte in &self.prefix {
+            if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
+                pattern.push(b'\\');
+            }
+            pattern.push(byte);
+        }
+        pattern.push(b'*');
+        let mut connection = self.connection.clone();
+        let mut cursor = 0u64;
+        let mut keys = Vec::new();
+        loop {
+            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await?;
+            keys.extend(batch.into_iter().filter_map(|key| key.strip_prefix(&self.prefix[..]).map(<[u8]>::to_vec)));
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+}
+
+impl<K, V> Source<K, V> for RedisSource<K, V>
+where
+    K: MigrationKey + ?Sized + Sync,
+    V: Serialize + DeserializeOwned + Send + Sync,
+{
+    type Error = RedisError;
+
+    async fn get(&self, key: &K) -> Result<Option<Versioned<V>>, RedisError> {
+        let key = key.try_key_bytes()?;
+        let (text, version): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(entry(&self.prefix, &key))
+            .arg("v")
+            .arg("ver")
+            .query_async(&mut self.connection.clone())
+            .await?;
+        match (text, version) {
+            (Some(text), Some(version)) => {
+                Ok(Some(Versioned { value: decode(&key, &text)?, version: parse(&version)? }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn put(&self, key: &K, value: &V) -> Result<u64, RedisError> {
+        let (key, value) = (key.try_key_bytes()?, encode(value)?);
+        let version: String = self
+            .scripts
+            .put
+            .key(entry(&self.prefix, &key))
+            .arg(value)
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        parse(&version)
+    }
+
+    async fn delete(&self, key: &K) -> Result<u64, RedisError> {
+        let key = key.try_key_bytes()?;
+        let version: String =
+            self.scripts.delete.key(entry(&self.prefix, &key)).invoke_async(&mut self.connection.clone()).await?;
+        parse(&version)
+    }
+}
+
+/// A value as the scripts take it: the JSON text (empty for none) and whether there is one.
+fn value_args<V: Serialize>(value: Option<&V>) -> Result<(String, &'static str), RedisError> {
+    Ok(match value {
+        Some(value) => (encode(value)?, "1"),
+        None => (String::new(), "0"),
+    })
+}
+
+impl<K, V> Target<K, V> for RedisTarget<K, V>
+where
+    K: MigrationKey + ?Sized + Sync,
+    V: Serialize + DeserializeOwned + Send + Sync,
+{
+    type Error = RedisError;
+
+    async fn lookup(&self, key: &K) -> Result<Lookup<V>, RedisError> {
+        let key = key.try_key_bytes()?;
+        let (text, version, pending, pending_until, now): (Option<String>, String, String, String, String) =
+            self.scripts.lookup.key(entry(&self.prefix, &key)).invoke_async(&mut self.connection.clone()).await?;
+        let slot = Slot {
+            value: text,
+            version: parse(&version)?,
+            pending: u32::try_from(parse(&pending)?).unwrap_or(u32::MAX),
+            pending_until: parse(&pending_until)?,
+            changed_at: 0,
+        };
+        Ok(match slot.lookup(parse(&now)?) {
+            Lookup::Hit(text) => Lookup::Hit(decode(&key, &text)?),
+            Lookup::Miss => Lookup::Miss,
+            Lookup::Pending { token, expired } => Lookup::Pending { token, expired },
+        })
+    }
+
+    async fn mark(&self, key: &K, grace_ms: u64) -> Result<(), RedisError> {
+        let key = key.try_key_bytes()?;
+        let _: i64 = self
+            .scripts
+            .mark
+            .key(entry(&self.prefix, &key))
+            .arg(grace_ms)
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn apply(&self, key: &K, value: Option<&V>, version: u64, settle: bool) -> Result<bool, RedisError> {
+        let key = key.try_key_bytes()?;
+        let (text, has) = value_args(value)?;
+        let applied: i64 = self
+            .scripts
+            .apply
+            .key(entry(&self.prefix, &key))
+            .arg(text)
+            .arg(has)
+            .arg(version_arg(version))
+            .arg(if settle { "1" } else { "0" })
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        Ok(applied == 1)
+    }
+
+    async fn fill(&self, key: &K, value: Option<&V>, version: u64, token: Option<u64>) -> Result<Filled, RedisError> {
+        let key = key.try_key_bytes()?;
+        let (text, has) = value_args(value)?;
+        let filled: i64 = self
+            .scripts
+            .fill
+            .key(entry(&self.prefix, &key))
+            .arg(text)
+            .arg(has)
+            .arg(version_arg(version))
+            .arg(token.map(|token| token.to_string()).unwrap_or_default())
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        Ok(match filled {
+            1 => Filled::Copied,
+            2 => Filled::Repaired,
+            _ => Filled::Refused,
+        })
+    }
+
+    async fn put_next(&self, key: &K, value: Option<&V>) -> Result<u64, RedisError> {
+        let key = key.try_key_bytes()?;
+        let (text, has) = value_args(value)?;
+        let version: String = self
+            .scripts
+            .put_next
+            .key(entry(&self.prefix, &key))
+            .arg(text)
+            .arg(has)
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        parse(&version)
+    }
+
+    async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, RedisError> {
+        let keys: Vec<Vec<u8>> =
+            self.keys().await?.into_iter().filter(|key| after.map_or(true, |a| key[..] > *a)).collect();
+        let mut out = Vec::new();
+        let mut connection = self.connection.clone();
+        for chunk in keys.chunks(500) {
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                pipe.cmd("HGET").arg(entry(&self.prefix, key)).arg("p");
+            }
+            let pending: Vec<Option<String>> = pipe.query_async(&mut connection).await?;
+            for (key, pending) in chunk.iter().zip(pending) {
+                if pending.is_some_and(|p| p != "0") {
+                    out.push(key.clone());
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn purge(&self, older_than_ms: u64) -> Result<usize, RedisError> {
+        let mut purged = 0;
+        let mut connection = self.connection.clone();
+        for key in self.keys().await? {
+            let gone: i64 = self
+                .scripts
+                .purge
+                .key(entry(&self.prefix, &key))
+                .arg(older_than_ms)
+                .invoke_async(&mut connection)
+                .await?;
+            purged += usize::try_from(gone).unwrap_or(0);
+        }
+        Ok(purged)
+    }
+}
+
+impl<K: ?Sized, V> fmt::Debug for RedisSource<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSource").field("prefix", &String::from_utf8_lossy(&self.prefix)).finish_non_exhaustive()
+    }
+}
+
+impl<K: ?Sized, V> fmt::Debug for RedisTarget<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisTarget").field("prefix", &String::from_utf8_lossy(&self.prefix)).finish_non_exhaustive()
+    }
+}
