@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 
 use zddm::versioned::{Filled, Lookup, MemorySource, MemoryTarget, RedisSource, RedisTarget, Slot, Source, Target};
+use zddm::versioned::{PostgresSource, PostgresTarget};
 use zddm::versioned::{SqliteSource, SqliteTarget};
 use zddm::MigrationKey;
-use zddm_suite::servers::RedisServer;
+use zddm_suite::servers::{PostgresServer, RedisServer};
 
 /// A deterministic stream of choices (splitmix64).
 struct Choices(u64);
@@ -23,9 +24,10 @@ impl Choices {
     }
 }
 
-/// Grace periods that make every answer independent of the clocks: a mark of 0 ms has expired by
-/// the next call, one of ten days has not.
-const GRACES: [u64; 2] = [0, 10 * 24 * 3600 * 1000];
+/// Grace periods that make every answer independent of the clocks: a mark of 1 ms has expired by
+/// the next call (the test waits 2 ms after it), one of ten days has not; and either changes the
+/// token of every earlier lookup that saw the marks expired.
+const GRACES: [u64; 2] = [1, 10 * 24 * 3600 * 1000];
 
 fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
@@ -75,6 +77,7 @@ async fn conforms<T: Target<u64, u64>>(target: T, name: &str, seed: u64, steps: 
                 let grace = GRACES[choices.below(2) as usize];
                 target.mark(&key, grace).await.unwrap();
                 slot.mark(now(), grace);
+                std::thread::sleep(std::time::Duration::from_millis(2));
                 "mark"
             }
             3 => {
@@ -178,6 +181,19 @@ async fn redis_stores_conform() {
     }
     purges(RedisTarget::connect(&server.url(), "purge").await.unwrap(), "redis").await;
     versions_rise(RedisSource::<u64, u64>::connect(&server.url(), "old").await.unwrap(), "redis").await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn postgres_stores_conform() {
+    let server = PostgresServer::start();
+    for seed in 0..4 {
+        let target = PostgresTarget::connect(&server.url(), &format!("t{seed}"), 2).await.unwrap();
+        conforms(target, "postgres", seed, 300).await;
+    }
+    purges(PostgresTarget::connect(&server.url(), "purge", 1).await.unwrap(), "postgres").await;
+    versions_rise(PostgresSource::<u64, u64>::connect(&server.url(), "old", 1).await.unwrap(), "postgres").await;
+    let error = PostgresTarget::<u64, u64>::connect(&server.url(), "old", 1).await.unwrap_err();
+    assert!(error.to_string().contains("pending integer NOT NULL"), "{error}");
 }
 
 #[test]

@@ -47,7 +47,7 @@ pub use store::{Blocking, BlockingStore, MemoryStore, Store};
 #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 pub use store::{DecodeError, EncodeError};
 #[cfg(feature = "postgres")]
-pub use store::{PostgresError, PostgresStore};
+pub use store::{PostgresConnectError, PostgresError, PostgresStore};
 #[cfg(feature = "redis")]
 pub use store::{RedisError, RedisStore};
 #[cfg(feature = "sqlite")]

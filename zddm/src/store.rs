@@ -19,7 +19,7 @@ pub use self::redis::{RedisError, RedisStore};
 pub use json::{DecodeError, EncodeError};
 pub use memory::MemoryStore;
 #[cfg(feature = "postgres")]
-pub use postgres::{PostgresError, PostgresStore};
+pub use postgres::{PostgresConnectError, PostgresError, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteError, SqliteStore};
 

@@ -43,6 +43,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod proxy;
 #[cfg(feature = "redis")]
 mod redis;
@@ -53,10 +55,12 @@ mod sqlite;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisSource, RedisTarget};
 pub use memory::{MemorySource, MemoryTarget};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresSource, PostgresTarget};
 pub use proxy::{VersionedProxy, VersionedProxyBuilder, DEFAULT_GRACE};
 pub use slot::Slot;
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteSource, SqliteTarget};
+pub use sqlite::{KeyedSlot, SqliteSource, SqliteTarget};
 
 /// A value with the version OLD gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,9 +5,11 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio_postgres::config::Host;
 use tokio_postgres::NoTls;
 
 use crate::key::{KeyError, MigrationKey};
@@ -17,30 +19,38 @@ use crate::store::Store;
 /// A key/value table in PostgreSQL, keyed by the canonical key bytes.
 ///
 /// The table is `(key BYTEA PRIMARY KEY, value TEXT NOT NULL)`, created if missing; values are JSON.
+/// Many instances may connect at once to a table that does not exist yet: its creation is
+/// serialised on the server (a transaction-scoped advisory lock on the table's name), so one
+/// creates it and the others wait, then find it.
 /// Every operation is one statement (`INSERT … ON CONFLICT (key) DO NOTHING` for the conditional
 /// insert), on a connection from a pool; statements time out after 5 s on the server.
 pub struct PostgresStore<K: ?Sized, V> {
-    pool: Pool,
+    pool: Pooled,
     table: String,
     types: PhantomData<fn(&K) -> V>,
 }
 
 /// Why a PostgreSQL operation failed.
+///
+/// Every message carries its cause: for an error from the server, the server's message and its
+/// SQLSTATE code (e.g. `database "x" does not exist (3D000)`); for a connection, the address tried.
+/// No message shows a password. The driver's [`tokio_postgres::Error`] stays the
+/// [`source`](std::error::Error::source), for its `code()` and `as_db_error()`.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PostgresError {
     /// The connection string is not valid.
-    #[error("{url:?} is not a PostgreSQL connection string ({source}): write postgres://user@host:port/db")]
+    #[error("{url:?} is not a PostgreSQL connection string ({}): write postgres://user@host:port/db", cause(source))]
     Url {
-        /// The string given.
+        /// The string given, with any password replaced by `***`.
         url: String,
         /// The driver's error.
         #[source]
         source: tokio_postgres::Error,
     },
     /// No connection could be made or taken from the pool.
-    #[error("cannot get a PostgreSQL connection: {0}")]
-    Connect(String),
+    #[error(transparent)]
+    Connect(PostgresConnectError),
     /// A table name PostgreSQL would have to quote.
     #[error("table name {name:?} is not a plain identifier: use lowercase letters, digits and underscores, not starting with a digit")]
     TableName {
@@ -49,7 +59,7 @@ pub enum PostgresError {
     },
     /// The table exists with other columns than the store needs.
     #[error(
-        "table {table} has columns {found}, but a zddm store needs (key bytea PRIMARY KEY, value text NOT NULL): \
+        "table {table} has columns {found}, but this zddm store needs {expected}: \
          use another table name, or migrate the table to that shape"
     )]
     TableShape {
@@ -57,9 +67,11 @@ pub enum PostgresError {
         table: String,
         /// Its columns as found.
         found: String,
+        /// The columns the store needs.
+        expected: &'static str,
     },
     /// A statement failed or timed out.
-    #[error("PostgreSQL failed: {0}")]
+    #[error("PostgreSQL failed: {}", cause(.0))]
     Query(#[from] tokio_postgres::Error),
     /// A stored value is not valid for the value type.
     #[error(transparent)]
@@ -72,19 +84,213 @@ pub enum PostgresError {
     Key(#[from] KeyError),
 }
 
+/// No PostgreSQL connection could be made, or none taken from the pool: where, and why.
+///
+/// Its message names the address tried (`host:port`, never the password) and the cause; its
+/// [`source`](std::error::Error::source) is the driver's [`tokio_postgres::Error`] when the
+/// driver failed (`None` when the pool gave up waiting).
+#[derive(Debug)]
+pub struct PostgresConnectError {
+    target: String,
+    cause: ConnectCause,
+}
+
+#[derive(Debug)]
+enum ConnectCause {
+    /// The driver failed: refused, unreachable, refused by the server (no such database,
+    /// authentication), …
+    Driver(tokio_postgres::Error),
+    /// The pool gave up, e.g. on a timeout.
+    Pool(String),
+}
+
+impl PostgresConnectError {
+    fn new(target: &str, error: PoolError) -> Self {
+        let cause = match error {
+            PoolError::Backend(error) => ConnectCause::Driver(error),
+            PoolError::Timeout(TimeoutType::Wait) => {
+                ConnectCause::Pool(format!("every connection of the pool stayed busy for {} s", TIMEOUT.as_secs()))
+            }
+            PoolError::Timeout(TimeoutType::Create) => {
+                ConnectCause::Pool(format!("no connection was made within {} s", TIMEOUT.as_secs()))
+            }
+            PoolError::Timeout(TimeoutType::Recycle) => {
+                ConnectCause::Pool(format!("checking a pooled connection took over {} s", TIMEOUT.as_secs()))
+            }
+            other => ConnectCause::Pool(other.to_string()),
+        };
+        PostgresConnectError { target: target.to_owned(), cause }
+    }
+
+    /// The address tried: `host:port` (several, comma-separated, for a multi-host connection
+    /// string; the socket file for a Unix socket; empty when the connection string names no host).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+}
+
+impl fmt::Display for PostgresConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.target.as_str() {
+            "" => f.write_str("cannot get a PostgreSQL connection: ")?,
+            target => write!(f, "cannot get a PostgreSQL connection to {target}: ")?,
+        }
+        match &self.cause {
+            ConnectCause::Driver(error) => f.write_str(&cause(error)),
+            ConnectCause::Pool(reason) => f.write_str(reason),
+        }
+    }
+}
+
+impl std::error::Error for PostgresConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.cause {
+            ConnectCause::Driver(error) => Some(error),
+            ConnectCause::Pool(_) => None,
+        }
+    }
+}
+
+/// The advisory lock that serialises the creation of `table`: the first 8 bytes of a SHA-256 of
+/// its name, so that every instance, of any process, computes the same key.
+fn lock_key(table: &str) -> i64 {
+    let digest = Sha256::digest(format!("zddm table {table}").as_bytes());
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(bytes)
+}
+
+/// What went wrong, from a driver error whose own message is often just "db error": the server's
+/// message and SQLSTATE code (then its detail and hint), or the driver's message followed by each
+/// underlying cause not already said.
+fn cause(error: &tokio_postgres::Error) -> String {
+    if let Some(db) = error.as_db_error() {
+        let mut text = format!("{} ({})", db.message(), db.code().code());
+        if let Some(detail) = db.detail() {
+            text.push_str("; ");
+            text.push_str(detail);
+        }
+        if let Some(hint) = db.hint() {
+            text.push_str("; hint: ");
+            text.push_str(hint);
+        }
+        return text;
+    }
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(error) = source {
+        let layer = error.to_string();
+        if !text.contains(&layer) {
+            text.push_str(": ");
+            text.push_str(&layer);
+        }
+        source = error.source();
+    }
+    text
+}
+
+/// The addresses a configuration connects to, as `host:port`, comma-separated (as the driver picks
+/// them: `hostaddr` before `host`, one port for all hosts or one each, 5432 by default); empty
+/// when there is no host.
+fn target(config: &tokio_postgres::Config) -> String {
+    let (hosts, addresses, ports) = (config.get_hosts(), config.get_hostaddrs(), config.get_ports());
+    let count = hosts.len().max(addresses.len());
+    if count == 0 {
+        return String::new();
+    }
+    (0..count)
+        .map(|i| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match (addresses.get(i), hosts.get(i)) {
+                (Some(std::net::IpAddr::V6(address)), _) => format!("[{address}]:{port}"),
+                (Some(address), _) => format!("{address}:{port}"),
+                (None, Some(Host::Tcp(host))) if host.contains(':') => format!("[{host}]:{port}"),
+                (None, Some(Host::Tcp(host))) => format!("{host}:{port}"),
+                #[cfg(unix)]
+                (None, Some(Host::Unix(path))) => format!("{}/.s.PGSQL.{port}", path.display()),
+                (None, None) => format!("(no host):{port}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `url` with every password in it replaced by `***`: the one in the user info of a URL
+/// (`postgres://user:***@host/db`) and the value of every `password=` parameter, in a URL's query or
+/// in the key/value form (`host=h password=***`). Made for strings that did not parse, so it
+/// redacts generously rather than leave a piece of a password.
+fn redact(url: &str) -> String {
+    let mut text = url.to_owned();
+    let is_url = text.contains("://");
+    if let Some(scheme) = text.find("://") {
+        let rest = scheme + 3;
+        // The password ends at the last '@' (a password may hold an unescaped '@'), and starts
+        // after the first ':' before it.
+        if let Some(at) = text[rest..].rfind('@').map(|at| rest + at) {
+            if let Some(colon) = text[rest..at].find(':').map(|colon| rest + colon) {
+                text.replace_range(colon + 1..at, "***");
+            }
+        }
+    }
+    let skip_spaces = |text: &str, at: usize| at + (text[at..].len() - text[at..].trim_start().len());
+    let mut from = 0;
+    while let Some(found) = text[from..].to_ascii_lowercase().find("password").map(|found| from + found) {
+        let at = skip_spaces(&text, found + "password".len());
+        if !text[at..].starts_with('=') {
+            from = at;
+            continue;
+        }
+        let start = skip_spaces(&text, at + 1);
+        let end = if is_url { url_value_end(&text, start) } else { value_end(&text, start) };
+        text.replace_range(start..end, "***");
+        from = start + "***".len();
+    }
+    text
+}
+
+/// Where a URL query value starting at `start` ends: at the next '&', or the end of the text.
+fn url_value_end(text: &str, start: usize) -> usize {
+    text[start..].find('&').map_or(text.len(), |end| start + end)
+}
+
+/// Where a key/value parameter's value starting at `start` ends: after its closing quote if quoted,
+/// else at whitespace; a backslash escapes the next character; the end of the text if unterminated.
+fn value_end(text: &str, start: usize) -> usize {
+    let quoted = text[start..].starts_with('\'');
+    let mut chars = text[start..].char_indices().skip(usize::from(quoted));
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => {
+                chars.next();
+            }
+            '\'' if quoted => return start + i + 1,
+            c if !quoted && c.is_whitespace() => return start + i,
+            _ => {}
+        }
+    }
+    text.len()
+}
+
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-impl<K: ?Sized, V> PostgresStore<K, V> {
-    /// Connects to `url` with a pool of up to `connections` connections, and creates the table
-    /// `table` if it is missing (checking its shape if it is not).
-    pub async fn connect(url: &str, table: &str, connections: usize) -> Result<Self, PostgresError> {
+/// A pool of connections to one server, and where it connects (for errors, never the password):
+/// what every PostgreSQL store of the crate stands on.
+pub(crate) struct Pooled {
+    pool: Pool,
+    target: String,
+}
+
+impl Pooled {
+    /// A pool of up to `connections` connections to `url`, once `table` is known to be a plain name.
+    pub(crate) fn new(url: &str, table: &str, connections: usize) -> Result<Pooled, PostgresError> {
         let plain = table.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
             && table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !plain {
             return Err(PostgresError::TableName { name: table.to_owned() });
         }
         let mut config: tokio_postgres::Config =
-            url.parse().map_err(|source| PostgresError::Url { url: url.to_owned(), source })?;
+            url.parse().map_err(|source| PostgresError::Url { url: redact(url), source })?;
+        let target = target(&config);
         config.connect_timeout(TIMEOUT);
         config.options(format!("-c statement_timeout={}", TIMEOUT.as_millis()));
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
@@ -94,36 +300,86 @@ impl<K: ?Sized, V> PostgresStore<K, V> {
             .create_timeout(Some(TIMEOUT))
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|error| PostgresError::Connect(error.to_string()))?;
-        let store = PostgresStore { pool, table: table.to_owned(), types: PhantomData };
-        store.prepare_table().await?;
-        Ok(store)
+            .map_err(|error| {
+                let cause = ConnectCause::Pool(error.to_string());
+                PostgresError::Connect(PostgresConnectError { target: target.clone(), cause })
+            })?;
+        Ok(Pooled { pool, target })
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Client, PostgresError> {
-        self.pool.get().await.map_err(|error| PostgresError::Connect(error.to_string()))
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client, PostgresError> {
+        self.pool.get().await.map_err(|error| PostgresError::Connect(PostgresConnectError::new(&self.target, error)))
     }
 
-    async fn prepare_table(&self) -> Result<(), PostgresError> {
-        let client = self.client().await?;
-        let table = &self.table;
-        client
-            .batch_execute(&format!("CREATE TABLE IF NOT EXISTS {table} (key bytea PRIMARY KEY, value text NOT NULL)"))
-            .await?;
-        let rows = client
+    /// Runs `create` (a `CREATE TABLE IF NOT EXISTS` of `table`), checks that the table's columns
+    /// are `expected` (name, type), described as `shape` in the error if not, then runs `extra`
+    /// (indexes, functions: each `IF NOT EXISTS` or `OR REPLACE`).
+    ///
+    /// `CREATE … IF NOT EXISTS` is not safe against itself: two sessions creating the same new
+    /// table at once can both pass the "not exists" check, and the later fails on the catalog's
+    /// unique indexes (SQLSTATE 23505 or 42P07). So it all runs in one transaction holding an
+    /// advisory lock keyed on the table's name: a concurrent creator waits for the first one's
+    /// commit, then sees the table.
+    pub(crate) async fn prepare(
+        &self,
+        table: &str,
+        create: &str,
+        expected: &[(&str, &str)],
+        shape: &'static str,
+        extra: &str,
+    ) -> Result<(), PostgresError> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key(table)]).await?;
+        transaction.batch_execute(create).await?;
+        let rows = transaction
             .query(
                 "SELECT column_name::text, data_type::text FROM information_schema.columns \
                  WHERE table_name = $1 AND table_schema = current_schema() ORDER BY ordinal_position",
-                &[table],
+                &[&table],
             )
             .await?;
         let columns: Vec<(String, String)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
-        let expected = [("key".to_owned(), "bytea".to_owned()), ("value".to_owned(), "text".to_owned())];
-        if columns != expected {
+        let matches = columns.len() == expected.len()
+            && columns.iter().zip(expected).all(|(found, want)| found.0 == want.0 && found.1 == want.1);
+        if !matches {
             let found = columns.iter().map(|(name, kind)| format!("{name} {kind}")).collect::<Vec<_>>().join(", ");
-            return Err(PostgresError::TableShape { table: table.clone(), found: format!("({found})") });
+            return Err(PostgresError::TableShape {
+                table: table.to_owned(),
+                found: format!("({found})"),
+                expected: shape,
+            });
         }
+        if !extra.is_empty() {
+            transaction.batch_execute(extra).await?;
+        }
+        transaction.commit().await?;
         Ok(())
+    }
+
+    pub(crate) fn target(&self) -> &str {
+        &self.target
+    }
+}
+
+impl<K: ?Sized, V> PostgresStore<K, V> {
+    /// Connects to `url` with a pool of up to `connections` connections, and creates the table
+    /// `table` if it is missing (checking its shape if it is not).
+    pub async fn connect(url: &str, table: &str, connections: usize) -> Result<Self, PostgresError> {
+        let pool = Pooled::new(url, table, connections)?;
+        pool.prepare(
+            table,
+            &format!("CREATE TABLE IF NOT EXISTS {table} (key bytea PRIMARY KEY, value text NOT NULL)"),
+            &[("key", "bytea"), ("value", "text")],
+            "(key bytea PRIMARY KEY, value text NOT NULL)",
+            "",
+        )
+        .await?;
+        Ok(PostgresStore { pool, table: table.to_owned(), types: PhantomData })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, PostgresError> {
+        self.pool.client().await
     }
 
     /// How many keys the table holds.
@@ -260,6 +516,9 @@ where
 
 impl<K: ?Sized, V> fmt::Debug for PostgresStore<K, V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresStore").field("table", &self.table).finish_non_exhaustive()
+        f.debug_struct("PostgresStore")
+            .field("server", &self.pool.target)
+            .field("table", &self.table)
+            .finish_non_exhaustive()
     }
 }

@@ -9,8 +9,14 @@ use crate::versioned::{now_ms, Filled, Lookup, Slot, Source, Target, Versioned};
 
 /// A versioned OLD in memory: one counter, taken under the map's lock, versions every write.
 pub struct MemorySource<K: ?Sized, V> {
-    state: Mutex<(HashMap<Vec<u8>, Versioned<V>>, u64)>,
+    state: Mutex<SourceState<V>>,
     key: PhantomData<fn(&K)>,
+}
+
+struct SourceState<V> {
+    entries: HashMap<Vec<u8>, Versioned<V>>,
+    /// The last version given, to any key.
+    last: u64,
 }
 
 /// A versioned NEW in memory: [`Slot`]s by canonical key bytes, each operation under one lock.
@@ -28,12 +34,12 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<K: ?Sized, V> MemorySource<K, V> {
     /// An empty store.
     pub fn new() -> Self {
-        MemorySource { state: Mutex::new((HashMap::new(), 0)), key: PhantomData }
+        MemorySource { state: Mutex::new(SourceState { entries: HashMap::new(), last: 0 }), key: PhantomData }
     }
 
     /// How many keys the store holds.
     pub fn len(&self) -> usize {
-        lock(&self.state).0.len()
+        lock(&self.state).entries.len()
     }
 
     /// Whether the store holds no key.
@@ -46,7 +52,7 @@ impl<K: ?Sized, V> MemorySource<K, V> {
     where
         V: Clone,
     {
-        let mut entries: Vec<_> = lock(&self.state).0.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut entries: Vec<_> = lock(&self.state).entries.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         entries.sort_by(|a, b| a.0.cmp(&b.0));
         entries
     }
@@ -113,24 +119,24 @@ impl<K: MigrationKey + ?Sized + Sync, V: Clone + Send + Sync> Source<K, V> for M
 
     async fn get(&self, key: &K) -> Result<Option<Versioned<V>>, KeyError> {
         let key = key.try_key_bytes()?;
-        Ok(lock(&self.state).0.get(&key).cloned())
+        Ok(lock(&self.state).entries.get(&key).cloned())
     }
 
     async fn put(&self, key: &K, value: &V) -> Result<u64, KeyError> {
         let key = key.try_key_bytes()?;
         let mut state = lock(&self.state);
-        state.1 += 1;
-        let version = state.1;
-        state.0.insert(key, Versioned { value: value.clone(), version });
+        state.last += 1;
+        let version = state.last;
+        state.entries.insert(key, Versioned { value: value.clone(), version });
         Ok(version)
     }
 
     async fn delete(&self, key: &K) -> Result<u64, KeyError> {
         let key = key.try_key_bytes()?;
         let mut state = lock(&self.state);
-        state.1 += 1;
-        state.0.remove(&key);
-        Ok(state.1)
+        state.last += 1;
+        state.entries.remove(&key);
+        Ok(state.last)
     }
 }
 

@@ -60,6 +60,9 @@ const TARGET_COLUMNS: &[(&str, &str, i64)] = &[
     ("changed_at", "INTEGER", 0),
 ];
 
+/// A slot with its canonical key bytes, the value as its JSON text.
+pub type KeyedSlot = (Vec<u8>, Slot<String>);
+
 // A panic while holding the connection cannot leave a transaction half-applied: SQLite rolls back
 // an unfinished one, so a poisoned lock is still sound to use.
 fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -173,7 +176,7 @@ impl<K: ?Sized, V> SqliteTarget<K, V> {
     }
 
     /// Every slot, values as their JSON text, by canonical key bytes: for tests and verification.
-    pub fn slots(&self) -> Result<Vec<(Vec<u8>, Slot<String>)>, SqliteError> {
+    pub fn slots(&self) -> Result<Vec<KeyedSlot>, SqliteError> {
         let connection = lock(&self.connection);
         let mut statement = connection.prepare(&format!(
             "SELECT key, value, version, pending, pending_until, changed_at FROM {} ORDER BY key",

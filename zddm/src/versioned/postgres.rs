@@ -1,0 +1,322 @@
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::key::MigrationKey;
+use crate::store::json::{decode, encode};
+use crate::store::postgres::Pooled;
+use crate::store::PostgresError;
+use crate::versioned::{Filled, Lookup, Slot, Source, Target, Versioned};
+
+/// A versioned OLD on PostgreSQL: `(key bytea PRIMARY KEY, value text NOT NULL, version bigint NOT
+/// NULL)`, values as JSON, and a sequence `<table>_version_seq` for versions.
+///
+/// A write takes its version inside its own statement: an update draws it after locking the row
+/// (`ON CONFLICT … DO UPDATE SET version = nextval(…)`), a delete in its `RETURNING`, so two writes of
+/// one key are versioned in the order they commit. One narrow case is not: an insert of a key that
+/// another transaction is deleting at that moment draws its version before it waits for the delete,
+/// and may end up older than the delete's tombstone in NEW — NEW then lacks the key (OLD serves
+/// it) until the tombstone is purged; it never serves a wrong value. `docs/consistency.md` shows how
+/// to give an existing table the column and a trigger for writers that do not go through zddm.
+pub struct PostgresSource<K: ?Sized, V> {
+    pool: Pooled,
+    table: String,
+    types: PhantomData<fn(&K) -> V>,
+}
+
+/// A versioned NEW on PostgreSQL: one row per [`Slot`], `(key bytea PRIMARY KEY, value text,
+/// version bigint, pending integer, pending_until bigint, changed_at bigint)` (a `NULL` value is a
+/// tombstone), on the server's clock. Marks, Complete-phase writes, listing and purging are plain
+/// statements; `apply` and `fill`, which must say what they did, are one call each of a PL/pgSQL
+/// function (`<table>_apply`, `<table>_fill`) that locks the row and runs [`Slot`]'s rule.
+pub struct PostgresTarget<K: ?Sized, V> {
+    pool: Pooled,
+    table: String,
+    types: PhantomData<fn(&K) -> V>,
+}
+
+/// The server's clock in ms: the transaction's start, the same for every use in one statement.
+const NOW: &str = "(extract(epoch from now()) * 1000)::bigint";
+
+fn to_sql(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn from_sql(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl<K: ?Sized, V> PostgresSource<K, V> {
+    /// Connects to `url` with a pool of up to `connections` connections, and creates the table and
+    /// its sequence if missing (checking the table's shape if it is not).
+    pub async fn connect(url: &str, table: &str, connections: usize) -> Result<Self, PostgresError> {
+        let pool = Pooled::new(url, table, connections)?;
+        pool.prepare(
+            table,
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {table} (key bytea PRIMARY KEY, value text NOT NULL, version bigint NOT NULL)"
+            ),
+            &[("key", "bytea"), ("value", "text"), ("version", "bigint")],
+            "(key bytea PRIMARY KEY, value text NOT NULL, version bigint NOT NULL)",
+            &format!("CREATE SEQUENCE IF NOT EXISTS {table}_version_seq"),
+        )
+        .await?;
+        Ok(PostgresSource { pool, table: table.to_owned(), types: PhantomData })
+    }
+}
+
+impl<K, V> Source<K, V> for PostgresSource<K, V>
+where
+    K: MigrationKey + ?Sized + Sync,
+    V: Serialize + DeserializeOwned + Send + Sync,
+{
+    type Error = PostgresError;
+
+    async fn get(&self, key: &K) -> Result<Option<Versioned<V>>, PostgresError> {
+        let key = key.try_key_bytes()?;
+        let client = self.pool.client().await?;
+        let statement =
+            client.prepare_cached(&format!("SELECT value, version FROM {} WHERE key = $1", self.table)).await?;
+        match client.query_opt(&statement, &[&key]).await? {
+            Some(row) => {
+                let value = decode(&key, row.get::<_, &str>(0))?;
+                Ok(Some(Versioned { value, version: from_sql(row.get(1)) }))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn put(&self, key: &K, value: &V) -> Result<u64, PostgresError> {
+        let (key, value) = (key.try_key_bytes()?, encode(value)?);
+        let client = self.pool.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "INSERT INTO {t} (key, value, version) VALUES ($1, $2, nextval('{t}_version_seq')) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = nextval('{t}_version_seq') \
+                 RETURNING version",
+                t = self.table
+            ))
+            .await?;
+        Ok(from_sql(client.query_one(&statement, &[&key, &value]).await?.get(0)))
+    }
+
+    async fn delete(&self, key: &K) -> Result<u64, PostgresError> {
+        let key = key.try_key_bytes()?;
+        let client = self.pool.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "DELETE FROM {t} WHERE key = $1 RETURNING nextval('{t}_version_seq')",
+                t = self.table
+            ))
+            .await?;
+        if let Some(row) = client.query_opt(&statement, &[&key]).await? {
+            return Ok(from_sql(row.get(0)));
+        }
+        // No row to lock: nothing to order against but the sequence itself.
+        let statement = client.prepare_cached(&format!("SELECT nextval('{}_version_seq')", self.table)).await?;
+        Ok(from_sql(client.query_one(&statement, &[]).await?.get(0)))
+    }
+}
+
+impl<K: ?Sized, V> PostgresTarget<K, V> {
+    /// Connects to `url` with a pool of up to `connections` connections, and creates the table, its
+    /// index of pending keys and its two functions if missing (checking the table's shape if not).
+    pub async fn connect(url: &str, table: &str, connections: usize) -> Result<Self, PostgresError> {
+        let pool = Pooled::new(url, table, connections)?;
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {table} (key bytea PRIMARY KEY, value text, version bigint NOT NULL, \
+               pending integer NOT NULL, pending_until bigint NOT NULL, changed_at bigint NOT NULL)"
+        );
+        let extra = format!(
+            "CREATE INDEX IF NOT EXISTS {t}_pending ON {t} (key) WHERE pending > 0; \
+             CREATE OR REPLACE FUNCTION {t}_apply(k bytea, val text, ver bigint, settle boolean) RETURNS boolean \
+             LANGUAGE plpgsql AS $$ \
+             DECLARE s {t}%ROWTYPE; newer boolean; \
+             BEGIN \
+               INSERT INTO {t} VALUES (k, NULL, 0, 0, 0, 0) ON CONFLICT (key) DO NOTHING; \
+               SELECT * INTO s FROM {t} WHERE key = k FOR UPDATE; \
+               newer := ver > s.version; \
+               IF newer THEN s.value := val; s.version := ver; s.changed_at := {NOW}; END IF; \
+               IF settle THEN \
+                 s.pending := greatest(s.pending - 1, 0); \
+                 IF s.pending = 0 THEN s.pending_until := 0; END IF; \
+               END IF; \
+               UPDATE {t} SET value = s.value, version = s.version, pending = s.pending, \
+                 pending_until = s.pending_until, changed_at = s.changed_at WHERE key = k; \
+               RETURN newer; \
+             END $$; \
+             CREATE OR REPLACE FUNCTION {t}_fill(k bytea, val text, ver bigint, token bigint) RETURNS integer \
+             LANGUAGE plpgsql AS $$ \
+             DECLARE s {t}%ROWTYPE; now_ms bigint := {NOW}; \
+             BEGIN \
+               SELECT * INTO s FROM {t} WHERE key = k FOR UPDATE; \
+               IF NOT FOUND THEN \
+                 IF val IS NULL OR ver <= 0 THEN RETURN 0; END IF; \
+                 INSERT INTO {t} VALUES (k, val, ver, 0, 0, now_ms) ON CONFLICT (key) DO NOTHING; \
+                 IF FOUND THEN RETURN 1; END IF; \
+                 SELECT * INTO s FROM {t} WHERE key = k FOR UPDATE; \
+               END IF; \
+               IF s.pending > 0 THEN \
+                 IF token IS NULL OR token <> s.pending_until OR now_ms < s.pending_until THEN RETURN 0; END IF; \
+                 UPDATE {t} SET value = val, version = greatest(s.version, ver), pending = 0, pending_until = 0, \
+                   changed_at = now_ms WHERE key = k; \
+                 RETURN 2; \
+               END IF; \
+               IF val IS NOT NULL AND ver > s.version THEN \
+                 UPDATE {t} SET value = val, version = ver, changed_at = now_ms WHERE key = k; \
+                 RETURN 1; \
+               END IF; \
+               RETURN 0; \
+             END $$",
+            t = table
+        );
+        pool.prepare(
+            table,
+            &create,
+            &[
+                ("key", "bytea"),
+                ("value", "text"),
+                ("version", "bigint"),
+                ("pending", "integer"),
+                ("pending_until", "bigint"),
+                ("changed_at", "bigint"),
+            ],
+            "(key bytea PRIMARY KEY, value text, version bigint NOT NULL, pending integer NOT NULL, \
+             pending_until bigint NOT NULL, changed_at bigint NOT NULL)",
+            &extra,
+        )
+        .await?;
+        Ok(PostgresTarget { pool, table: table.to_owned(), types: PhantomData })
+    }
+}
+
+impl<K, V> Target<K, V> for PostgresTarget<K, V>
+where
+    K: MigrationKey + ?Sized + Sync,
+    V: Serialize + DeserializeOwned + Send + Sync,
+{
+    type Error = PostgresError;
+
+    async fn lookup(&self, key: &K) -> Result<Lookup<V>, PostgresError> {
+        let key = key.try_key_bytes()?;
+        let client = self.pool.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT value, version, pending, pending_until, {NOW} FROM {} WHERE key = $1",
+                self.table
+            ))
+            .await?;
+        let Some(row) = client.query_opt(&statement, &[&key]).await? else { return Ok(Lookup::Miss) };
+        let slot = Slot {
+            value: row.get::<_, Option<String>>(0),
+            version: from_sql(row.get(1)),
+            pending: u32::try_from(row.get::<_, i32>(2)).unwrap_or(0),
+            pending_until: from_sql(row.get(3)),
+            changed_at: 0,
+        };
+        Ok(match slot.lookup(from_sql(row.get(4))) {
+            Lookup::Hit(text) => Lookup::Hit(decode(&key, &text)?),
+            Lookup::Miss => Lookup::Miss,
+            Lookup::Pending { token, expired } => Lookup::Pending { token, expired },
+        })
+    }
+
+    async fn mark(&self, key: &K, grace_ms: u64) -> Result<(), PostgresError> {
+        let key = key.try_key_bytes()?;
+        let client = self.pool.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "INSERT INTO {t} AS s VALUES ($1, NULL, 0, 1, {NOW} + $2, 0) ON CONFLICT (key) DO UPDATE \
+                 SET pending = s.pending + 1, pending_until = greatest(s.pending_until, {NOW} + $2)",
+                t = self.table
+            ))
+            .await?;
+        client.execute(&statement, &[&key, &to_sql(grace_ms)]).await?;
+        Ok(())
+    }
+
+    async fn apply(&self, key: &K, value: Option<&V>, version: u64, settle: bool) -> Result<bool, PostgresError> {
+        let (key, value) = (key.try_key_bytes()?, value.map(encode).transpose()?);
+        let client = self.pool.client().await?;
+        let statement = client.prepare_cached(&format!("SELECT {}_apply($1, $2, $3, $4)", self.table)).await?;
+        Ok(client.query_one(&statement, &[&key, &value, &to_sql(version), &settle]).await?.get(0))
+    }
+
+    async fn fill(
+        &self,
+        key: &K,
+        value: Option<&V>,
+        version: u64,
+        token: Option<u64>,
+    ) -> Result<Filled, PostgresError> {
+        let (key, value) = (key.try_key_bytes()?, value.map(encode).transpose()?);
+        let client = self.pool.client().await?;
+        let statement = client.prepare_cached(&format!("SELECT {}_fill($1, $2, $3, $4)", self.table)).await?;
+        let token = token.map(to_sql);
+        let filled: i32 = client.query_one(&statement, &[&key, &value, &to_sql(version), &token]).await?.get(0);
+        Ok(match filled {
+            1 => Filled::Copied,
+            2 => Filled::Repaired,
+            _ => Filled::Refused,
+        })
+    }
+
+    async fn put_next(&self, key: &K, value: Option<&V>) -> Result<u64, PostgresError> {
+        let (key, value) = (key.try_key_bytes()?, value.map(encode).transpose()?);
+        let client = self.pool.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "INSERT INTO {t} AS s VALUES ($1, $2, 1, 0, 0, {NOW}) ON CONFLICT (key) DO UPDATE \
+                 SET value = excluded.value, version = s.version + 1, pending = 0, pending_until = 0, \
+                 changed_at = excluded.changed_at RETURNING version",
+                t = self.table
+            ))
+            .await?;
+        Ok(from_sql(client.query_one(&statement, &[&key, &value]).await?.get(0)))
+    }
+
+    async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, PostgresError> {
+        let client = self.pool.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT key FROM {} WHERE pending > 0 AND ($1::bytea IS NULL OR key > $1) ORDER BY key LIMIT $2",
+                self.table
+            ))
+            .await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(client.query(&statement, &[&after, &limit]).await?.iter().map(|row| row.get(0)).collect())
+    }
+
+    async fn purge(&self, older_than_ms: u64) -> Result<usize, PostgresError> {
+        let client = self.pool.client().await?;
+        // The SQL form of `Slot::purgeable`.
+        let statement = client
+            .prepare_cached(&format!(
+                "DELETE FROM {} WHERE value IS NULL AND pending = 0 AND changed_at <= {NOW} - $1",
+                self.table
+            ))
+            .await?;
+        let purged = client.execute(&statement, &[&to_sql(older_than_ms)]).await?;
+        Ok(usize::try_from(purged).unwrap_or(usize::MAX))
+    }
+}
+
+impl<K: ?Sized, V> fmt::Debug for PostgresSource<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresSource")
+            .field("server", &self.pool.target())
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: ?Sized, V> fmt::Debug for PostgresTarget<K, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresTarget")
+            .field("server", &self.pool.target())
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
