@@ -7,13 +7,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use zddm::versioned::{MemorySource, MemoryTarget, SqliteSource, SqliteTarget};
-use zddm::{Blocking, MemoryStore, SqliteStore};
+use zddm::versioned::{PostgresSource, PostgresTarget, RedisTarget};
+use zddm::{Blocking, MemoryStore, PostgresStore, RedisStore, SqliteStore};
 use zddm_suite::fleet::{self, Fleet, Unversioned, Versioned};
+use zddm_suite::servers::{PostgresServer, RedisServer};
 
 type MemV = Versioned<Arc<MemorySource<u64, u64>>, Arc<MemoryTarget<u64, u64>>>;
 type MemC = Unversioned<Arc<MemoryStore<u64, u64>>, Arc<MemoryStore<u64, u64>>>;
 type SqlV = Versioned<SqliteSource<u64, u64>, SqliteTarget<u64, u64>>;
 type SqlC = Unversioned<Blocking<SqliteStore<u64, u64>>, Blocking<SqliteStore<u64, u64>>>;
+type PgV = Versioned<PostgresSource<u64, u64>, PostgresTarget<u64, u64>>;
+type PgC = Unversioned<PostgresStore<u64, u64>, PostgresStore<u64, u64>>;
+type PgRedisV = Versioned<PostgresSource<u64, u64>, RedisTarget<u64, u64>>;
+type PgRedisC = Unversioned<PostgresStore<u64, u64>, RedisStore<u64, u64>>;
 
 fn memory_versioned() -> Fleet<MemV> {
     let (old, new) = (Arc::new(MemorySource::new()), Arc::new(MemoryTarget::new()));
@@ -48,6 +54,55 @@ fn sqlite_control(dir: &Path, name: &str) -> Fleet<SqlC> {
     Fleet::new(pair(), pair(), pair())
 }
 
+/// Three pools on each of two tables of `server`, named after `name`.
+async fn postgres_versioned(server: &PostgresServer, name: &str) -> Fleet<PgV> {
+    let mut pairs = Vec::new();
+    for _ in 0..3 {
+        pairs.push((
+            PostgresSource::connect(&server.url(), &format!("{name}_old"), 1).await.unwrap(),
+            PostgresTarget::connect(&server.url(), &format!("{name}_new"), 1).await.unwrap(),
+        ));
+    }
+    let [a, b, observer] = <[_; 3]>::try_from(pairs).ok().unwrap();
+    Fleet::new(a, b, observer)
+}
+
+async fn postgres_control(server: &PostgresServer, name: &str) -> Fleet<PgC> {
+    let mut pairs = Vec::new();
+    for _ in 0..3 {
+        pairs.push((
+            PostgresStore::connect(&server.url(), &format!("{name}_old_c"), 1).await.unwrap(),
+            PostgresStore::connect(&server.url(), &format!("{name}_new_c"), 1).await.unwrap(),
+        ));
+    }
+    let [a, b, observer] = <[_; 3]>::try_from(pairs).ok().unwrap();
+    Fleet::new(a, b, observer)
+}
+
+async fn postgres_redis_versioned(pg: &PostgresServer, redis: &RedisServer, name: &str) -> Fleet<PgRedisV> {
+    let mut pairs = Vec::new();
+    for _ in 0..3 {
+        pairs.push((
+            PostgresSource::connect(&pg.url(), &format!("{name}_old"), 1).await.unwrap(),
+            RedisTarget::connect(&redis.url(), &format!("{name}_new")).await.unwrap(),
+        ));
+    }
+    let [a, b, observer] = <[_; 3]>::try_from(pairs).ok().unwrap();
+    Fleet::new(a, b, observer)
+}
+
+async fn postgres_redis_control(pg: &PostgresServer, redis: &RedisServer, name: &str) -> Fleet<PgRedisC> {
+    let mut pairs = Vec::new();
+    for _ in 0..3 {
+        pairs.push((
+            PostgresStore::connect(&pg.url(), &format!("{name}_old_c"), 1).await.unwrap(),
+            RedisStore::connect(&redis.url(), &format!("{name}_new_c")).await.unwrap(),
+        ));
+    }
+    let [a, b, observer] = <[_; 3]>::try_from(pairs).ok().unwrap();
+    Fleet::new(a, b, observer)
+}
+
 /// The scenario holds in versioned mode and breaks the control.
 macro_rules! check {
     ($scenario:ident, $versioned:expr, $control:expr) => {{
@@ -74,6 +129,18 @@ macro_rules! races {
         async fn every_race_over_sqlite_files() {
             let dir = tempfile::tempdir().unwrap();
             $( check!($scenario, sqlite_versioned(dir.path(), stringify!($scenario)), sqlite_control(dir.path(), stringify!($scenario))); )*
+        }
+
+        #[tokio::test(flavor = "current_thread")]
+        async fn every_race_over_postgres() {
+            let server = PostgresServer::start();
+            $( check!($scenario, postgres_versioned(&server, stringify!($scenario)).await, postgres_control(&server, stringify!($scenario)).await); )*
+        }
+
+        #[tokio::test(flavor = "current_thread")]
+        async fn every_race_over_postgres_to_redis() {
+            let (pg, redis) = (PostgresServer::start(), RedisServer::start());
+            $( check!($scenario, postgres_redis_versioned(&pg, &redis, stringify!($scenario)).await, postgres_redis_control(&pg, &redis, stringify!($scenario)).await); )*
         }
     };
 }
