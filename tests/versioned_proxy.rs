@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use zddm::versioned::{Lookup, MemorySource, MemoryTarget, Source, Target, VersionedProxy};
+use zddm::versioned::{Change, Lookup, MemorySource, MemoryTarget, Source, Target, VersionedProxy};
 use zddm::{ConfigError, Gate, Op, Phase, PhaseError, Rate, Side};
 use zddm_suite::faults::Fault;
 use zddm_suite::stall::{Call, Stall};
@@ -133,7 +133,7 @@ async fn reads_copy_into_new_at_olds_version_and_never_over_a_newer_value() {
     assert_eq!(w.lookup(1).await, Lookup::Hit(10));
     // A write reached NEW between a read's OLD read and its copy: the copy is refused.
     let version = w.old.inner().put(&2, &1).await.unwrap();
-    w.new.inner().apply(&2, Some(&2), version + 1, false).await.unwrap();
+    w.new.inner().apply(&2, Change::Put(&2), version + 1, false).await.unwrap();
     assert_eq!(w.new.inner().fill(&2, Some(&1), version, None).await.unwrap(), zddm::versioned::Filled::Refused);
 }
 

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use zddm::versioned::{Filled, Lookup, MemorySource, MemoryTarget, RedisSource, RedisTarget, Slot, Source, Target};
+use zddm::versioned::{
+    Change, Filled, Lookup, MemorySource, MemoryTarget, RedisSource, RedisTarget, Slot, Source, Target,
+};
 use zddm::versioned::{PostgresSource, PostgresTarget};
 use zddm::versioned::{SqliteSource, SqliteTarget};
 use zddm::MigrationKey;
@@ -80,10 +82,19 @@ async fn conforms<T: Target<u64, u64>>(target: T, name: &str, seed: u64, steps: 
                 std::thread::sleep(std::time::Duration::from_millis(2));
                 "mark"
             }
-            3 => {
+            3 | 6 => {
                 let settle = choices.below(3) != 0;
-                let applied = target.apply(&key, value.as_ref(), v, settle).await.unwrap();
-                assert_eq!(applied, slot.apply(value, v, settle, now()), "{name}, step {step}: apply to {key}");
+                let change = match (value, choices.below(3)) {
+                    (Some(value), 0 | 1) => Change::Put(value),
+                    (_, 2) => Change::Invalidate,
+                    _ => Change::Delete,
+                };
+                let applied = target.apply(&key, change.as_ref(), v, settle).await.unwrap();
+                assert_eq!(
+                    applied,
+                    slot.apply(change, v, settle, now()),
+                    "{name}, step {step}: apply {change:?} to {key}"
+                );
                 "apply"
             }
             4 | 5 => {
@@ -98,11 +109,7 @@ async fn conforms<T: Target<u64, u64>>(target: T, name: &str, seed: u64, steps: 
                 assert_eq!(filled, slot.fill(value, v, model_token, now()), "{name}, step {step}: fill of {key}");
                 "fill"
             }
-            _ => {
-                let version = target.put_next(&key, value.as_ref()).await.unwrap();
-                assert_eq!(version, slot.put_next(value, now()), "{name}, step {step}: put_next of {key}");
-                "put_next"
-            }
+            _ => unreachable!("seven choices"),
         };
         let _ = what;
     }
@@ -120,12 +127,13 @@ async fn conforms<T: Target<u64, u64>>(target: T, name: &str, seed: u64, steps: 
 /// A settled tombstone is purged once old enough, a value or a pending key never.
 async fn purges<T: Target<u64, u64>>(target: T, name: &str) {
     target.mark(&1, GRACES[1]).await.unwrap();
-    target.apply(&1, None, 5, false).await.unwrap(); // tombstone, still pending
-    target.apply(&2, None, 5, false).await.unwrap(); // settled tombstone
-    target.apply(&3, Some(&9), 5, false).await.unwrap(); // value
+    target.apply(&1, Change::Delete, 5, false).await.unwrap(); // tombstone, still pending
+    target.apply(&2, Change::Delete, 5, false).await.unwrap(); // settled tombstone
+    target.apply(&3, Change::Put(&9), 5, false).await.unwrap(); // value
+    target.apply(&4, Change::Invalidate, 5, false).await.unwrap(); // settled invalidation
     assert_eq!(target.purge(60_000).await.unwrap(), 0, "{name}: nothing is a minute old");
     std::thread::sleep(std::time::Duration::from_millis(20));
-    assert_eq!(target.purge(10).await.unwrap(), 1, "{name}: only the settled tombstone goes");
+    assert_eq!(target.purge(10).await.unwrap(), 2, "{name}: only the settled tombstones go");
     assert_eq!(target.fill(&2, Some(&1), 1, None).await.unwrap(), Filled::Copied, "{name}: purged means forgotten");
     assert_eq!(target.lookup(&3).await.unwrap(), Lookup::Hit(9));
     assert!(matches!(target.lookup(&1).await.unwrap(), Lookup::Pending { expired: false, .. }));
@@ -146,6 +154,11 @@ async fn versions_rise<S: Source<u64, u64>>(source: S, name: &str) {
             assert!(deleted > last, "{name}: delete version {deleted} after {last}");
             assert_eq!(source.get(&1).await.unwrap(), None, "{name}: deleted");
             last = deleted;
+        }
+        if round % 4 == 1 {
+            let next = source.next_version(&1).await.unwrap();
+            assert!(next > last, "{name}: next version {next} after {last}");
+            last = next;
         }
     }
     // Other keys have versions of their own that also rise.

@@ -73,7 +73,7 @@ impl<O: Source<u64, u64>, N: Target<u64, u64>> Mode for Versioned<O, N> {
     async fn new_value(new: &N) -> Option<u64> {
         match new.lookup(&K).await.expect("NEW answers") {
             Lookup::Hit(value) => Some(value),
-            Lookup::Miss | Lookup::Pending { .. } => None,
+            Lookup::Deleted | Lookup::Miss | Lookup::Pending { .. } => None,
         }
     }
 }

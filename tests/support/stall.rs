@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use zddm::versioned::{Filled, Lookup, Source, Target, Versioned};
+use zddm::versioned::{Change, Filled, Lookup, Source, Target, Versioned};
 use zddm::Store;
 
 use crate::faults::{Fault, Injected, Pause, PauseState};
@@ -22,14 +22,14 @@ pub enum Call {
     Mark,
     Apply,
     Fill,
-    PutNext,
+    NextVersion,
 }
 
 impl Call {
     fn op(self) -> zddm::Op {
         match self {
             Call::Get | Call::Lookup => zddm::Op::Get,
-            Call::Put | Call::Apply | Call::PutNext => zddm::Op::Put,
+            Call::Put | Call::Apply | Call::NextVersion => zddm::Op::Put,
             Call::Insert => zddm::Op::Insert,
             Call::Delete => zddm::Op::Delete,
             Call::Mark => zddm::Op::Mark,
@@ -136,6 +136,10 @@ impl<K: ?Sized + Sync, V: Send + Sync, S: Source<K, V>> Source<K, V> for Stall<S
     async fn delete(&self, key: &K) -> Result<u64, Injected> {
         self.call(Call::Delete, self.inner.delete(key)).await
     }
+
+    async fn next_version(&self, key: &K) -> Result<u64, Injected> {
+        self.call(Call::NextVersion, self.inner.next_version(key)).await
+    }
 }
 
 impl<K: ?Sized + Sync, V: Send + Sync, S: Target<K, V>> Target<K, V> for Stall<S> {
@@ -149,16 +153,12 @@ impl<K: ?Sized + Sync, V: Send + Sync, S: Target<K, V>> Target<K, V> for Stall<S
         self.call(Call::Mark, self.inner.mark(key, grace_ms)).await
     }
 
-    async fn apply(&self, key: &K, value: Option<&V>, version: u64, settle: bool) -> Result<bool, Injected> {
-        self.call(Call::Apply, self.inner.apply(key, value, version, settle)).await
+    async fn apply(&self, key: &K, change: Change<&V>, version: u64, settle: bool) -> Result<bool, Injected> {
+        self.call(Call::Apply, self.inner.apply(key, change, version, settle)).await
     }
 
     async fn fill(&self, key: &K, value: Option<&V>, version: u64, token: Option<u64>) -> Result<Filled, Injected> {
         self.call(Call::Fill, self.inner.fill(key, value, version, token)).await
-    }
-
-    async fn put_next(&self, key: &K, value: Option<&V>) -> Result<u64, Injected> {
-        self.call(Call::PutNext, self.inner.put_next(key, value)).await
     }
 
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, Injected> {

@@ -98,6 +98,36 @@ impl Gate {
         unpack(self.inner.rates.load(Ordering::Acquire)).0
     }
 
+    /// The rate and the high-water mark, read together.
+    pub(crate) fn rates(&self) -> (Rate, Rate) {
+        unpack(self.inner.rates.load(Ordering::Acquire))
+    }
+
+    /// Whether `rate` admits the key, hashing it only if the rate is neither none nor all; a key
+    /// (or salt) that cannot be encoded is never admitted. `bucket` caches the hash across calls.
+    pub(crate) fn admits_at<K: MigrationKey + ?Sized>(
+        &self,
+        key: &K,
+        rate: Rate,
+        bucket: &std::cell::Cell<Option<Option<u64>>>,
+    ) -> bool {
+        if rate == Rate::NONE {
+            return false;
+        }
+        let hashed = match bucket.get() {
+            Some(hashed) => hashed,
+            None if rate == Rate::ALL => {
+                return self.inner.midstate.is_ok() && encodable(key);
+            }
+            None => {
+                let hashed = self.try_bucket(key).ok();
+                bucket.set(Some(hashed));
+                hashed
+            }
+        };
+        hashed.is_some_and(|bucket| rate.admits_bucket(bucket))
+    }
+
     /// The largest rate this gate has ever applied. It never decreases.
     pub fn high_water_mark(&self) -> Rate {
         unpack(self.inner.rates.load(Ordering::Acquire)).1

@@ -30,6 +30,7 @@
 
 mod backend;
 mod error;
+pub mod fleet;
 mod gate;
 mod key;
 mod proxy;

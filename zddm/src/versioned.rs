@@ -76,7 +76,9 @@ pub struct Versioned<V> {
 pub enum Lookup<V> {
     /// A settled value: serve it.
     Hit(V),
-    /// Nothing to serve: no entry, or a tombstone. OLD answers.
+    /// A settled delete: the key is gone, no need to ask OLD.
+    Deleted,
+    /// Nothing known: never copied, or invalidated by a write NEW was not given. OLD answers.
     Miss,
     /// A write is in flight or was abandoned: OLD answers. `token` names the marks seen; once they
     /// have all `expired`, a read may repair the key with [`Target::fill`].
@@ -86,6 +88,40 @@ pub enum Lookup<V> {
         /// Whether every mark is past its deadline.
         expired: bool,
     },
+}
+
+/// A write's effect on NEW, at OLD's version of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change<V> {
+    /// The key now holds this value.
+    Put(V),
+    /// The key was deleted: NEW keeps a tombstone that reads answer from.
+    Delete,
+    /// The key was written with a value NEW is not given (its writer only keeps NEW honest for
+    /// it): reads ask OLD, and a copy of this version may fill it.
+    Invalidate,
+}
+
+impl<V> Change<V> {
+    /// The same change over a borrowed value.
+    pub fn as_ref(&self) -> Change<&V> {
+        match self {
+            Change::Put(value) => Change::Put(value),
+            Change::Delete => Change::Delete,
+            Change::Invalidate => Change::Invalidate,
+        }
+    }
+}
+
+impl<V: Clone> Change<&V> {
+    /// The same change over an owned value.
+    pub fn cloned(self) -> Change<V> {
+        match self {
+            Change::Put(value) => Change::Put(value.clone()),
+            Change::Delete => Change::Delete,
+            Change::Invalidate => Change::Invalidate,
+        }
+    }
 }
 
 /// What a [`Target::fill`] did.
@@ -119,6 +155,11 @@ pub trait Source<K: ?Sized, V>: Send + Sync {
 
     /// Removes `key` (absent is fine); returns the delete's version.
     fn delete(&self, key: &K) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+
+    /// A version for a write of `key` that goes to NEW only (the `Complete` phase), ordered with
+    /// every write of the key through [`put`](Source::put) and [`delete`](Source::delete), which
+    /// instances still in `Live` may be making: OLD's data is no longer needed, its counter is.
+    fn next_version(&self, key: &K) -> impl Future<Output = Result<u64, Self::Error>> + Send;
 }
 
 /// NEW in versioned mode: each operation is one atomic step of [`Slot`]'s state machine, in one
@@ -133,11 +174,11 @@ pub trait Target<K: ?Sized, V>: Send + Sync {
     /// [`Slot::mark`], with the grace period in milliseconds.
     fn mark(&self, key: &K, grace_ms: u64) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// [`Slot::apply`]: `value` `None` is a tombstone. Returns whether NEW took it.
+    /// [`Slot::apply`]. Returns whether NEW took the change.
     fn apply(
         &self,
         key: &K,
-        value: Option<&V>,
+        change: Change<&V>,
         version: u64,
         settle: bool,
     ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
@@ -150,9 +191,6 @@ pub trait Target<K: ?Sized, V>: Send + Sync {
         version: u64,
         token: Option<u64>,
     ) -> impl Future<Output = Result<Filled, Self::Error>> + Send;
-
-    /// [`Slot::put_next`]: a write in `Complete`, where OLD gives no version. Returns NEW's version.
-    fn put_next(&self, key: &K, value: Option<&V>) -> impl Future<Output = Result<u64, Self::Error>> + Send;
 
     /// Up to `limit` canonical keys after `after` (in byte order) whose writes have not settled: for
     /// a verifier to check first.
@@ -184,6 +222,10 @@ macro_rules! forward {
             fn delete(&self, key: &K) -> impl Future<Output = Result<u64, Self::Error>> + Send {
                 (**self).delete(key)
             }
+
+            fn next_version(&self, key: &K) -> impl Future<Output = Result<u64, Self::Error>> + Send {
+                (**self).next_version(key)
+            }
         }
 
         impl<K: ?Sized, V, S: Target<K, V> + ?Sized> Target<K, V> for $ty {
@@ -200,11 +242,11 @@ macro_rules! forward {
             fn apply(
                 &self,
                 key: &K,
-                value: Option<&V>,
+                change: Change<&V>,
                 version: u64,
                 settle: bool,
             ) -> impl Future<Output = Result<bool, Self::Error>> + Send {
-                (**self).apply(key, value, version, settle)
+                (**self).apply(key, change, version, settle)
             }
 
             fn fill(
@@ -215,10 +257,6 @@ macro_rules! forward {
                 token: Option<u64>,
             ) -> impl Future<Output = Result<Filled, Self::Error>> + Send {
                 (**self).fill(key, value, version, token)
-            }
-
-            fn put_next(&self, key: &K, value: Option<&V>) -> impl Future<Output = Result<u64, Self::Error>> + Send {
-                (**self).put_next(key, value)
             }
 
             fn pending_keys(

@@ -132,6 +132,9 @@ pub enum PhaseError {
         /// How many keys are in doubt (see `Proxy::keys_in_doubt`).
         count: usize,
     },
+    /// The proxy follows a fleet's plan, which changes only through the fleet.
+    #[error("this proxy follows its fleet's plan: change the phase with Fleet::set_goal, for every instance at once")]
+    InFleet,
     /// Text that names no phase.
     #[error("unknown phase {input:?}: expected off, dual-write, shadow, read-through, live or complete")]
     Unknown {

@@ -70,6 +70,12 @@ pub enum PostgresError {
         /// The columns the store needs.
         expected: &'static str,
     },
+    /// The fleet's control record holds a value zddm never writes.
+    #[error("the fleet's control record holds {found:?}, which zddm never writes: restore the record or delete it")]
+    Record {
+        /// The value found.
+        found: String,
+    },
     /// A statement failed or timed out.
     #[error("PostgreSQL failed: {}", cause(.0))]
     Query(#[from] tokio_postgres::Error),
@@ -153,7 +159,7 @@ impl std::error::Error for PostgresConnectError {
 
 /// The advisory lock that serialises the creation of `table`: the first 8 bytes of a SHA-256 of
 /// its name, so that every instance, of any process, computes the same key.
-fn lock_key(table: &str) -> i64 {
+pub(crate) fn lock_key(table: &str) -> i64 {
     let digest = Sha256::digest(format!("zddm table {table}").as_bytes());
     let mut bytes = [0; 8];
     bytes.copy_from_slice(&digest[..8]);

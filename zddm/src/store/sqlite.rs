@@ -70,6 +70,12 @@ pub enum SqliteError {
         /// The columns the store needs.
         expected: &'static str,
     },
+    /// The fleet's control record holds a value zddm never writes.
+    #[error("the fleet's control record holds {found:?}, which zddm never writes: restore the record or delete it")]
+    Record {
+        /// The value found.
+        found: String,
+    },
     /// A SQL statement failed.
     #[error("SQLite failed: {0}")]
     Sql(#[from] rusqlite::Error),

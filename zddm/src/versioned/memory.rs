@@ -5,7 +5,7 @@ use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::key::{KeyError, MigrationKey};
-use crate::versioned::{now_ms, Filled, Lookup, Slot, Source, Target, Versioned};
+use crate::versioned::{now_ms, Change, Filled, Lookup, Slot, Source, Target, Versioned};
 
 /// A versioned OLD in memory: one counter, taken under the map's lock, versions every write.
 pub struct MemorySource<K: ?Sized, V> {
@@ -72,7 +72,7 @@ impl<K: ?Sized, V> MemoryTarget<K, V> {
         lock(&self.slots).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
-    /// The keys that hold a value (settled or not), with it: what NEW would answer once settled.
+    /// The keys that hold a value (settled or not), with it.
     pub fn values(&self) -> Vec<(Vec<u8>, V)>
     where
         V: Clone,
@@ -138,6 +138,13 @@ impl<K: MigrationKey + ?Sized + Sync, V: Clone + Send + Sync> Source<K, V> for M
         state.entries.remove(&key);
         Ok(state.last)
     }
+
+    async fn next_version(&self, key: &K) -> Result<u64, KeyError> {
+        key.try_key_bytes()?;
+        let mut state = lock(&self.state);
+        state.last += 1;
+        Ok(state.last)
+    }
 }
 
 impl<K: MigrationKey + ?Sized + Sync, V: Clone + Send + Sync> Target<K, V> for MemoryTarget<K, V> {
@@ -153,16 +160,12 @@ impl<K: MigrationKey + ?Sized + Sync, V: Clone + Send + Sync> Target<K, V> for M
         self.with(key, |slot, now| slot.mark(now, grace_ms))
     }
 
-    async fn apply(&self, key: &K, value: Option<&V>, version: u64, settle: bool) -> Result<bool, KeyError> {
-        self.with(key, |slot, now| slot.apply(value.cloned(), version, settle, now))
+    async fn apply(&self, key: &K, change: Change<&V>, version: u64, settle: bool) -> Result<bool, KeyError> {
+        self.with(key, |slot, now| slot.apply(change.cloned(), version, settle, now))
     }
 
     async fn fill(&self, key: &K, value: Option<&V>, version: u64, token: Option<u64>) -> Result<Filled, KeyError> {
         self.with(key, |slot, now| slot.fill(value.cloned(), version, token, now))
-    }
-
-    async fn put_next(&self, key: &K, value: Option<&V>) -> Result<u64, KeyError> {
-        self.with(key, |slot, now| slot.put_next(value.cloned(), now))
     }
 
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KeyError> {

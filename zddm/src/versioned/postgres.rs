@@ -6,20 +6,19 @@ use serde::Serialize;
 
 use crate::key::MigrationKey;
 use crate::store::json::{decode, encode};
-use crate::store::postgres::Pooled;
+use crate::store::postgres::{lock_key, Pooled};
 use crate::store::PostgresError;
-use crate::versioned::{Filled, Lookup, Slot, Source, Target, Versioned};
+use crate::versioned::{Change, Filled, Lookup, Slot, Source, Target, Versioned};
 
 /// A versioned OLD on PostgreSQL: `(key bytea PRIMARY KEY, value text NOT NULL, version bigint NOT
 /// NULL)`, values as JSON, and a sequence `<table>_version_seq` for versions.
 ///
-/// A write takes its version inside its own statement: an update draws it after locking the row
-/// (`ON CONFLICT … DO UPDATE SET version = nextval(…)`), a delete in its `RETURNING`, so two writes of
-/// one key are versioned in the order they commit. One narrow case is not: an insert of a key that
-/// another transaction is deleting at that moment draws its version before it waits for the delete,
-/// and may end up older than the delete's tombstone in NEW — NEW then lacks the key (OLD serves
-/// it) until the tombstone is purged; it never serves a wrong value. `docs/consistency.md` shows how
-/// to give an existing table the column and a trigger for writers that do not go through zddm.
+/// Each write is one call of a PL/pgSQL function (`<table>_put`, `<table>_delete`,
+/// `<table>_next_version`) that first takes a transaction-scoped advisory lock on the key and only
+/// then draws the version and writes: the lock is held until commit, so writes of one key are
+/// versioned in the order they commit — inserts racing deletes included, which a version drawn in
+/// an `INSERT`'s `VALUES` would get wrong. `docs/consistency.md` shows how to give an existing table
+/// the column and a trigger for writers that do not go through zddm.
 pub struct PostgresSource<K: ?Sized, V> {
     pool: Pooled,
     table: String,
@@ -27,10 +26,10 @@ pub struct PostgresSource<K: ?Sized, V> {
 }
 
 /// A versioned NEW on PostgreSQL: one row per [`Slot`], `(key bytea PRIMARY KEY, value text,
-/// version bigint, pending integer, pending_until bigint, changed_at bigint)` (a `NULL` value is a
-/// tombstone), on the server's clock. Marks, Complete-phase writes, listing and purging are plain
-/// statements; `apply` and `fill`, which must say what they did, are one call each of a PL/pgSQL
-/// function (`<table>_apply`, `<table>_fill`) that locks the row and runs [`Slot`]'s rule.
+/// deleted boolean, version bigint, pending integer, pending_until bigint, changed_at bigint)`, on
+/// the server's clock. Marks, listing and purging are plain statements; `apply` and `fill`, which
+/// must say what they did, are one call each of a PL/pgSQL function (`<table>_apply`,
+/// `<table>_fill`) that locks the row and runs [`Slot`]'s rule.
 pub struct PostgresTarget<K: ?Sized, V> {
     pool: Pooled,
     table: String,
@@ -60,11 +59,40 @@ impl<K: ?Sized, V> PostgresSource<K, V> {
             ),
             &[("key", "bytea"), ("value", "text"), ("version", "bigint")],
             "(key bytea PRIMARY KEY, value text NOT NULL, version bigint NOT NULL)",
-            &format!("CREATE SEQUENCE IF NOT EXISTS {table}_version_seq"),
+            &source_functions(table),
         )
         .await?;
         Ok(PostgresSource { pool, table: table.to_owned(), types: PhantomData })
     }
+}
+
+/// The sequence and the three write functions of a source table: lock the key, then version.
+fn source_functions(t: &str) -> String {
+    let seed = lock_key(t);
+    let lock = format!("PERFORM pg_advisory_xact_lock(hashtextextended(encode(k, 'hex'), {seed}))");
+    format!(
+        "CREATE SEQUENCE IF NOT EXISTS {t}_version_seq; \
+         CREATE OR REPLACE FUNCTION {t}_put(k bytea, val text) RETURNS bigint LANGUAGE plpgsql AS $$ \
+         DECLARE ver bigint; \
+         BEGIN \
+           {lock}; \
+           ver := nextval('{t}_version_seq'); \
+           INSERT INTO {t} (key, value, version) VALUES (k, val, ver) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version; \
+           RETURN ver; \
+         END $$; \
+         CREATE OR REPLACE FUNCTION {t}_delete(k bytea) RETURNS bigint LANGUAGE plpgsql AS $$ \
+         BEGIN \
+           {lock}; \
+           DELETE FROM {t} WHERE key = k; \
+           RETURN nextval('{t}_version_seq'); \
+         END $$; \
+         CREATE OR REPLACE FUNCTION {t}_next_version(k bytea) RETURNS bigint LANGUAGE plpgsql AS $$ \
+         BEGIN \
+           {lock}; \
+           RETURN nextval('{t}_version_seq'); \
+         END $$"
+    )
 }
 
 impl<K, V> Source<K, V> for PostgresSource<K, V>
@@ -91,32 +119,22 @@ where
     async fn put(&self, key: &K, value: &V) -> Result<u64, PostgresError> {
         let (key, value) = (key.try_key_bytes()?, encode(value)?);
         let client = self.pool.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "INSERT INTO {t} (key, value, version) VALUES ($1, $2, nextval('{t}_version_seq')) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = nextval('{t}_version_seq') \
-                 RETURNING version",
-                t = self.table
-            ))
-            .await?;
+        let statement = client.prepare_cached(&format!("SELECT {}_put($1, $2)", self.table)).await?;
         Ok(from_sql(client.query_one(&statement, &[&key, &value]).await?.get(0)))
     }
 
     async fn delete(&self, key: &K) -> Result<u64, PostgresError> {
         let key = key.try_key_bytes()?;
         let client = self.pool.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "DELETE FROM {t} WHERE key = $1 RETURNING nextval('{t}_version_seq')",
-                t = self.table
-            ))
-            .await?;
-        if let Some(row) = client.query_opt(&statement, &[&key]).await? {
-            return Ok(from_sql(row.get(0)));
-        }
-        // No row to lock: nothing to order against but the sequence itself.
-        let statement = client.prepare_cached(&format!("SELECT nextval('{}_version_seq')", self.table)).await?;
-        Ok(from_sql(client.query_one(&statement, &[]).await?.get(0)))
+        let statement = client.prepare_cached(&format!("SELECT {}_delete($1)", self.table)).await?;
+        Ok(from_sql(client.query_one(&statement, &[&key]).await?.get(0)))
+    }
+
+    async fn next_version(&self, key: &K) -> Result<u64, PostgresError> {
+        let key = key.try_key_bytes()?;
+        let client = self.pool.client().await?;
+        let statement = client.prepare_cached(&format!("SELECT {}_next_version($1)", self.table)).await?;
+        Ok(from_sql(client.query_one(&statement, &[&key]).await?.get(0)))
     }
 }
 
@@ -126,24 +144,25 @@ impl<K: ?Sized, V> PostgresTarget<K, V> {
     pub async fn connect(url: &str, table: &str, connections: usize) -> Result<Self, PostgresError> {
         let pool = Pooled::new(url, table, connections)?;
         let create = format!(
-            "CREATE TABLE IF NOT EXISTS {table} (key bytea PRIMARY KEY, value text, version bigint NOT NULL, \
-               pending integer NOT NULL, pending_until bigint NOT NULL, changed_at bigint NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS {table} (key bytea PRIMARY KEY, value text, deleted boolean NOT NULL, \
+               version bigint NOT NULL, pending integer NOT NULL, pending_until bigint NOT NULL, \
+               changed_at bigint NOT NULL)"
         );
         let extra = format!(
             "CREATE INDEX IF NOT EXISTS {t}_pending ON {t} (key) WHERE pending > 0; \
-             CREATE OR REPLACE FUNCTION {t}_apply(k bytea, val text, ver bigint, settle boolean) RETURNS boolean \
-             LANGUAGE plpgsql AS $$ \
+             CREATE OR REPLACE FUNCTION {t}_apply(k bytea, val text, del boolean, ver bigint, settle boolean) \
+             RETURNS boolean LANGUAGE plpgsql AS $$ \
              DECLARE s {t}%ROWTYPE; newer boolean; \
              BEGIN \
-               INSERT INTO {t} VALUES (k, NULL, 0, 0, 0, 0) ON CONFLICT (key) DO NOTHING; \
+               INSERT INTO {t} VALUES (k, NULL, false, 0, 0, 0, 0) ON CONFLICT (key) DO NOTHING; \
                SELECT * INTO s FROM {t} WHERE key = k FOR UPDATE; \
                newer := ver > s.version; \
-               IF newer THEN s.value := val; s.version := ver; s.changed_at := {NOW}; END IF; \
+               IF newer THEN s.value := val; s.deleted := del; s.version := ver; s.changed_at := {NOW}; END IF; \
                IF settle THEN \
                  s.pending := greatest(s.pending - 1, 0); \
                  IF s.pending = 0 THEN s.pending_until := 0; END IF; \
                END IF; \
-               UPDATE {t} SET value = s.value, version = s.version, pending = s.pending, \
+               UPDATE {t} SET value = s.value, deleted = s.deleted, version = s.version, pending = s.pending, \
                  pending_until = s.pending_until, changed_at = s.changed_at WHERE key = k; \
                RETURN newer; \
              END $$; \
@@ -154,18 +173,19 @@ impl<K: ?Sized, V> PostgresTarget<K, V> {
                SELECT * INTO s FROM {t} WHERE key = k FOR UPDATE; \
                IF NOT FOUND THEN \
                  IF val IS NULL OR ver <= 0 THEN RETURN 0; END IF; \
-                 INSERT INTO {t} VALUES (k, val, ver, 0, 0, now_ms) ON CONFLICT (key) DO NOTHING; \
+                 INSERT INTO {t} VALUES (k, val, false, ver, 0, 0, now_ms) ON CONFLICT (key) DO NOTHING; \
                  IF FOUND THEN RETURN 1; END IF; \
                  SELECT * INTO s FROM {t} WHERE key = k FOR UPDATE; \
                END IF; \
                IF s.pending > 0 THEN \
                  IF token IS NULL OR token <> s.pending_until OR now_ms < s.pending_until THEN RETURN 0; END IF; \
-                 UPDATE {t} SET value = val, version = greatest(s.version, ver), pending = 0, pending_until = 0, \
-                   changed_at = now_ms WHERE key = k; \
+                 UPDATE {t} SET value = val, deleted = val IS NULL, version = greatest(s.version, ver), \
+                   pending = 0, pending_until = 0, changed_at = now_ms WHERE key = k; \
                  RETURN 2; \
                END IF; \
-               IF val IS NOT NULL AND ver > s.version THEN \
-                 UPDATE {t} SET value = val, version = ver, changed_at = now_ms WHERE key = k; \
+               IF val IS NOT NULL AND (ver > s.version \
+                   OR (s.value IS NULL AND NOT s.deleted AND ver = s.version AND ver > 0)) THEN \
+                 UPDATE {t} SET value = val, deleted = false, version = ver, changed_at = now_ms WHERE key = k; \
                  RETURN 1; \
                END IF; \
                RETURN 0; \
@@ -178,13 +198,14 @@ impl<K: ?Sized, V> PostgresTarget<K, V> {
             &[
                 ("key", "bytea"),
                 ("value", "text"),
+                ("deleted", "boolean"),
                 ("version", "bigint"),
                 ("pending", "integer"),
                 ("pending_until", "bigint"),
                 ("changed_at", "bigint"),
             ],
-            "(key bytea PRIMARY KEY, value text, version bigint NOT NULL, pending integer NOT NULL, \
-             pending_until bigint NOT NULL, changed_at bigint NOT NULL)",
+            "(key bytea PRIMARY KEY, value text, deleted boolean NOT NULL, version bigint NOT NULL, \
+             pending integer NOT NULL, pending_until bigint NOT NULL, changed_at bigint NOT NULL)",
             &extra,
         )
         .await?;
@@ -204,20 +225,22 @@ where
         let client = self.pool.client().await?;
         let statement = client
             .prepare_cached(&format!(
-                "SELECT value, version, pending, pending_until, {NOW} FROM {} WHERE key = $1",
+                "SELECT value, deleted, version, pending, pending_until, {NOW} FROM {} WHERE key = $1",
                 self.table
             ))
             .await?;
         let Some(row) = client.query_opt(&statement, &[&key]).await? else { return Ok(Lookup::Miss) };
         let slot = Slot {
             value: row.get::<_, Option<String>>(0),
-            version: from_sql(row.get(1)),
-            pending: u32::try_from(row.get::<_, i32>(2)).unwrap_or(0),
-            pending_until: from_sql(row.get(3)),
+            deleted: row.get(1),
+            version: from_sql(row.get(2)),
+            pending: u32::try_from(row.get::<_, i32>(3)).unwrap_or(0),
+            pending_until: from_sql(row.get(4)),
             changed_at: 0,
         };
-        Ok(match slot.lookup(from_sql(row.get(4))) {
+        Ok(match slot.lookup(from_sql(row.get(5))) {
             Lookup::Hit(text) => Lookup::Hit(decode(&key, &text)?),
+            Lookup::Deleted => Lookup::Deleted,
             Lookup::Miss => Lookup::Miss,
             Lookup::Pending { token, expired } => Lookup::Pending { token, expired },
         })
@@ -228,7 +251,7 @@ where
         let client = self.pool.client().await?;
         let statement = client
             .prepare_cached(&format!(
-                "INSERT INTO {t} AS s VALUES ($1, NULL, 0, 1, {NOW} + $2, 0) ON CONFLICT (key) DO UPDATE \
+                "INSERT INTO {t} AS s VALUES ($1, NULL, false, 0, 1, {NOW} + $2, 0) ON CONFLICT (key) DO UPDATE \
                  SET pending = s.pending + 1, pending_until = greatest(s.pending_until, {NOW} + $2)",
                 t = self.table
             ))
@@ -237,11 +260,16 @@ where
         Ok(())
     }
 
-    async fn apply(&self, key: &K, value: Option<&V>, version: u64, settle: bool) -> Result<bool, PostgresError> {
-        let (key, value) = (key.try_key_bytes()?, value.map(encode).transpose()?);
+    async fn apply(&self, key: &K, change: Change<&V>, version: u64, settle: bool) -> Result<bool, PostgresError> {
+        let key = key.try_key_bytes()?;
+        let (value, deleted) = match change {
+            Change::Put(value) => (Some(encode(value)?), false),
+            Change::Delete => (None, true),
+            Change::Invalidate => (None, false),
+        };
         let client = self.pool.client().await?;
-        let statement = client.prepare_cached(&format!("SELECT {}_apply($1, $2, $3, $4)", self.table)).await?;
-        Ok(client.query_one(&statement, &[&key, &value, &to_sql(version), &settle]).await?.get(0))
+        let statement = client.prepare_cached(&format!("SELECT {}_apply($1, $2, $3, $4, $5)", self.table)).await?;
+        Ok(client.query_one(&statement, &[&key, &value, &deleted, &to_sql(version), &settle]).await?.get(0))
     }
 
     async fn fill(
@@ -261,20 +289,6 @@ where
             2 => Filled::Repaired,
             _ => Filled::Refused,
         })
-    }
-
-    async fn put_next(&self, key: &K, value: Option<&V>) -> Result<u64, PostgresError> {
-        let (key, value) = (key.try_key_bytes()?, value.map(encode).transpose()?);
-        let client = self.pool.client().await?;
-        let statement = client
-            .prepare_cached(&format!(
-                "INSERT INTO {t} AS s VALUES ($1, $2, 1, 0, 0, {NOW}) ON CONFLICT (key) DO UPDATE \
-                 SET value = excluded.value, version = s.version + 1, pending = 0, pending_until = 0, \
-                 changed_at = excluded.changed_at RETURNING version",
-                t = self.table
-            ))
-            .await?;
-        Ok(from_sql(client.query_one(&statement, &[&key, &value]).await?.get(0)))
     }
 
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, PostgresError> {

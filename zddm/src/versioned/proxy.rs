@@ -1,3 +1,4 @@
+use std::cell::Cell as Once;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -5,11 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Op, Side};
-use crate::gate::{Admission, Gate};
+use crate::fleet::{Cell, Control, Fleet, Plan, Reach};
+use crate::gate::Gate;
 use crate::key::MigrationKey;
 use crate::proxy::stats::{bump, Counters};
 use crate::proxy::{ConfigError, Phase, PhaseError, Stats};
-use crate::versioned::{Filled, Lookup, Source, Target, Versioned};
+use crate::versioned::{Change, Filled, Lookup, Source, Target, Versioned};
 
 /// How long a write's pending mark keeps its key from being repaired by a read, unless set with
 /// [`VersionedProxyBuilder::grace`].
@@ -19,22 +21,31 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// across any number of instances sharing OLD and NEW (see [the module](crate::versioned)).
 ///
 /// Per call, with the key admitted:
-/// - **read**: NEW's settled value; on a miss, a tombstone or a pending key, OLD's, copied into NEW
+/// - **read**: NEW's settled value or delete; on a miss or a pending key, OLD's, copied into NEW
 ///   only if newer than what NEW holds (and, for a pending key, only once its marks have expired).
 /// - **write / delete**: mark the key pending in NEW, write OLD, apply OLD's version to NEW (a value
-///   or a tombstone, if newer) and withdraw the mark. If NEW cannot take the mark, the write fails
+///   or a delete, if newer) and withdraw the mark. If NEW cannot take the mark, the write fails
 ///   before OLD is touched; if it fails after, the key stays pending and nobody serves it from NEW.
 ///
-/// No lock is held between calls: versions order everything, in one process or many.
+/// Alone, it follows its [`Gate`] and [`set_phase`](VersionedProxy::set_phase); in a fleet
+/// ([`in_fleet`](VersionedProxy::in_fleet)) it follows the fleet's plan. No lock is held between
+/// calls: versions order everything, in one process or many.
 pub struct VersionedProxy<K: ?Sized, V, Old, New> {
     inner: Arc<Inner<K, V, Old, New>>,
+}
+
+enum Routing {
+    /// One process: the gate's rates and this phase.
+    Local(AtomicU8),
+    /// The fleet's plan, as this instance applied it.
+    Fleet(Arc<Cell>),
 }
 
 struct Inner<K: ?Sized, V, Old, New> {
     old: Old,
     new: New,
     gate: Gate,
-    phase: AtomicU8,
+    routing: Routing,
     grace: Duration,
     stats: Counters,
     types: PhantomData<fn(&K) -> V>,
@@ -45,13 +56,14 @@ pub struct VersionedProxyBuilder<K: ?Sized, V, Old, New> {
     old: Old,
     new: New,
     gate: Gate,
+    routing: Routing,
     phase: Phase,
     grace: Duration,
     types: PhantomData<fn(&K) -> V>,
 }
 
 impl<K: ?Sized, V, Old, New> VersionedProxyBuilder<K, V, Old, New> {
-    /// The phase the proxy starts in (default [`Phase::ReadThrough`]).
+    /// The phase the proxy starts in (default [`Phase::ReadThrough`]); ignored in a fleet.
     pub fn phase(mut self, phase: Phase) -> Self {
         self.phase = phase;
         self
@@ -66,11 +78,14 @@ impl<K: ?Sized, V, Old, New> VersionedProxyBuilder<K, V, Old, New> {
     }
 
     /// The proxy, or why these options do not make one.
-    pub fn build(self) -> Result<VersionedProxy<K, V, Old, New>, ConfigError> {
+    pub fn build(mut self) -> Result<VersionedProxy<K, V, Old, New>, ConfigError> {
         if self.grace.as_millis() == 0 || self.grace.subsec_nanos() % 1_000_000 != 0 {
             return Err(ConfigError::Grace { grace: self.grace });
         }
-        Phase::check_transition(self.phase, self.phase, self.gate.rate())?;
+        if let Routing::Local(phase) = &mut self.routing {
+            Phase::check_transition(self.phase, self.phase, self.gate.rate())?;
+            *phase.get_mut() = self.phase.index();
+        }
         Ok(self.assemble())
     }
 
@@ -80,7 +95,7 @@ impl<K: ?Sized, V, Old, New> VersionedProxyBuilder<K, V, Old, New> {
                 old: self.old,
                 new: self.new,
                 gate: self.gate,
-                phase: AtomicU8::new(self.phase.index()),
+                routing: self.routing,
                 grace: self.grace,
                 stats: Counters::default(),
                 types: PhantomData,
@@ -90,7 +105,8 @@ impl<K: ?Sized, V, Old, New> VersionedProxyBuilder<K, V, Old, New> {
 }
 
 impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
-    /// A proxy in the [`ReadThrough`](Phase::ReadThrough) phase with default options.
+    /// A proxy for one process, in the [`ReadThrough`](Phase::ReadThrough) phase with default
+    /// options. With several instances, use [`in_fleet`](VersionedProxy::in_fleet).
     pub fn new(old: Old, new: New, gate: Gate) -> Self
     where
         Old: Source<K, V>,
@@ -99,16 +115,51 @@ impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
         Self::builder(old, new, gate).assemble()
     }
 
+    /// A proxy that follows `fleet`'s plan, with default options.
+    pub fn in_fleet<C: Control>(old: Old, new: New, fleet: &Fleet<C>) -> Self
+    where
+        Old: Source<K, V>,
+        New: Target<K, V>,
+    {
+        Self::fleet_builder(old, new, fleet).assemble()
+    }
+
     /// Options beyond [`VersionedProxy::new`]'s defaults.
     pub fn builder(old: Old, new: New, gate: Gate) -> VersionedProxyBuilder<K, V, Old, New>
     where
         Old: Source<K, V>,
         New: Target<K, V>,
     {
-        VersionedProxyBuilder { old, new, gate, phase: Phase::ReadThrough, grace: DEFAULT_GRACE, types: PhantomData }
+        VersionedProxyBuilder {
+            old,
+            new,
+            gate,
+            routing: Routing::Local(AtomicU8::new(Phase::ReadThrough.index())),
+            phase: Phase::ReadThrough,
+            grace: DEFAULT_GRACE,
+            types: PhantomData,
+        }
     }
 
-    /// The gate deciding which keys take part.
+    /// Options beyond [`VersionedProxy::in_fleet`]'s defaults.
+    pub fn fleet_builder<C: Control>(old: Old, new: New, fleet: &Fleet<C>) -> VersionedProxyBuilder<K, V, Old, New>
+    where
+        Old: Source<K, V>,
+        New: Target<K, V>,
+    {
+        VersionedProxyBuilder {
+            old,
+            new,
+            gate: fleet.gate().clone(),
+            routing: Routing::Fleet(fleet.cell()),
+            phase: Phase::ReadThrough,
+            grace: DEFAULT_GRACE,
+            types: PhantomData,
+        }
+    }
+
+    /// The gate deciding which keys take part. In a fleet only its salt counts: the rates are
+    /// the plan's.
     pub fn gate(&self) -> &Gate {
         &self.inner.gate
     }
@@ -118,19 +169,32 @@ impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
         self.inner.grace
     }
 
+    /// The plan calls run under now.
+    pub fn plan(&self) -> Plan {
+        match &self.inner.routing {
+            Routing::Local(phase) => {
+                let (rate, high) = self.inner.gate.rates();
+                Plan::local(Phase::from_index(phase.load(Ordering::Acquire)), rate, high)
+            }
+            Routing::Fleet(cell) => cell.ticket().plan,
+        }
+    }
+
     /// The current phase.
     pub fn phase(&self) -> Phase {
-        Phase::from_index(self.inner.phase.load(Ordering::Acquire))
+        self.plan().phase
     }
 
     /// Moves to `phase`, for this proxy and its clones; returns the previous phase. The same
-    /// transitions as [`Proxy::set_phase`](crate::Proxy::set_phase) are refused. Keys left pending
-    /// need no wait here: in `Complete` a read of a pending key still repairs it from OLD.
+    /// transitions as [`Proxy::set_phase`](crate::Proxy::set_phase) are refused, and every change
+    /// in a fleet (which moves with [`Fleet::set_goal`]). Keys left pending need no wait here: in
+    /// `Complete` a read of a pending key still repairs it from OLD.
     pub fn set_phase(&self, phase: Phase) -> Result<Phase, PhaseError> {
-        let mut current = self.inner.phase.load(Ordering::Acquire);
+        let Routing::Local(cell) = &self.inner.routing else { return Err(PhaseError::InFleet) };
+        let mut current = cell.load(Ordering::Acquire);
         loop {
             Phase::check_transition(Phase::from_index(current), phase, self.inner.gate.rate())?;
-            match self.inner.phase.compare_exchange(current, phase.index(), Ordering::AcqRel, Ordering::Acquire) {
+            match cell.compare_exchange(current, phase.index(), Ordering::AcqRel, Ordering::Acquire) {
                 Ok(previous) => return Ok(Phase::from_index(previous)),
                 Err(actual) => current = actual,
             }
@@ -143,16 +207,6 @@ impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
     }
 }
 
-/// Where a call goes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Route {
-    Old,
-    Both,
-    Through,
-    Shadow,
-    New,
-}
-
 impl<K, V, Old, New> VersionedProxy<K, V, Old, New>
 where
     K: MigrationKey + ?Sized + Sync,
@@ -163,12 +217,20 @@ where
     /// Reads `key` (see the type's docs). Fails only if the store that must serve it fails: OLD,
     /// or NEW in `Live` and `Complete`.
     pub async fn get(&self, key: &K) -> Result<Option<V>, Error> {
-        let phase = self.phase();
-        match self.read_route(phase, key) {
-            Route::Through => self.read_through(key, phase).await,
-            Route::Shadow => self.read_shadow(key).await,
-            Route::New => self.read_through(key, phase).await,
-            Route::Old | Route::Both => Ok(self.read_old(key).await?.map(|found| found.value)),
+        let (reach, phase, _ticket) = self.route(
+            key,
+            |plan, admitted| plan.read_reach(admitted),
+            // Fenced: OLD, which every phase before `Complete` writes; in `Live` NEW as well, as
+            // the fleet may have completed without this instance.
+            |plan, _| match plan.phase {
+                Phase::Live | Phase::Complete => plan.read_reach(|_| true),
+                _ => Reach::Old,
+            },
+        );
+        match reach {
+            Reach::Through | Reach::New => self.read_through(key, phase).await,
+            Reach::Shadow => self.read_shadow(key).await,
+            Reach::Old | Reach::Invalidate => Ok(self.read_old(key).await?.map(|found| found.value)),
         }
     }
 
@@ -183,30 +245,27 @@ where
         self.write(key, None).await
     }
 
-    fn read_route(&self, phase: Phase, key: &K) -> Route {
-        match phase {
-            Phase::Complete => return Route::New,
-            Phase::Live => return Route::Through,
-            Phase::Off | Phase::DualWrite => return Route::Old,
-            Phase::Shadow | Phase::ReadThrough => {}
-        }
-        match self.inner.gate.decide(key) {
-            Some((Admission::Admitted, _)) if phase == Phase::Shadow => Route::Shadow,
-            Some((Admission::Admitted, _)) => Route::Through,
-            _ => Route::Old,
-        }
-    }
-
-    fn write_route(&self, phase: Phase, key: &K) -> Route {
-        match (phase, self.inner.gate.decide(key)) {
-            // A key the gate cannot encode is never admitted, so NEW never had it.
-            (_, None) => Route::Old,
-            (Phase::Complete, _) => Route::New,
-            (Phase::Live, _) => Route::Both,
-            // Lapsed keys and the kill switch keep NEW's copy current by version rather than
-            // removing it: as safe, and the copy stays usable if the gate is raised again.
-            (_, Some((Admission::Admitted | Admission::Lapsed, _))) => Route::Both,
-            (_, Some((Admission::Never, _))) => Route::Old,
+    /// Where a call of `key` goes: by the plan, or by `fenced` when this instance has lost its
+    /// fleet's record. The ticket (in a fleet) keeps the call counted until it ends.
+    fn route(
+        &self,
+        key: &K,
+        reach: impl Fn(&Plan, &dyn Fn(crate::Rate) -> bool) -> Reach,
+        fenced: impl Fn(&Plan, &dyn Fn(crate::Rate) -> bool) -> Reach,
+    ) -> (Reach, Phase, Option<crate::fleet::Ticket<'_>>) {
+        let bucket = Once::new(None);
+        let admitted = |rate| self.inner.gate.admits_at(key, rate, &bucket);
+        match &self.inner.routing {
+            Routing::Local(_) => {
+                let plan = self.plan();
+                (reach(&plan, &admitted), plan.phase, None)
+            }
+            Routing::Fleet(cell) => {
+                let ticket = cell.ticket();
+                let reach =
+                    if ticket.fenced { fenced(&ticket.plan, &admitted) } else { reach(&ticket.plan, &admitted) };
+                (reach, ticket.plan.phase, Some(ticket))
+            }
         }
     }
 
@@ -231,6 +290,12 @@ where
                 bump(&stats.new_hits);
                 bump(&stats.reads_from_new);
                 return Ok(Some(value));
+            }
+            // A settled delete is the answer: every instance that writes the key keeps NEW honest.
+            Ok(Lookup::Deleted) => {
+                bump(&stats.new_hits);
+                bump(&stats.reads_from_new);
+                return Ok(None);
             }
             Ok(Lookup::Miss) if phase == Phase::Complete => {
                 bump(&stats.new_misses);
@@ -290,42 +355,52 @@ where
         };
         bump(&stats.shadow_compared);
         let old_value = found.as_ref().map(|found| &found.value);
+        let agrees = match &lookup {
+            Lookup::Hit(new_value) => old_value == Some(new_value),
+            Lookup::Deleted => old_value.is_none(),
+            Lookup::Miss | Lookup::Pending { .. } => true,
+        };
         match lookup {
-            Lookup::Hit(new_value) => {
-                bump(&stats.new_hits);
-                if old_value != Some(&new_value) {
-                    // Either a write landed between the two reads, or NEW is behind: a fill takes
-                    // OLD's value only if it is the newer one.
-                    bump(&stats.mismatches);
-                    if let Some(found) = &found {
-                        self.fill(key, Some(&found.value), found.version, None).await;
-                    }
-                }
-            }
-            Lookup::Miss => {
-                bump(&stats.new_misses);
-                if let Some(found) = &found {
-                    self.fill(key, Some(&found.value), found.version, None).await;
-                }
-            }
-            Lookup::Pending { .. } => bump(&stats.new_misses),
+            Lookup::Hit(_) | Lookup::Deleted => bump(&stats.new_hits),
+            Lookup::Miss | Lookup::Pending { .. } => bump(&stats.new_misses),
+        }
+        if !agrees {
+            // Either a write landed between the two reads, or NEW is behind.
+            bump(&stats.mismatches);
+        }
+        if let (Some(found), false) = (&found, matches!(lookup, Lookup::Pending { .. })) {
+            // A fill takes OLD's value only if it is the newer one.
+            self.fill(key, Some(&found.value), found.version, None).await;
         }
         Ok(found.map(|found| found.value))
     }
 
     async fn write(&self, key: &K, value: Option<&V>) -> Result<(), Error> {
         let op = if value.is_some() { Op::Put } else { Op::Delete };
-        match self.write_route(self.phase(), key) {
-            Route::New => {
-                self.inner.new.put_next(key, value).await.map_err(|e| self.fail(Side::New, op, e))?;
+        let (reach, _, _ticket) = self.route(
+            key,
+            |plan, admitted| plan.write_reach(admitted),
+            // Fenced: write through what the fleet writes through, invalidate every other key —
+            // the fleet may have raised its coverage meanwhile.
+            |plan, admitted| match plan.write_reach(admitted) {
+                reach @ (Reach::Through | Reach::New) => reach,
+                _ => Reach::Invalidate,
+            },
+        );
+        let change = match (reach, value) {
+            (Reach::Old, _) => return self.write_old(key, value, op).await.map(drop),
+            (Reach::New, _) => {
+                // OLD is no longer written; its counter still orders this write with any instance
+                // still in `Live`.
+                let version = self.inner.old.next_version(key).await.map_err(|e| self.fail(Side::Old, op, e))?;
+                let change = value.map_or(Change::Delete, Change::Put);
+                self.inner.new.apply(key, change, version, false).await.map_err(|e| self.fail(Side::New, op, e))?;
                 return Ok(());
             }
-            Route::Old => {
-                self.write_old(key, value, op).await?;
-                return Ok(());
-            }
-            _ => {}
-        }
+            (_, None) => Change::Delete,
+            (Reach::Invalidate, Some(_)) => Change::Invalidate,
+            (_, Some(value)) => Change::Put(value),
+        };
         let started = Instant::now();
         let grace_ms = u64::try_from(self.inner.grace.as_millis()).unwrap_or(u64::MAX);
         // Before OLD changes, so that whatever happens from here on — an error, a dropped future,
@@ -336,11 +411,12 @@ where
         // A write slower than half its grace may already have been repaired around; its mark may
         // have been cleared, so withdrawing it could withdraw a later write's mark instead.
         let settle = started.elapsed() < self.inner.grace / 2;
-        match self.inner.new.apply(key, value, version, settle).await {
-            // Not taken: a later write of the key reached NEW first, as OLD ordered them.
-            Ok(_) => {}
+        if matches!(change, Change::Invalidate) {
+            bump(&self.inner.stats.invalidations);
+        }
+        if let Err(error) = self.inner.new.apply(key, change, version, settle).await {
             // The key stays pending: OLD serves it until a read repairs NEW.
-            Err(error) => drop(self.fail(Side::New, op, error)),
+            drop(self.fail(Side::New, op, error));
         }
         Ok(())
     }
@@ -363,8 +439,8 @@ impl<K: ?Sized, V, Old, New> Clone for VersionedProxy<K, V, Old, New> {
 impl<K: ?Sized, V, Old, New> fmt::Debug for VersionedProxy<K, V, Old, New> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("VersionedProxy")
-            .field("gate", &self.inner.gate)
-            .field("phase", &self.phase())
+            .field("plan", &self.plan())
+            .field("fleet", &matches!(self.inner.routing, Routing::Fleet(_)))
             .field("grace", &self.inner.grace)
             .finish_non_exhaustive()
     }

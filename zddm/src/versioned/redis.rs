@@ -10,12 +10,13 @@ use crate::key::MigrationKey;
 use crate::store::json::{decode, encode};
 use crate::store::redis::connect;
 use crate::store::RedisError;
-use crate::versioned::{Filled, Lookup, Slot, Source, Target, Versioned};
+use crate::versioned::{Change, Filled, Lookup, Slot, Source, Target, Versioned};
 
 /// A versioned OLD on Redis: one hash per key, `prefix:` ‖ canonical key bytes, with the value
 /// (`v`, JSON) and its version (`ver`). A write's version is the larger of the key's last version
-/// plus one and the server's clock in microseconds, so a key deleted and written again still gets a
-/// larger version; each write is one script on one key, so versions follow Redis's own order.
+/// plus one and the server's clock in microseconds; each write is one script on one key, so
+/// versions follow Redis's own order. A delete keeps the key's version (the hash without `v`) for an
+/// hour, so that a write right after it is still versioned above it; after that the clock is.
 pub struct RedisSource<K: ?Sized, V> {
     connection: ConnectionManager,
     prefix: Vec<u8>,
@@ -24,8 +25,8 @@ pub struct RedisSource<K: ?Sized, V> {
 }
 
 /// A versioned NEW on Redis: one hash per key, `prefix:` ‖ canonical key bytes, holding the whole
-/// [`Slot`] — value (`v`, absent for a tombstone), version (`ver`), pending count (`p`), its
-/// deadline (`pu`) and the time of the last change (`at`). Every operation is one Lua script that
+/// [`Slot`] — value (`v`, absent without one), deleted (`d`), version (`ver`), pending count (`p`),
+/// its deadline (`pu`) and the time of the last change (`at`). Every operation is one Lua script that
 /// touches that one key, so each is atomic and the layout works on Redis Cluster unchanged.
 /// Versions are compared as fixed-width decimal strings (20 digits), never as Lua's doubles.
 ///
@@ -57,28 +58,39 @@ local function num(field) return tonumber(redis.call('HGET', KEYS[1], field) or 
 local function fmt(n) return string.format('%d', n) end
 ";
 
+/// The next version of KEYS[1]: above its last one and the clock.
+const SOURCE_NEXT: &str = r"
+local ver = inc(redis.call('HGET', KEYS[1], 'ver') or pad('0'))
+local clock = pad(now_us)
+if clock > ver then ver = clock end
+";
+
 /// ARGV: value. Returns the new version.
 const SOURCE_PUT: &str = r"
-local ver = inc(redis.call('HGET', KEYS[1], 'ver') or pad('0'))
-local clock = pad(now_us)
-if clock > ver then ver = clock end
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', ver)
+redis.call('PERSIST', KEYS[1])
 return ver
 ";
 
-/// Returns the delete's version.
+/// Returns the delete's version; the key keeps it, without a value, for an hour.
 const SOURCE_DELETE: &str = r"
-local ver = inc(redis.call('HGET', KEYS[1], 'ver') or pad('0'))
-local clock = pad(now_us)
-if clock > ver then ver = clock end
-redis.call('DEL', KEYS[1])
+redis.call('HDEL', KEYS[1], 'v')
+redis.call('HSET', KEYS[1], 'ver', ver)
+redis.call('PEXPIRE', KEYS[1], 3600000)
 return ver
 ";
 
-/// Returns {value or false, ver, p, pu, now}.
+/// Returns a version for a write that bypasses OLD's data, and keeps it as the key's last one.
+const SOURCE_NEXT_VERSION: &str = r"
+redis.call('HSET', KEYS[1], 'ver', ver)
+if redis.call('HEXISTS', KEYS[1], 'v') == 0 then redis.call('PEXPIRE', KEYS[1], 3600000) end
+return ver
+";
+
+/// Returns {value or false, deleted, ver, p, pu, now}.
 const TARGET_LOOKUP: &str = r"
-local s = redis.call('HMGET', KEYS[1], 'v', 'ver', 'p', 'pu')
-return {s[1], s[2] or pad('0'), s[3] or '0', s[4] or '0', fmt(now)}
+local s = redis.call('HMGET', KEYS[1], 'v', 'd', 'ver', 'p', 'pu')
+return {s[1], s[2] or '0', s[3] or pad('0'), s[4] or '0', s[5] or '0', fmt(now)}
 ";
 
 /// ARGV: grace in ms. `Slot::mark`.
@@ -91,13 +103,16 @@ if redis.call('HEXISTS', KEYS[1], 'ver') == 0 then redis.call('HSET', KEYS[1], '
 return 1
 ";
 
-/// ARGV: value, has value ('1'/'0'), version (20 digits), settle ('1'/'0'). `Slot::apply`.
+/// ARGV: value, change ('p' put, 'd' delete, 'i' invalidate), version (20 digits), settle
+/// ('1'/'0'). `Slot::apply`.
 const TARGET_APPLY: &str = r"
 local ver = redis.call('HGET', KEYS[1], 'ver') or pad('0')
 local newer = ARGV[3] > ver
 if newer then
-    if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'v', ARGV[1]) else redis.call('HDEL', KEYS[1], 'v') end
-    redis.call('HSET', KEYS[1], 'ver', ARGV[3], 'at', fmt(now))
+    if ARGV[2] == 'p' then redis.call('HSET', KEYS[1], 'v', ARGV[1]) else redis.call('HDEL', KEYS[1], 'v') end
+    local d = '0'
+    if ARGV[2] == 'd' then d = '1' end
+    redis.call('HSET', KEYS[1], 'd', d, 'ver', ARGV[3], 'at', fmt(now))
 end
 if ARGV[4] == '1' then
     local p = num('p')
@@ -116,24 +131,18 @@ local ver = redis.call('HGET', KEYS[1], 'ver') or pad('0')
 if num('p') > 0 then
     local pu = redis.call('HGET', KEYS[1], 'pu') or '0'
     if ARGV[4] == '' or ARGV[4] ~= pu or now < tonumber(pu) then return 0 end
-    if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'v', ARGV[1]) else redis.call('HDEL', KEYS[1], 'v') end
+    local d = '1'
+    if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'v', ARGV[1]); d = '0' else redis.call('HDEL', KEYS[1], 'v') end
     if ARGV[3] > ver then ver = ARGV[3] end
-    redis.call('HSET', KEYS[1], 'ver', ver, 'p', '0', 'pu', '0', 'at', fmt(now))
+    redis.call('HSET', KEYS[1], 'd', d, 'ver', ver, 'p', '0', 'pu', '0', 'at', fmt(now))
     return 2
 end
-if ARGV[2] == '1' and ARGV[3] > ver then
-    redis.call('HSET', KEYS[1], 'v', ARGV[1], 'ver', ARGV[3], 'p', '0', 'pu', '0', 'at', fmt(now))
+local holds = redis.call('HEXISTS', KEYS[1], 'v') == 1 or redis.call('HGET', KEYS[1], 'd') == '1'
+if ARGV[2] == '1' and (ARGV[3] > ver or (not holds and ARGV[3] == ver and ARGV[3] > pad('0'))) then
+    redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', '0', 'ver', ARGV[3], 'p', '0', 'pu', '0', 'at', fmt(now))
     return 1
 end
 return 0
-";
-
-/// ARGV: value, has value. `Slot::put_next`: returns the new version.
-const TARGET_PUT_NEXT: &str = r"
-local ver = inc(redis.call('HGET', KEYS[1], 'ver') or pad('0'))
-if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 'v', ARGV[1]) else redis.call('HDEL', KEYS[1], 'v') end
-redis.call('HSET', KEYS[1], 'ver', ver, 'p', '0', 'pu', '0', 'at', fmt(now))
-return ver
 ";
 
 /// ARGV: age in ms. `Slot::purgeable`: deletes the key if it is a settled tombstone that old.
@@ -147,6 +156,7 @@ return 1
 struct SourceScripts {
     put: Script,
     delete: Script,
+    next_version: Script,
 }
 
 struct TargetScripts {
@@ -154,7 +164,6 @@ struct TargetScripts {
     mark: Script,
     apply: Script,
     fill: Script,
-    put_next: Script,
     purge: Script,
 }
 
@@ -180,7 +189,11 @@ impl<K: ?Sized, V> RedisSource<K, V> {
         Ok(RedisSource {
             connection: connect(url, prefix).await?,
             prefix: format!("{prefix}:").into_bytes(),
-            scripts: SourceScripts { put: script(SOURCE_PUT), delete: script(SOURCE_DELETE) },
+            scripts: SourceScripts {
+                put: Script::new(&[PRELUDE, SOURCE_NEXT, SOURCE_PUT].concat()),
+                delete: Script::new(&[PRELUDE, SOURCE_NEXT, SOURCE_DELETE].concat()),
+                next_version: Script::new(&[PRELUDE, SOURCE_NEXT, SOURCE_NEXT_VERSION].concat()),
+            },
             types: PhantomData,
         })
     }
@@ -197,7 +210,6 @@ impl<K: ?Sized, V> RedisTarget<K, V> {
                 mark: script(TARGET_MARK),
                 apply: script(TARGET_APPLY),
                 fill: script(TARGET_FILL),
-                put_next: script(TARGET_PUT_NEXT),
                 purge: script(TARGET_PURGE),
             },
             types: PhantomData,
@@ -279,7 +291,17 @@ where
             self.scripts.delete.key(entry(&self.prefix, &key)).invoke_async(&mut self.connection.clone()).await?;
         parse(&version)
     }
+
+    async fn next_version(&self, key: &K) -> Result<u64, RedisError> {
+        let key = key.try_key_bytes()?;
+        let version: String =
+            self.scripts.next_version.key(entry(&self.prefix, &key)).invoke_async(&mut self.connection.clone()).await?;
+        parse(&version)
+    }
 }
+
+/// What the lookup script returns: value, deleted, version, pending, pending until, now.
+type Fields = (Option<String>, String, String, String, String, String);
 
 /// A value as the scripts take it: the JSON text (empty for none) and whether there is one.
 fn value_args<V: Serialize>(value: Option<&V>) -> Result<(String, &'static str), RedisError> {
@@ -298,10 +320,11 @@ where
 
     async fn lookup(&self, key: &K) -> Result<Lookup<V>, RedisError> {
         let key = key.try_key_bytes()?;
-        let (text, version, pending, pending_until, now): (Option<String>, String, String, String, String) =
+        let (text, deleted, version, pending, pending_until, now): Fields =
             self.scripts.lookup.key(entry(&self.prefix, &key)).invoke_async(&mut self.connection.clone()).await?;
         let slot = Slot {
             value: text,
+            deleted: deleted == "1",
             version: parse(&version)?,
             pending: u32::try_from(parse(&pending)?).unwrap_or(u32::MAX),
             pending_until: parse(&pending_until)?,
@@ -309,6 +332,7 @@ where
         };
         Ok(match slot.lookup(parse(&now)?) {
             Lookup::Hit(text) => Lookup::Hit(decode(&key, &text)?),
+            Lookup::Deleted => Lookup::Deleted,
             Lookup::Miss => Lookup::Miss,
             Lookup::Pending { token, expired } => Lookup::Pending { token, expired },
         })
@@ -326,9 +350,13 @@ where
         Ok(())
     }
 
-    async fn apply(&self, key: &K, value: Option<&V>, version: u64, settle: bool) -> Result<bool, RedisError> {
+    async fn apply(&self, key: &K, change: Change<&V>, version: u64, settle: bool) -> Result<bool, RedisError> {
         let key = key.try_key_bytes()?;
-        let (text, has) = value_args(value)?;
+        let (text, has) = match change {
+            Change::Put(value) => (encode(value)?, "p"),
+            Change::Delete => (String::new(), "d"),
+            Change::Invalidate => (String::new(), "i"),
+        };
         let applied: i64 = self
             .scripts
             .apply
@@ -360,20 +388,6 @@ where
             2 => Filled::Repaired,
             _ => Filled::Refused,
         })
-    }
-
-    async fn put_next(&self, key: &K, value: Option<&V>) -> Result<u64, RedisError> {
-        let key = key.try_key_bytes()?;
-        let (text, has) = value_args(value)?;
-        let version: String = self
-            .scripts
-            .put_next
-            .key(entry(&self.prefix, &key))
-            .arg(text)
-            .arg(has)
-            .invoke_async(&mut self.connection.clone())
-            .await?;
-        parse(&version)
     }
 
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, RedisError> {

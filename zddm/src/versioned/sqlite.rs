@@ -11,7 +11,7 @@ use crate::key::MigrationKey;
 use crate::store::json::{decode, encode};
 use crate::store::sqlite::{open_file, prepare_table};
 use crate::store::SqliteError;
-use crate::versioned::{now_ms, Filled, Lookup, Slot, Source, Target, Versioned};
+use crate::versioned::{now_ms, Change, Filled, Lookup, Slot, Source, Target, Versioned};
 
 /// A versioned OLD in SQLite: `(key BLOB PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT
 /// NULL)`, values as JSON, and one counter per table in `zddm_versions` that every write (deletes
@@ -37,8 +37,8 @@ pub struct SqliteSource<K: ?Sized, V> {
     types: PhantomData<fn(&K) -> V>,
 }
 
-/// A versioned NEW in SQLite: one row per [`Slot`], `(key BLOB PRIMARY KEY, value TEXT, version,
-/// pending, pending_until, changed_at)` (a `NULL` value is a tombstone). Each operation runs
+/// A versioned NEW in SQLite: one row per [`Slot`], `(key BLOB PRIMARY KEY, value TEXT, deleted,
+/// version, pending, pending_until, changed_at)`. Each operation runs
 /// [`Slot`]'s own function inside one `BEGIN IMMEDIATE` transaction, so it is atomic across every
 /// connection and process on the file.
 pub struct SqliteTarget<K: ?Sized, V> {
@@ -49,11 +49,12 @@ pub struct SqliteTarget<K: ?Sized, V> {
 
 const SOURCE: &str = "(key BLOB PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID";
 const SOURCE_COLUMNS: &[(&str, &str, i64)] = &[("key", "BLOB", 1), ("value", "TEXT", 0), ("version", "INTEGER", 0)];
-const TARGET: &str = "(key BLOB PRIMARY KEY, value TEXT, version INTEGER NOT NULL, pending INTEGER NOT NULL, \
-                      pending_until INTEGER NOT NULL, changed_at INTEGER NOT NULL) WITHOUT ROWID";
+const TARGET: &str = "(key BLOB PRIMARY KEY, value TEXT, deleted INTEGER NOT NULL, version INTEGER NOT NULL, \
+                      pending INTEGER NOT NULL, pending_until INTEGER NOT NULL, changed_at INTEGER NOT NULL) WITHOUT ROWID";
 const TARGET_COLUMNS: &[(&str, &str, i64)] = &[
     ("key", "BLOB", 1),
     ("value", "TEXT", 0),
+    ("deleted", "INTEGER", 0),
     ("version", "INTEGER", 0),
     ("pending", "INTEGER", 0),
     ("pending_until", "INTEGER", 0),
@@ -152,6 +153,11 @@ where
         let delete = format!("DELETE FROM {} WHERE key = ?1", self.table);
         self.write(|c, _| c.prepare_cached(&delete)?.execute([&key]).map(drop))
     }
+
+    async fn next_version(&self, key: &K) -> Result<u64, SqliteError> {
+        key.try_key_bytes()?;
+        self.write(|_, _| Ok(()))
+    }
 }
 
 impl<K: ?Sized, V> SqliteTarget<K, V> {
@@ -179,7 +185,7 @@ impl<K: ?Sized, V> SqliteTarget<K, V> {
     pub fn slots(&self) -> Result<Vec<KeyedSlot>, SqliteError> {
         let connection = lock(&self.connection);
         let mut statement = connection.prepare(&format!(
-            "SELECT key, value, version, pending, pending_until, changed_at FROM {} ORDER BY key",
+            "SELECT key, value, deleted, version, pending, pending_until, changed_at FROM {} ORDER BY key",
             self.table
         ))?;
         let rows = statement.query_map([], |row| Ok((row.get(0)?, slot(row, 1)?)))?;
@@ -192,7 +198,7 @@ impl<K: ?Sized, V> SqliteTarget<K, V> {
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut current = transaction
             .prepare_cached(&format!(
-                "SELECT value, version, pending, pending_until, changed_at FROM {} WHERE key = ?1",
+                "SELECT value, deleted, version, pending, pending_until, changed_at FROM {} WHERE key = ?1",
                 self.table
             ))?
             .query_row([key], |row| slot(row, 0))
@@ -201,15 +207,16 @@ impl<K: ?Sized, V> SqliteTarget<K, V> {
         let out = change(&mut current, now_ms());
         transaction
             .prepare_cached(&format!(
-                "INSERT INTO {} (key, value, version, pending, pending_until, changed_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(key) DO UPDATE SET value = excluded.value, \
-                 version = excluded.version, pending = excluded.pending, pending_until = excluded.pending_until, \
-                 changed_at = excluded.changed_at",
+                "INSERT INTO {} (key, value, deleted, version, pending, pending_until, changed_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(key) DO UPDATE SET value = excluded.value, \
+                 deleted = excluded.deleted, version = excluded.version, pending = excluded.pending, \
+                 pending_until = excluded.pending_until, changed_at = excluded.changed_at",
                 self.table
             ))?
             .execute(params![
                 key,
                 current.value,
+                current.deleted,
                 to_sql(current.version),
                 current.pending,
                 to_sql(current.pending_until),
@@ -223,10 +230,11 @@ impl<K: ?Sized, V> SqliteTarget<K, V> {
 fn slot(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Slot<String>> {
     Ok(Slot {
         value: row.get(at)?,
-        version: from_sql(row.get(at + 1)?),
-        pending: row.get(at + 2)?,
-        pending_until: from_sql(row.get(at + 3)?),
-        changed_at: from_sql(row.get(at + 4)?),
+        deleted: row.get(at + 1)?,
+        version: from_sql(row.get(at + 2)?),
+        pending: row.get(at + 3)?,
+        pending_until: from_sql(row.get(at + 4)?),
+        changed_at: from_sql(row.get(at + 5)?),
     })
 }
 
@@ -243,7 +251,7 @@ where
             let connection = lock(&self.connection);
             let found = connection
                 .prepare_cached(&format!(
-                    "SELECT value, version, pending, pending_until, changed_at FROM {} WHERE key = ?1",
+                    "SELECT value, deleted, version, pending, pending_until, changed_at FROM {} WHERE key = ?1",
                     self.table
                 ))?
                 .query_row([&key], |row| slot(row, 0))
@@ -253,6 +261,7 @@ where
         Ok(match found.map(|slot| slot.lookup(now_ms())) {
             Some(Lookup::Hit(text)) => Lookup::Hit(decode(&key, &text)?),
             Some(Lookup::Pending { token, expired }) => Lookup::Pending { token, expired },
+            Some(Lookup::Deleted) => Lookup::Deleted,
             Some(Lookup::Miss) | None => Lookup::Miss,
         })
     }
@@ -261,19 +270,18 @@ where
         self.change(&key.try_key_bytes()?, |slot, now| slot.mark(now, grace_ms))
     }
 
-    async fn apply(&self, key: &K, value: Option<&V>, version: u64, settle: bool) -> Result<bool, SqliteError> {
-        let value = value.map(encode).transpose()?;
-        self.change(&key.try_key_bytes()?, |slot, now| slot.apply(value, version, settle, now))
+    async fn apply(&self, key: &K, change: Change<&V>, version: u64, settle: bool) -> Result<bool, SqliteError> {
+        let change = match change {
+            Change::Put(value) => Change::Put(encode(value)?),
+            Change::Delete => Change::Delete,
+            Change::Invalidate => Change::Invalidate,
+        };
+        self.change(&key.try_key_bytes()?, |slot, now| slot.apply(change, version, settle, now))
     }
 
     async fn fill(&self, key: &K, value: Option<&V>, version: u64, token: Option<u64>) -> Result<Filled, SqliteError> {
         let value = value.map(encode).transpose()?;
         self.change(&key.try_key_bytes()?, |slot, now| slot.fill(value, version, token, now))
-    }
-
-    async fn put_next(&self, key: &K, value: Option<&V>) -> Result<u64, SqliteError> {
-        let value = value.map(encode).transpose()?;
-        self.change(&key.try_key_bytes()?, |slot, now| slot.put_next(value, now))
     }
 
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, SqliteError> {
