@@ -102,7 +102,7 @@ impl<O: Store<u64, u64>, N: Store<u64, u64>> Mode for Unversioned<O, N> {
     }
 }
 
-impl<O: Source<u64, u64>, N: Target<u64, u64>> Instance for VersionedProxy<u64, u64, Arc<Stall<O>>, Arc<Stall<N>>> {
+impl<O: Source<u64, u64>, N: Target<u64, u64>> Instance for VersionedProxy<u64, u64, O, N> {
     async fn get(&self, key: u64) -> Result<Option<u64>, Error> {
         VersionedProxy::get(self, &key).await
     }
@@ -114,7 +114,7 @@ impl<O: Source<u64, u64>, N: Target<u64, u64>> Instance for VersionedProxy<u64, 
     }
 }
 
-impl<O: Store<u64, u64>, N: Store<u64, u64>> Instance for Proxy<u64, u64, Arc<Stall<O>>, Arc<Stall<N>>> {
+impl<O: Store<u64, u64>, N: Store<u64, u64>> Instance for Proxy<u64, u64, O, N> {
     async fn get(&self, key: u64) -> Result<Option<u64>, Error> {
         Proxy::get(self, &key).await
     }
