@@ -48,11 +48,28 @@ struct Plan {
 pub struct Stall<S> {
     inner: S,
     plan: Mutex<Plan>,
+    chaos: Mutex<Option<Chaos>>,
+}
+
+/// Random failures and delays on every call: for the stress tests.
+#[derive(Debug, Clone, Copy)]
+pub struct Chaos {
+    /// Per million calls, how many fail before reaching the store.
+    pub fail_before_ppm: u64,
+    /// Per million calls, how many fail after the store applied them (an ambiguous timeout).
+    pub fail_after_ppm: u64,
+    /// Per million calls, how many are held up for up to `max_delay`, giving other calls (and
+    /// cancellations) a chance to cut in.
+    pub delay_ppm: u64,
+    /// The longest delay.
+    pub max_delay: std::time::Duration,
+    /// The random state (xorshift64*, non-zero).
+    pub seed: u64,
 }
 
 impl<S> Stall<S> {
     pub fn new(inner: S) -> Self {
-        Stall { inner, plan: Mutex::default() }
+        Stall { inner, plan: Mutex::default(), chaos: Mutex::new(None) }
     }
 
     pub fn inner(&self) -> &S {
@@ -71,7 +88,42 @@ impl<S> Stall<S> {
         self.plan.lock().unwrap().faults.push((call, fault));
     }
 
+    /// Random faults and delays on every call from now on (`None`: stop).
+    pub fn chaos(&self, chaos: Option<Chaos>) {
+        *self.chaos.lock().unwrap() = chaos;
+    }
+
+    /// A random fault and delay for one call, if chaos is on.
+    fn roll(&self) -> (Option<Fault>, Option<std::time::Duration>) {
+        let mut chaos = self.chaos.lock().unwrap();
+        let Some(chaos) = chaos.as_mut() else { return (None, None) };
+        let mut next = || {
+            chaos.seed ^= chaos.seed >> 12;
+            chaos.seed ^= chaos.seed << 25;
+            chaos.seed ^= chaos.seed >> 27;
+            chaos.seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11
+        };
+        let (draw, delay, length) = (next() % 1_000_000, next() % 1_000_000, next());
+        let fault = if draw < chaos.fail_before_ppm {
+            Some(Fault::Before)
+        } else if draw < chaos.fail_before_ppm + chaos.fail_after_ppm {
+            Some(Fault::After)
+        } else {
+            None
+        };
+        let max = chaos.max_delay.as_micros().max(1) as u64;
+        let delay = (delay < chaos.delay_ppm).then(|| std::time::Duration::from_micros(length % max));
+        (fault, delay)
+    }
+
     async fn before(&self, call: Call) -> Result<Option<Fault>, Injected> {
+        let (random_fault, delay) = self.roll();
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        if random_fault == Some(Fault::Before) {
+            return Err(Injected { op: call.op(), fault: Fault::Before });
+        }
         let (pause, fault) = {
             let mut plan = self.plan.lock().unwrap();
             let pause = plan.pauses.iter().position(|(c, _)| *c == call).map(|i| plan.pauses.remove(i).1);
@@ -84,7 +136,7 @@ impl<S> Stall<S> {
         }
         match fault {
             Some(Fault::Before) => Err(Injected { op: call.op(), fault: Fault::Before }),
-            other => Ok(other),
+            other => Ok(other.or(random_fault)),
         }
     }
 
