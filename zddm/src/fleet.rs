@@ -51,8 +51,7 @@ mod postgres;
 mod sqlite;
 
 pub use memory::MemoryControl;
-pub(crate) use plan::Reach;
-pub use plan::{Goal, Plan};
+pub use plan::{Goal, Plan, Reach};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresControl;
 #[cfg(feature = "sqlite")]

@@ -31,8 +31,8 @@ pub struct Goal {
 }
 
 /// Where one call of a key goes under a plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Reach {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reach {
     /// OLD only.
     Old,
     /// Reads: NEW, OLD on a miss (copied in). Writes: OLD, then NEW.
@@ -57,7 +57,8 @@ impl Plan {
         Plan { phase, read: rate, write: high, invalidate: high }
     }
 
-    pub(crate) fn read_reach(&self, admitted: impl Fn(Rate) -> bool) -> Reach {
+    /// Where a read of a key goes; `admitted(rate)` says whether `rate` admits the key.
+    pub fn read_reach(&self, admitted: impl Fn(Rate) -> bool) -> Reach {
         match self.phase {
             Phase::Complete => Reach::New,
             Phase::Live => Reach::Through,
@@ -67,7 +68,8 @@ impl Plan {
         }
     }
 
-    pub(crate) fn write_reach(&self, admitted: impl Fn(Rate) -> bool) -> Reach {
+    /// Where a write of a key goes; `admitted(rate)` says whether `rate` admits the key.
+    pub fn write_reach(&self, admitted: impl Fn(Rate) -> bool) -> Reach {
         match self.phase {
             Phase::Complete => Reach::New,
             Phase::Live => Reach::Through,

@@ -397,8 +397,10 @@ where
                 self.inner.new.apply(key, change, version, false).await.map_err(|e| self.fail(Side::New, op, e))?;
                 return Ok(());
             }
+            // Only invalidated, deletes too: an instance a step behind may still write this key to
+            // OLD alone, after this write, so NEW may not answer for it — not even "deleted".
+            (Reach::Invalidate, _) => Change::Invalidate,
             (_, None) => Change::Delete,
-            (Reach::Invalidate, Some(_)) => Change::Invalidate,
             (_, Some(value)) => Change::Put(value),
         };
         let started = Instant::now();

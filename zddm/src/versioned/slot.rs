@@ -12,7 +12,7 @@ use crate::versioned::{Change, Filled, Lookup};
 /// read may answer so without asking OLD) or nothing known (never copied, or invalidated by a
 /// write at `version` whose value NEW was not given: OLD answers, and a copy of that very version
 /// may fill it).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Slot<V> {
     /// The value, if NEW holds one.
     pub value: Option<V>,
