@@ -6,26 +6,22 @@
 //! takes effect (an ambiguous timeout) or be held up, and callers drop some calls midway. Every
 //! call is recorded with its start and end; the checker then looks for
 //!
-//! - **stale reads**: a read returning the value of write `w1` although another write `w2` to the
-//!   key was acknowledged after `w1` had ended and before the read began (deletes are writes of
-//!   "nothing"; a failed or dropped write may have taken effect, so it can be read, but it never
-//!   counts as acknowledged);
-//! - **phantoms**: a read returning a value nobody wrote;
+//! - **stale reads** and **phantoms** (`zddm_suite::history`);
 //! - **stale NEW and resurrections**: once the writers stop, anything NEW would serve that OLD
 //!   does not hold.
 //!
 //! A control run gives each instance its own gate instead of the fleet's plan; the same checker
 //! must find violations there.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use zddm::fleet::{Control, Fleet, FleetConfig, Goal, MemoryControl, PostgresControl, SqliteControl};
 use zddm::versioned::{Lookup, MemorySource, MemoryTarget, PostgresSource, RedisTarget, SqliteSource, SqliteTarget};
 use zddm::versioned::{Source, Target, VersionedProxy};
 use zddm::{Gate, Phase, Rate};
+use zddm_suite::history::{Event, History, Kind};
 use zddm_suite::servers::{PostgresServer, RedisServer};
 use zddm_suite::stall::{Chaos, Stall};
 
@@ -33,105 +29,6 @@ const INSTANCES: usize = 3;
 const WORKERS: usize = 4;
 const KEYS: u64 = 16;
 const GRACE: Duration = Duration::from_millis(150);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Write(Option<u64>),
-    Read(Option<u64>),
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Event {
-    key: u64,
-    kind: Kind,
-    start: Instant,
-    end: Instant,
-    /// The call returned successfully (a write acknowledged, a read answered).
-    ok: bool,
-    /// The caller dropped the call midway. A networked store may still apply it afterwards (the
-    /// statement was sent), so its effect may land at any later time.
-    dropped: bool,
-}
-
-#[derive(Default)]
-struct History(Mutex<Vec<Event>>);
-
-impl History {
-    fn record(&self, event: Event) {
-        self.0.lock().unwrap().push(event);
-    }
-
-    /// Stale reads and phantoms (see the module docs). Per key, acknowledged writes sorted by
-    /// end with the running maximum of their starts answer "was anything acknowledged before
-    /// this read, begun after that write ended?" in a binary search.
-    fn violations(&self) -> Vec<String> {
-        let events = self.0.lock().unwrap().clone();
-        let far_future = Instant::now() + Duration::from_secs(3600);
-        let mut by_value: HashMap<u64, Event> = HashMap::new();
-        // Per key: acknowledged writes as (end, running max of start); deletes as (start, running
-        // max of end), both sorted.
-        let mut acked: HashMap<u64, Vec<(Instant, Instant)>> = HashMap::new();
-        let mut deletes: HashMap<u64, Vec<(Instant, Instant)>> = HashMap::new();
-        for event in &events {
-            if let Kind::Write(value) = event.kind {
-                if event.ok {
-                    acked.entry(event.key).or_default().push((event.end, event.start));
-                }
-                // The latest its effect may land.
-                let landed = if event.dropped { far_future } else { event.end };
-                match value {
-                    Some(value) => drop(by_value.insert(value, Event { end: landed, ..*event })),
-                    None => deletes.entry(event.key).or_default().push((event.start, landed)),
-                }
-            }
-        }
-        for list in acked.values_mut().chain(deletes.values_mut()) {
-            list.sort();
-            let mut max = None;
-            for entry in list.iter_mut() {
-                max = Some(max.map_or(entry.1, |m: Instant| m.max(entry.1)));
-                entry.1 = max.unwrap();
-            }
-        }
-        // The latest start of a write acknowledged before `at` (None: no such write).
-        let latest_acked_start = |key: u64, at: Instant| {
-            let list = acked.get(&key)?;
-            let n = list.partition_point(|(end, _)| *end < at);
-            (n > 0).then(|| list[n - 1].1)
-        };
-        let mut out = Vec::new();
-        for read in events.iter().filter(|e| e.ok) {
-            let Kind::Read(got) = read.kind else { continue };
-            // The latest the read's source may have ended: `None` for "never written".
-            let source_end = match got {
-                Some(value) => match by_value.get(&value) {
-                    Some(write) if write.key == read.key && write.start < read.end => Some(write.end),
-                    _ => {
-                        out.push(format!("phantom: key {} read {value}, which no write to it had begun", read.key));
-                        continue;
-                    }
-                },
-                // Any delete begun before the read ended, the one that ended last being the best.
-                None => deletes.get(&read.key).and_then(|list| {
-                    let n = list.partition_point(|(start, _)| *start < read.end);
-                    (n > 0).then(|| list[n - 1].1)
-                }),
-            };
-            let overwritten = match (latest_acked_start(read.key, read.start), source_end) {
-                (None, _) => false,
-                (Some(_), None) => true,
-                (Some(start), Some(end)) => start > end,
-            };
-            if overwritten {
-                out.push(format!(
-                    "stale read: key {} read {got:?}, overwritten by a write acknowledged before the read began",
-                    read.key
-                ));
-            }
-        }
-        out
-    }
-}
 
 /// One instance: its proxy, its fleet membership (if any), its stores' fault injectors.
 struct Member<O, N, C> {
@@ -156,8 +53,10 @@ async fn worker<O: Source<u64, u64>, N: Target<u64, u64>, C: Control>(
     member: Arc<Member<O, N, C>>,
     history: Arc<History>,
     id: u64,
+    origin: Instant,
     stop: Instant,
 ) -> usize {
+    let clock = || origin.elapsed().as_nanos() as u64;
     let mut x = id.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut next = move || {
         x ^= x << 13;
@@ -178,13 +77,13 @@ async fn worker<O: Source<u64, u64>, N: Target<u64, u64>, C: Control>(
         };
         // One call in twenty is dropped after a short while, wherever it is by then.
         let budget = if next() % 20 == 0 { Duration::from_micros(next() % 1500) } else { Duration::from_secs(30) };
-        let start = Instant::now();
+        let start = clock();
         let outcome = match kind {
             Kind::Write(Some(value)) => timed(budget, member.proxy.put(&key, &value)).await.map(|r| r.map(|()| None)),
             Kind::Write(None) => timed(budget, member.proxy.delete(&key)).await.map(|r| r.map(|()| None)),
             Kind::Read(_) => timed(budget, member.proxy.get(&key)).await,
         };
-        let end = Instant::now();
+        let end = clock();
         let dropped = outcome.is_none();
         let (kind, ok) = match (kind, outcome) {
             (Kind::Read(_), Some(Ok(got))) => (Kind::Read(got), true),
@@ -254,11 +153,18 @@ where
         members.push(Arc::new(Member { proxy, fleet, gate, stalls }));
     }
     let history = Arc::new(History::default());
-    let stop = Instant::now() + duration;
+    let origin = Instant::now();
+    let stop = origin + duration;
     let mut tasks = Vec::new();
     for (i, member) in members.iter().enumerate() {
         for w in 0..WORKERS {
-            tasks.push(tokio::spawn(worker(member.clone(), history.clone(), (i * WORKERS + w + 1) as u64, stop)));
+            tasks.push(tokio::spawn(worker(
+                member.clone(),
+                history.clone(),
+                (i * WORKERS + w + 1) as u64,
+                origin,
+                stop,
+            )));
         }
     }
     // The operator: ramps up, down, up and into `Live`, one goal per fifth of the run. Each

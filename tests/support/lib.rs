@@ -5,6 +5,7 @@
 pub mod backends;
 pub mod faults;
 pub mod fleet;
+pub mod history;
 pub mod naive;
 pub mod orders;
 pub mod scenarios;
