@@ -2,17 +2,17 @@
 //! on SQLite and PostgreSQL, with the gate at 0 % and at 100 %, for reads and writes.
 //!
 //! Each comparison times a batch of operations done directly and the same batch through the proxy,
-//! back to back, over many rounds (the order flips every round), and reports the median of the
-//! per-round ratios: drift in the machine's speed hits both halves of a round alike and cancels,
-//! which separate benchmark runs cannot do on a noisy 2-core machine.
+//! back to back, over many rounds, and reports the median of the per-round ratios
+//! (`zddm_suite::paired`).
 //!
 //! `cargo bench --bench stores` (PostgreSQL runs on a server the bench starts, as the tests do).
 //! Under `cargo test` it runs two tiny rounds of each, as a check that it works.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use zddm::{Blocking, BlockingStore, Gate, MigrationKey, PostgresStore, Proxy, Rate, SqliteStore, Store};
+use zddm_suite::paired::{compare, print, timed, Plan, Report, Walk, KEYS};
 use zddm_suite::servers::PostgresServer;
 
 #[derive(MigrationKey, Clone)]
@@ -21,86 +21,12 @@ struct OrderKey {
     order: String,
 }
 
-const KEYS: usize = 10_000;
-
-/// How much to measure: the full run under `cargo bench`, a smoke run under `cargo test`.
-#[derive(Clone, Copy)]
-struct Plan {
-    rounds: usize,
-    warm_up: usize,
-    scale: usize,
-}
-
 fn keys() -> Vec<OrderKey> {
     (0..KEYS as u32).map(|i| OrderKey { tenant: i % 50, order: format!("A-{i:08}") }).collect()
 }
 
 fn row(key: &OrderKey, version: usize) -> String {
     format!("a row of data for {} (version {version})", key.order)
-}
-
-/// Walks the keys with a stride, so that consecutive operations touch unrelated rows.
-struct Walk(usize);
-
-impl Walk {
-    fn next(&mut self) -> usize {
-        self.0 = (self.0 + 7_919) % KEYS;
-        self.0
-    }
-}
-
-/// One comparison's figures: median time per operation each way, and the per-round ratios.
-struct Report {
-    name: String,
-    direct: Vec<f64>,
-    proxy: Vec<f64>,
-    ratios: Vec<f64>,
-}
-
-fn median(values: &[f64]) -> f64 {
-    quantile(values, 0.5)
-}
-
-fn quantile(values: &[f64], q: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-/// Times `batch` operations of `direct` and of `proxy` per round; each call of either runs one
-/// batch from its own walk position and returns the batch's duration.
-fn compare(
-    name: String,
-    plan: Plan,
-    batch: usize,
-    mut direct: impl FnMut(&mut Walk, usize) -> Duration,
-    mut proxy: impl FnMut(&mut Walk, usize) -> Duration,
-) -> Report {
-    let batch = (batch / plan.scale).max(2);
-    let (mut walk_direct, mut walk_proxy) = (Walk(0), Walk(0));
-    let mut report = Report { name, direct: Vec::new(), proxy: Vec::new(), ratios: Vec::new() };
-    for round in 0..plan.warm_up + plan.rounds {
-        let (d, p) = if round % 2 == 0 {
-            let d = direct(&mut walk_direct, batch);
-            (d, proxy(&mut walk_proxy, batch))
-        } else {
-            let p = proxy(&mut walk_proxy, batch);
-            (direct(&mut walk_direct, batch), p)
-        };
-        if round >= plan.warm_up {
-            let per_op = |t: Duration| t.as_nanos() as f64 / batch as f64;
-            report.direct.push(per_op(d));
-            report.proxy.push(per_op(p));
-            report.ratios.push(p.as_secs_f64() / d.as_secs_f64());
-        }
-    }
-    report
-}
-
-fn timed(body: impl FnOnce()) -> Duration {
-    let start = Instant::now();
-    body();
-    start.elapsed()
 }
 
 type Get<'a> = Box<dyn Fn(&OrderKey) -> Option<String> + 'a>;
@@ -126,7 +52,7 @@ fn reads<'a>(keys: &'a [OrderKey], get: &'a Get<'a>) -> impl FnMut(&mut Walk, us
     move |walk, batch| {
         timed(|| {
             for _ in 0..batch {
-                black_box(get(black_box(&keys[walk.next()])).expect("every key is seeded"));
+                black_box(get(black_box(&keys[walk.step()])).expect("every key is seeded"));
             }
         })
     }
@@ -143,7 +69,7 @@ fn writes<'a>(
     move |walk, batch| {
         version += 2;
         let batch: Vec<(&OrderKey, String)> =
-            (0..batch).map(|_| &keys[walk.next()]).map(|k| (k, row(k, version))).collect();
+            (0..batch).map(|_| &keys[walk.step()]).map(|k| (k, row(k, version))).collect();
         timed(|| batch.iter().for_each(|(key, value)| put(key, value)))
     }
 }
@@ -253,30 +179,12 @@ fn postgres(plan: Plan) -> Vec<Report> {
 }
 
 fn main() {
-    let full = std::env::args().any(|arg| arg == "--bench");
-    let plan =
-        if full { Plan { rounds: 41, warm_up: 3, scale: 1 } } else { Plan { rounds: 2, warm_up: 0, scale: 100 } };
+    let (plan, full) = Plan::from_args();
     let mut reports = sqlite(plan);
     reports.extend(postgres(plan));
     if !full {
         println!("stores: smoke run done ({} comparisons); `cargo bench --bench stores` measures", reports.len());
         return;
     }
-    println!(
-        "{} rounds per comparison; per operation, medians over rounds; ratio = proxy / direct per round\n",
-        plan.rounds
-    );
-    println!("| comparison | direct | proxy | median ratio | ratios p25–p75 |");
-    println!("|---|---|---|---|---|");
-    for r in &reports {
-        println!(
-            "| {} | {:.0} ns | {:.0} ns | **{:.3}×** | {:.3}–{:.3} |",
-            r.name,
-            median(&r.direct),
-            median(&r.proxy),
-            median(&r.ratios),
-            quantile(&r.ratios, 0.25),
-            quantile(&r.ratios, 0.75)
-        );
-    }
+    print(&reports, plan.rounds, "direct", "proxy");
 }

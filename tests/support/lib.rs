@@ -8,6 +8,7 @@ pub mod fleet;
 pub mod history;
 pub mod naive;
 pub mod orders;
+pub mod paired;
 pub mod scenarios;
 pub mod servers;
 pub mod stall;
