@@ -9,7 +9,9 @@
 
 use std::sync::Arc;
 
-use zddm::fleet::{Control, Fleet, FleetConfig, Goal, MemoryControl, Plan, PostgresControl, SqliteControl};
+use zddm::fleet::{
+    Control, Fleet, FleetConfig, Goal, MemoryControl, Plan, PostgresControl, RedisControl, SqliteControl,
+};
 use zddm::versioned::{MemorySource, MemoryTarget, PostgresSource, RedisTarget, SqliteSource, SqliteTarget};
 use zddm::versioned::{Source, Target, VersionedProxy};
 use zddm::{Gate, MemoryStore, Phase, Proxy, Rate};
@@ -273,6 +275,18 @@ async fn a_fleet_out_of_step_serves_no_stale_value_over_postgres_to_redis() {
     let controls = (control().await.unwrap(), control().await.unwrap());
     let fleet = in_fleet(controls, [pair().await, pair().await]).await;
     assert_eq!(ramps(&fleet).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_fleet_out_of_step_serves_no_stale_value_with_its_record_in_redis() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let controls =
+        (RedisControl::connect(&url, "orders").await.unwrap(), RedisControl::connect(&url, "orders").await.unwrap());
+    let (old, new) = (Arc::new(MemorySource::new()), Arc::new(MemoryTarget::new()));
+    let fleet = in_fleet(controls, [(old.clone(), new.clone()), (old, new)]).await;
+    assert_eq!(ramps(&fleet).await, Vec::<String>::new());
+    assert_eq!(fleet.a.1.plan().phase, Phase::Complete);
 }
 
 /// 8. A restart forgets the high-water mark: on its own, an instance restarted after the gate was

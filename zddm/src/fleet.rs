@@ -4,7 +4,7 @@
 //! two instances decide differently — one has raised its gate and reads a key from NEW, the other
 //! has not and writes that key to OLD only — NEW serves a stale value. A [`Fleet`] keeps every
 //! instance on one [`Plan`], stored in a control record ([`Control`]: a row in PostgreSQL or SQLite,
-//! or memory for one process), and changes it in steps that any two neighbours can run side by side:
+//! a hash in Redis, or memory for one process), and changes it in steps that any two neighbours can run side by side:
 //!
 //! - raising the rate first makes every instance invalidate NEW's copy of the new keys, then write
 //!   them through, and only then read them from NEW; lowering moves reads first;
@@ -47,9 +47,13 @@ mod memory;
 mod plan;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisControl;
 pub use memory::MemoryControl;
 pub use plan::{Goal, Plan, Reach};
 #[cfg(feature = "postgres")]
@@ -446,8 +450,8 @@ macro_rules! forward {
 
 forward!(Arc<C>, &C);
 
-/// A record's columns as text and numbers, for the SQL stores.
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// A record's columns as text and numbers, for the SQL and Redis stores.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 pub(crate) fn record_from_columns(
     salt: String,
     epoch: u64,
