@@ -8,29 +8,9 @@
 //! `cargo bench --bench stores` (PostgreSQL runs on a server the bench starts, as the tests do).
 //! Under `cargo test` it runs two tiny rounds of each, as a check that it works.
 
-use std::hint::black_box;
-use std::time::Duration;
-
-use zddm::{Blocking, BlockingStore, Gate, MigrationKey, PostgresStore, Proxy, Rate, SqliteStore, Store};
-use zddm_suite::paired::{compare, print, timed, Plan, Report, Walk, KEYS};
+use zddm::{Blocking, BlockingStore, Gate, PostgresStore, Proxy, Rate, SqliteStore, Store};
+use zddm_suite::paired::{compare, keys, print, reads, row, writes, Get, OrderKey, Plan, Put, Report};
 use zddm_suite::servers::PostgresServer;
-
-#[derive(MigrationKey, Clone)]
-struct OrderKey {
-    tenant: u32,
-    order: String,
-}
-
-fn keys() -> Vec<OrderKey> {
-    (0..KEYS as u32).map(|i| OrderKey { tenant: i % 50, order: format!("A-{i:08}") }).collect()
-}
-
-fn row(key: &OrderKey, version: usize) -> String {
-    format!("a row of data for {} (version {version})", key.order)
-}
-
-type Get<'a> = Box<dyn Fn(&OrderKey) -> Option<String> + 'a>;
-type Put<'a> = Box<dyn Fn(&OrderKey, &String) + 'a>;
 
 /// One store kind's operations, directly and through proxies whose gates stand at 0 % (never
 /// ramped), 0 % after a ramp to 100 % and back (every key lapsed: the gate hashes each key), and
@@ -46,32 +26,6 @@ struct Ops<'a> {
     open_get: Get<'a>,
     closed_put: Put<'a>,
     open_put: Put<'a>,
-}
-
-fn reads<'a>(keys: &'a [OrderKey], get: &'a Get<'a>) -> impl FnMut(&mut Walk, usize) -> Duration + 'a {
-    move |walk, batch| {
-        timed(|| {
-            for _ in 0..batch {
-                black_box(get(black_box(&keys[walk.step()])).expect("every key is seeded"));
-            }
-        })
-    }
-}
-
-/// A batch of writes; every write changes its row (`first`, then every other version), so neither
-/// side of a comparison rewrites what the other just wrote.
-fn writes<'a>(
-    keys: &'a [OrderKey],
-    first: usize,
-    put: impl Fn(&OrderKey, &String) + 'a,
-) -> impl FnMut(&mut Walk, usize) -> Duration + 'a {
-    let mut version = first;
-    move |walk, batch| {
-        version += 2;
-        let batch: Vec<(&OrderKey, String)> =
-            (0..batch).map(|_| &keys[walk.step()]).map(|k| (k, row(k, version))).collect();
-        timed(|| batch.iter().for_each(|(key, value)| put(key, value)))
-    }
 }
 
 fn measure(ops: &Ops<'_>, keys: &[OrderKey], plan: Plan, read_batch: usize, write_batch: usize) -> Vec<Report> {

@@ -7,53 +7,12 @@
 //! `cargo bench --bench versioned`; paired rounds and median ratios (`zddm_suite::paired`). Under
 //! `cargo test` it runs two tiny rounds of each, as a check that it works.
 
-use std::hint::black_box;
-use std::time::Duration;
-
 use zddm::fleet::{Fleet, FleetConfig, Goal, MemoryControl};
 use zddm::versioned::{MemorySource, MemoryTarget, PostgresSource, PostgresTarget, SqliteSource, SqliteTarget};
 use zddm::versioned::{Source, Target, VersionedProxy};
-use zddm::{block_on, Blocking, Gate, MigrationKey, Phase, PostgresStore, Proxy, Rate, SqliteStore};
-use zddm_suite::paired::{compare, print, timed, Plan, Report, Walk, KEYS};
+use zddm::{block_on, Blocking, Gate, Phase, PostgresStore, Proxy, Rate, SqliteStore};
+use zddm_suite::paired::{compare, keys, print, reads, row, writes, Get, OrderKey, Plan, Put, Report, KEYS};
 use zddm_suite::servers::PostgresServer;
-
-#[derive(MigrationKey, Clone)]
-struct OrderKey {
-    tenant: u32,
-    order: String,
-}
-
-fn keys() -> Vec<OrderKey> {
-    (0..KEYS as u32).map(|i| OrderKey { tenant: i % 50, order: format!("A-{i:08}") }).collect()
-}
-
-fn row(key: &OrderKey, version: usize) -> String {
-    format!("a row of data for {} (version {version})", key.order)
-}
-
-type Get<'a> = Box<dyn Fn(&OrderKey) -> Option<String> + 'a>;
-type Put<'a> = Box<dyn Fn(&OrderKey, &String) + 'a>;
-
-fn reads<'a>(keys: &'a [OrderKey], get: &'a Get<'a>) -> impl FnMut(&mut Walk, usize) -> Duration + 'a {
-    move |walk, batch| {
-        timed(|| {
-            for _ in 0..batch {
-                // Every key is seeded in a full run; the smoke run under `cargo test` seeds none.
-                black_box(get(black_box(&keys[walk.step()])));
-            }
-        })
-    }
-}
-
-fn writes<'a>(keys: &'a [OrderKey], first: usize, put: &'a Put<'a>) -> impl FnMut(&mut Walk, usize) -> Duration + 'a {
-    let mut version = first;
-    move |walk, batch| {
-        version += 2;
-        let batch: Vec<(&OrderKey, String)> =
-            (0..batch).map(|_| &keys[walk.step()]).map(|k| (k, row(k, version))).collect();
-        timed(|| batch.iter().for_each(|(key, value)| put(key, value)))
-    }
-}
 
 /// Both proxies over one store kind, seeded so that every key is a NEW hit.
 struct Pair<'a> {

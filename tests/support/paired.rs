@@ -109,3 +109,52 @@ pub fn print(reports: &[Report], rounds: usize, left: &str, right: &str) {
         );
     }
 }
+
+/// The benches' key: a tenant and an order number, like a real compound key.
+#[derive(zddm::MigrationKey, Clone)]
+pub struct OrderKey {
+    pub tenant: u32,
+    pub order: String,
+}
+
+/// Every key the benches use.
+pub fn keys() -> Vec<OrderKey> {
+    (0..KEYS as u32).map(|i| OrderKey { tenant: i % 50, order: format!("A-{i:08}") }).collect()
+}
+
+/// A value for `key`, different for every `version`.
+pub fn row(key: &OrderKey, version: usize) -> String {
+    format!("a row of data for {} (version {version})", key.order)
+}
+
+/// One read, done one way or the other, returning once it is done.
+pub type Get<'a> = Box<dyn Fn(&OrderKey) -> Option<String> + 'a>;
+/// One write, likewise.
+pub type Put<'a> = Box<dyn Fn(&OrderKey, &String) + 'a>;
+
+/// A batch of reads along the walk.
+pub fn reads<'a>(keys: &'a [OrderKey], get: &'a Get<'a>) -> impl FnMut(&mut Walk, usize) -> Duration + 'a {
+    move |walk, batch| {
+        timed(|| {
+            for _ in 0..batch {
+                std::hint::black_box(get(std::hint::black_box(&keys[walk.step()])));
+            }
+        })
+    }
+}
+
+/// A batch of writes; every write changes its row (`first`, then every other version), so neither
+/// side of a comparison rewrites what the other just wrote.
+pub fn writes<'a>(
+    keys: &'a [OrderKey],
+    first: usize,
+    put: impl Fn(&OrderKey, &String) + 'a,
+) -> impl FnMut(&mut Walk, usize) -> Duration + 'a {
+    let mut version = first;
+    move |walk, batch| {
+        version += 2;
+        let batch: Vec<(&OrderKey, String)> =
+            (0..batch).map(|_| &keys[walk.step()]).map(|k| (k, row(k, version))).collect();
+        timed(|| batch.iter().for_each(|(key, value)| put(key, value)))
+    }
+}

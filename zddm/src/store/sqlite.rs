@@ -98,9 +98,7 @@ impl<K: ?Sized, V> SqliteStore<K, V> {
 
     /// A private in-memory database with the table `table`.
     pub fn open_in_memory(table: &str) -> Result<Self, SqliteError> {
-        let connection =
-            Connection::open_in_memory().map_err(|source| SqliteError::Open { path: ":memory:".into(), source })?;
-        Self::with_connection(connection, table)
+        Self::with_connection(open_memory()?, table)
     }
 
     /// The store on an open connection: creates the table if it is missing and checks its shape if
@@ -142,6 +140,11 @@ pub(crate) fn open_file(path: &Path) -> Result<Connection, SqliteError> {
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(connection)
+}
+
+/// Opens a private in-memory database.
+pub(crate) fn open_memory() -> Result<Connection, SqliteError> {
+    Connection::open_in_memory().map_err(|source| SqliteError::Open { path: ":memory:".into(), source })
 }
 
 /// Creates `table` with `definition` if it is missing, and checks that its columns are `columns`

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::key::MigrationKey;
 use crate::store::json::{decode, encode};
-use crate::store::sqlite::{open_file, prepare_table};
+use crate::store::sqlite::{open_file, open_memory, prepare_table};
 use crate::store::SqliteError;
 use crate::versioned::{now_ms, Change, Filled, Lookup, Slot, Source, Target, Versioned};
 
@@ -88,9 +88,7 @@ impl<K: ?Sized, V> SqliteSource<K, V> {
 
     /// A private in-memory database with the table `table`.
     pub fn open_in_memory(table: &str) -> Result<Self, SqliteError> {
-        let connection =
-            Connection::open_in_memory().map_err(|source| SqliteError::Open { path: ":memory:".into(), source })?;
-        Self::with_connection(connection, table)
+        Self::with_connection(open_memory()?, table)
     }
 
     /// The store on an open connection: creates the table and the version counter if missing.
@@ -168,9 +166,7 @@ impl<K: ?Sized, V> SqliteTarget<K, V> {
 
     /// A private in-memory database with the table `table`.
     pub fn open_in_memory(table: &str) -> Result<Self, SqliteError> {
-        let connection =
-            Connection::open_in_memory().map_err(|source| SqliteError::Open { path: ":memory:".into(), source })?;
-        Self::with_connection(connection, table)
+        Self::with_connection(open_memory()?, table)
     }
 
     /// The store on an open connection: creates the table if it is missing.
