@@ -9,12 +9,13 @@
 
 use std::sync::Arc;
 
+use zddm::cached::{Cache, CachedProxy, SqliteCache};
 use zddm::fleet::{
     Control, Fleet, FleetConfig, Goal, MemoryControl, Plan, PostgresControl, RedisControl, SqliteControl,
 };
 use zddm::versioned::{MemorySource, MemoryTarget, PostgresSource, RedisTarget, SqliteSource, SqliteTarget};
 use zddm::versioned::{Source, Target, VersionedProxy};
-use zddm::{Gate, MemoryStore, Phase, Proxy, Rate};
+use zddm::{Blocking, Gate, MemoryStore, Phase, Proxy, Rate, SqliteStore, Store};
 use zddm_suite::fleet::Instance;
 use zddm_suite::servers::{PostgresServer, RedisServer};
 
@@ -45,6 +46,31 @@ struct InFleet<C: Control, O, N> {
 
 impl<C: Control, O: Source<u64, u64>, N: Target<u64, u64>> Lagged for InFleet<C, O, N> {
     type P = VersionedProxy<u64, u64, O, N>;
+    fn a(&self) -> &Self::P {
+        &self.a.0
+    }
+    fn b(&self) -> &Self::P {
+        &self.b.0
+    }
+    async fn set_goal(&self, goal: Goal) {
+        self.a.1.set_goal(goal).await.unwrap();
+    }
+    async fn step_a(&self) -> bool {
+        self.a.1.poll().await.unwrap().moving
+    }
+    async fn step_b(&self) {
+        self.b.1.poll().await.unwrap();
+    }
+}
+
+/// A's and B's unversioned proxies in one fleet.
+struct CachedInFleet<C: Control, O, N> {
+    a: (CachedProxy<u64, u64, O, N>, Fleet<C>),
+    b: (CachedProxy<u64, u64, O, N>, Fleet<C>),
+}
+
+impl<C: Control, O: Store<u64, u64>, N: Cache<u64, u64>> Lagged for CachedInFleet<C, O, N> {
+    type P = CachedProxy<u64, u64, O, N>;
     fn a(&self) -> &Self::P {
         &self.a.0
     }
@@ -287,6 +313,31 @@ async fn a_fleet_out_of_step_serves_no_stale_value_with_its_record_in_redis() {
     let fleet = in_fleet(controls, [(old.clone(), new.clone()), (old, new)]).await;
     assert_eq!(ramps(&fleet).await, Vec::<String>::new());
     assert_eq!(fleet.a.1.plan().phase, Phase::Complete);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_unversioned_fleet_out_of_step_serves_no_stale_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = || SqliteControl::open(dir.path().join("control.db"), "orders").unwrap();
+    let config = FleetConfig::default();
+    let pair = || {
+        (
+            Blocking(SqliteStore::<u64, u64>::open(dir.path().join("old.db"), "entries").unwrap()),
+            SqliteCache::<u64, u64>::open(dir.path().join("new.db"), "entries").unwrap(),
+        )
+    };
+    let (fleet_a, fleet_b) = (
+        Fleet::join(control(), "a", "fleet", config).await.unwrap(),
+        Fleet::join(control(), "b", "fleet", config).await.unwrap(),
+    );
+    let ((old_a, new_a), (old_b, new_b)) = (pair(), pair());
+    let fleet = CachedInFleet {
+        a: (CachedProxy::in_fleet(old_a, new_a, &fleet_a), fleet_a),
+        b: (CachedProxy::in_fleet(old_b, new_b, &fleet_b), fleet_b),
+    };
+    assert_eq!(ramps(&fleet).await, Vec::<String>::new());
+    assert!(fleet.a.0.stats().backfills > 0, "reads filled NEW: {:?}", fleet.a.0.stats());
+    assert!(fleet.a.0.stats().reads_from_new > 0, "and NEW served them: {:?}", fleet.a.0.stats());
 }
 
 /// 8. A restart forgets the high-water mark: on its own, an instance restarted after the gate was

@@ -6,16 +6,19 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use zddm::cached::{MemoryCache, SqliteCache};
 use zddm::versioned::{MemorySource, MemoryTarget, SqliteSource, SqliteTarget};
 use zddm::versioned::{PostgresSource, PostgresTarget, RedisTarget};
 use zddm::{Blocking, MemoryStore, PostgresStore, RedisStore, SqliteStore};
-use zddm_suite::fleet::{self, Fleet, Unversioned, Versioned};
+use zddm_suite::fleet::{self, Cached, Fleet, Unversioned, Versioned};
 use zddm_suite::servers::{PostgresServer, RedisServer};
 
 type MemV = Versioned<Arc<MemorySource<u64, u64>>, Arc<MemoryTarget<u64, u64>>>;
 type MemC = Unversioned<Arc<MemoryStore<u64, u64>>, Arc<MemoryStore<u64, u64>>>;
 type SqlV = Versioned<SqliteSource<u64, u64>, SqliteTarget<u64, u64>>;
 type SqlC = Unversioned<Blocking<SqliteStore<u64, u64>>, Blocking<SqliteStore<u64, u64>>>;
+type MemCached = Cached<Arc<MemoryStore<u64, u64>>, Arc<MemoryCache<u64, u64>>>;
+type SqlCached = Cached<Blocking<SqliteStore<u64, u64>>, SqliteCache<u64, u64>>;
 type PgV = Versioned<PostgresSource<u64, u64>, PostgresTarget<u64, u64>>;
 type PgC = Unversioned<PostgresStore<u64, u64>, PostgresStore<u64, u64>>;
 type PgRedisV = Versioned<PostgresSource<u64, u64>, RedisTarget<u64, u64>>;
@@ -24,6 +27,22 @@ type PgRedisC = Unversioned<PostgresStore<u64, u64>, RedisStore<u64, u64>>;
 fn memory_versioned() -> Fleet<MemV> {
     let (old, new) = (Arc::new(MemorySource::new()), Arc::new(MemoryTarget::new()));
     let pair = || (old.clone(), new.clone());
+    Fleet::new(pair(), pair(), pair())
+}
+
+fn memory_cached() -> Fleet<MemCached> {
+    let (old, new) = (Arc::new(MemoryStore::new()), Arc::new(MemoryCache::new()));
+    let pair = || (old.clone(), new.clone());
+    Fleet::new(pair(), pair(), pair())
+}
+
+fn sqlite_cached(dir: &Path, name: &str) -> Fleet<SqlCached> {
+    let pair = || {
+        (
+            Blocking(SqliteStore::open(dir.join(format!("{name}-old-u.db")), "entries").unwrap()),
+            SqliteCache::open(dir.join(format!("{name}-new-u.db")), "entries").unwrap(),
+        )
+    };
     Fleet::new(pair(), pair(), pair())
 }
 
@@ -103,11 +122,19 @@ async fn postgres_redis_control(pg: &PostgresServer, redis: &RedisServer, name: 
     Fleet::new(a, b, observer)
 }
 
-/// The scenario holds in versioned mode and breaks the control.
+/// The scenario holds in versioned mode (and in unversioned mode, where given) and breaks the
+/// control.
 macro_rules! check {
-    ($scenario:ident, $versioned:expr, $control:expr) => {{
+    ($scenario:ident, $versioned:expr, $control:expr) => {
+        check!($scenario, $versioned, $control, )
+    };
+    ($scenario:ident, $versioned:expr, $control:expr, $($cached:expr)?) => {{
         let versioned = fleet::$scenario(&$versioned).await;
         assert_eq!(versioned.violations(), Vec::<String>::new(), "versioned mode: {versioned:?}");
+        $(
+            let cached = fleet::$scenario(&$cached).await;
+            assert_eq!(cached.violations(), Vec::<String>::new(), "unversioned mode: {cached:?}");
+        )?
         let control = fleet::$scenario(&$control).await;
         assert!(!control.violations().is_empty(), "the control must show the race: {control:?}");
     }};
@@ -120,7 +147,7 @@ macro_rules! races {
             $(
                 #[tokio::test(flavor = "current_thread")]
                 async fn $scenario() {
-                    check!($scenario, memory_versioned(), memory_control());
+                    check!($scenario, memory_versioned(), memory_control(), memory_cached());
                 }
             )*
         }
@@ -128,7 +155,12 @@ macro_rules! races {
         #[tokio::test(flavor = "current_thread")]
         async fn every_race_over_sqlite_files() {
             let dir = tempfile::tempdir().unwrap();
-            $( check!($scenario, sqlite_versioned(dir.path(), stringify!($scenario)), sqlite_control(dir.path(), stringify!($scenario))); )*
+            $( check!(
+                $scenario,
+                sqlite_versioned(dir.path(), stringify!($scenario)),
+                sqlite_control(dir.path(), stringify!($scenario)),
+                sqlite_cached(dir.path(), stringify!($scenario))
+            ); )*
         }
 
         #[tokio::test(flavor = "current_thread")]

@@ -9,6 +9,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use zddm::cached::{Cache, CachedProxy, Probe};
 use zddm::versioned::{Lookup, Source, Target, VersionedProxy};
 use zddm::{Error, Gate, Proxy, Rate, Store};
 
@@ -45,6 +46,8 @@ pub trait Mode {
 
 /// Versioned mode over a source and a target.
 pub struct Versioned<O, N>(PhantomData<(O, N)>);
+/// Unversioned mode: any store as OLD, a cache with leases as NEW.
+pub struct Cached<O, N>(PhantomData<(O, N)>);
 /// Today's `Proxy`, one per instance: the control.
 pub struct Unversioned<O, N>(PhantomData<(O, N)>);
 
@@ -74,6 +77,35 @@ impl<O: Source<u64, u64>, N: Target<u64, u64>> Mode for Versioned<O, N> {
         match new.lookup(&K).await.expect("NEW answers") {
             Lookup::Hit(value) => Some(value),
             Lookup::Deleted | Lookup::Miss | Lookup::Pending { .. } => None,
+        }
+    }
+}
+
+impl<O: Store<u64, u64>, N: Cache<u64, u64>> Mode for Cached<O, N> {
+    type Old = O;
+    type New = N;
+    type Proxy = CachedProxy<u64, u64, Arc<Stall<O>>, Arc<Stall<N>>>;
+    // A write's last step in NEW: the invalidation.
+    const NEW_PUT: Call = Call::Invalidate;
+    const FILL: Call = Call::Fill;
+
+    fn proxy(old: Arc<Stall<O>>, new: Arc<Stall<N>>, gate: Gate) -> Self::Proxy {
+        CachedProxy::new(old, new, gate).with_grace(GRACE).expect("a valid grace")
+    }
+
+    async fn old_value(old: &O) -> Option<u64> {
+        old.get(&K).await.expect("OLD answers")
+    }
+
+    async fn seed_old(old: &O, value: u64) {
+        old.put(&K, &value).await.expect("OLD takes a write");
+    }
+
+    async fn new_value(new: &N) -> Option<u64> {
+        // A probe may issue a lease; that voids nothing a later read relies on.
+        match new.probe(&K).await.expect("NEW answers") {
+            Probe::Hit(value) => Some(value),
+            Probe::Absent | Probe::Leased(_) | Probe::Busy => None,
         }
     }
 }
@@ -111,6 +143,18 @@ impl<O: Source<u64, u64>, N: Target<u64, u64>> Instance for VersionedProxy<u64, 
     }
     async fn delete(&self, key: u64) -> Result<(), Error> {
         VersionedProxy::delete(self, &key).await
+    }
+}
+
+impl<O: Store<u64, u64>, N: Cache<u64, u64>> Instance for CachedProxy<u64, u64, O, N> {
+    async fn get(&self, key: u64) -> Result<Option<u64>, Error> {
+        CachedProxy::get(self, &key).await
+    }
+    async fn put(&self, key: u64, value: u64) -> Result<(), Error> {
+        CachedProxy::put(self, &key, &value).await
+    }
+    async fn delete(&self, key: u64) -> Result<(), Error> {
+        CachedProxy::delete(self, &key).await
     }
 }
 
@@ -244,6 +288,8 @@ pub async fn read_through_vs_delete<M: Mode>(fleet: &Fleet<M>) -> Seen {
 /// 6. Abandoned write: A's put of a2 is dropped after OLD took it; B reads.
 pub async fn abandoned_write<M: Mode>(fleet: &Fleet<M>) -> Seen {
     fleet.a.proxy.put(K, 1).await.unwrap();
+    // A read, so that NEW holds a1 in every mode (unversioned mode caches only what reads copy).
+    assert_eq!(fleet.b.proxy.get(K).await.unwrap(), Some(1));
     let pause = fleet.a.new.pause_next(M::NEW_PUT);
     let mut put = Box::pin(fleet.a.proxy.put(K, 2));
     tokio::select! {

@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use zddm::cached::{Cache, Probe};
 use zddm::versioned::{Change, Filled, Lookup, Source, Target, Versioned};
 use zddm::Store;
 
@@ -23,15 +24,17 @@ pub enum Call {
     Apply,
     Fill,
     NextVersion,
+    Probe,
+    Invalidate,
 }
 
 impl Call {
     fn op(self) -> zddm::Op {
         match self {
-            Call::Get | Call::Lookup => zddm::Op::Get,
+            Call::Get | Call::Lookup | Call::Probe => zddm::Op::Get,
             Call::Put | Call::Apply | Call::NextVersion => zddm::Op::Put,
             Call::Insert => zddm::Op::Insert,
-            Call::Delete => zddm::Op::Delete,
+            Call::Delete | Call::Invalidate => zddm::Op::Delete,
             Call::Mark => zddm::Op::Mark,
             Call::Fill => zddm::Op::Fill,
         }
@@ -219,5 +222,29 @@ impl<K: ?Sized + Sync, V: Send + Sync, S: Target<K, V>> Target<K, V> for Stall<S
 
     async fn purge(&self, older_than_ms: u64) -> Result<usize, Injected> {
         self.inner.purge(older_than_ms).await.map_err(|_| Injected { op: zddm::Op::Delete, fault: Fault::Before })
+    }
+}
+
+impl<K: ?Sized + Sync, V: Send + Sync, S: Cache<K, V>> Cache<K, V> for Stall<S> {
+    type Error = Injected;
+
+    async fn probe(&self, key: &K) -> Result<Probe<V>, Injected> {
+        self.call(Call::Probe, self.inner.probe(key)).await
+    }
+
+    async fn mark(&self, key: &K, grace_ms: u64) -> Result<(), Injected> {
+        self.call(Call::Mark, self.inner.mark(key, grace_ms)).await
+    }
+
+    async fn invalidate(&self, key: &K, settle: bool) -> Result<(), Injected> {
+        self.call(Call::Invalidate, self.inner.invalidate(key, settle)).await
+    }
+
+    async fn fill(&self, key: &K, value: Option<&V>, token: u64) -> Result<bool, Injected> {
+        self.call(Call::Fill, self.inner.fill(key, value, token)).await
+    }
+
+    async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, Injected> {
+        self.inner.pending_keys(after, limit).await.map_err(|_| Injected { op: zddm::Op::Get, fault: Fault::Before })
     }
 }

@@ -277,6 +277,69 @@ impl Cell {
     }
 }
 
+/// Where a proxy takes its plan from: its own gate and phase (one process), or its fleet.
+pub(crate) enum Routing {
+    /// One process: the gate's rates and this phase.
+    Local(std::sync::atomic::AtomicU8),
+    /// The fleet's plan, as this instance applied it.
+    Fleet(Arc<Cell>),
+}
+
+impl Routing {
+    pub(crate) fn local(phase: Phase) -> Routing {
+        Routing::Local(std::sync::atomic::AtomicU8::new(phase.index()))
+    }
+
+    /// The plan calls run under now.
+    pub(crate) fn plan(&self, gate: &Gate) -> Plan {
+        match self {
+            Routing::Local(phase) => {
+                let (rate, high) = gate.rates();
+                Plan::local(Phase::from_index(phase.load(Ordering::Acquire)), rate, high)
+            }
+            Routing::Fleet(cell) => cell.ticket().plan,
+        }
+    }
+
+    /// Where a call of `key` goes: by the plan, or by `fenced` when this instance has lost its
+    /// fleet's record. The ticket (in a fleet) keeps the call counted until it ends.
+    pub(crate) fn route<K: crate::key::MigrationKey + ?Sized>(
+        &self,
+        gate: &Gate,
+        key: &K,
+        reach: impl Fn(&Plan, &dyn Fn(Rate) -> bool) -> Reach,
+        fenced: impl Fn(&Plan, &dyn Fn(Rate) -> bool) -> Reach,
+    ) -> (Reach, Phase, Option<Ticket<'_>>) {
+        let bucket = std::cell::Cell::new(None);
+        let admitted = |rate| gate.admits_at(key, rate, &bucket);
+        match self {
+            Routing::Local(_) => {
+                let plan = self.plan(gate);
+                (reach(&plan, &admitted), plan.phase, None)
+            }
+            Routing::Fleet(cell) => {
+                let ticket = cell.ticket();
+                let reach =
+                    if ticket.fenced { fenced(&ticket.plan, &admitted) } else { reach(&ticket.plan, &admitted) };
+                (reach, ticket.plan.phase, Some(ticket))
+            }
+        }
+    }
+
+    /// Moves a local proxy to `phase`; refused in a fleet, whose plan moves with its goal.
+    pub(crate) fn set_phase(&self, gate: &Gate, phase: Phase) -> Result<Phase, PhaseError> {
+        let Routing::Local(cell) = self else { return Err(PhaseError::InFleet) };
+        let mut current = cell.load(Ordering::Acquire);
+        loop {
+            Phase::check_transition(Phase::from_index(current), phase, gate.rate())?;
+            match cell.compare_exchange(current, phase.index(), Ordering::AcqRel, Ordering::Acquire) {
+                Ok(previous) => return Ok(Phase::from_index(previous)),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
 /// This instance's membership in a fleet (see [the module](self)).
 pub struct Fleet<C> {
     control: C,

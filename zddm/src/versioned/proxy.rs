@@ -1,12 +1,10 @@
-use std::cell::Cell as Once;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Op, Side};
-use crate::fleet::{Cell, Control, Fleet, Plan, Reach};
+use crate::fleet::{Control, Fleet, Plan, Reach, Routing};
 use crate::gate::Gate;
 use crate::key::MigrationKey;
 use crate::proxy::stats::{bump, Counters};
@@ -32,13 +30,6 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 /// calls: versions order everything, in one process or many.
 pub struct VersionedProxy<K: ?Sized, V, Old, New> {
     inner: Arc<Inner<K, V, Old, New>>,
-}
-
-enum Routing {
-    /// One process: the gate's rates and this phase.
-    Local(AtomicU8),
-    /// The fleet's plan, as this instance applied it.
-    Fleet(Arc<Cell>),
 }
 
 struct Inner<K: ?Sized, V, Old, New> {
@@ -134,7 +125,7 @@ impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
             old,
             new,
             gate,
-            routing: Routing::Local(AtomicU8::new(Phase::ReadThrough.index())),
+            routing: Routing::local(Phase::ReadThrough),
             phase: Phase::ReadThrough,
             grace: DEFAULT_GRACE,
             types: PhantomData,
@@ -171,13 +162,7 @@ impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
 
     /// The plan calls run under now.
     pub fn plan(&self) -> Plan {
-        match &self.inner.routing {
-            Routing::Local(phase) => {
-                let (rate, high) = self.inner.gate.rates();
-                Plan::local(Phase::from_index(phase.load(Ordering::Acquire)), rate, high)
-            }
-            Routing::Fleet(cell) => cell.ticket().plan,
-        }
+        self.inner.routing.plan(&self.inner.gate)
     }
 
     /// The current phase.
@@ -190,15 +175,7 @@ impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
     /// in a fleet (which moves with [`Fleet::set_goal`]). Keys left pending need no wait here: in
     /// `Complete` a read of a pending key still repairs it from OLD.
     pub fn set_phase(&self, phase: Phase) -> Result<Phase, PhaseError> {
-        let Routing::Local(cell) = &self.inner.routing else { return Err(PhaseError::InFleet) };
-        let mut current = cell.load(Ordering::Acquire);
-        loop {
-            Phase::check_transition(Phase::from_index(current), phase, self.inner.gate.rate())?;
-            match cell.compare_exchange(current, phase.index(), Ordering::AcqRel, Ordering::Acquire) {
-                Ok(previous) => return Ok(Phase::from_index(previous)),
-                Err(actual) => current = actual,
-            }
-        }
+        self.inner.routing.set_phase(&self.inner.gate, phase)
     }
 
     /// Counters of what this proxy did so far. `repairs` counts pending keys a read repaired.
@@ -245,28 +222,13 @@ where
         self.write(key, None).await
     }
 
-    /// Where a call of `key` goes: by the plan, or by `fenced` when this instance has lost its
-    /// fleet's record. The ticket (in a fleet) keeps the call counted until it ends.
     fn route(
         &self,
         key: &K,
         reach: impl Fn(&Plan, &dyn Fn(crate::Rate) -> bool) -> Reach,
         fenced: impl Fn(&Plan, &dyn Fn(crate::Rate) -> bool) -> Reach,
     ) -> (Reach, Phase, Option<crate::fleet::Ticket<'_>>) {
-        let bucket = Once::new(None);
-        let admitted = |rate| self.inner.gate.admits_at(key, rate, &bucket);
-        match &self.inner.routing {
-            Routing::Local(_) => {
-                let plan = self.plan();
-                (reach(&plan, &admitted), plan.phase, None)
-            }
-            Routing::Fleet(cell) => {
-                let ticket = cell.ticket();
-                let reach =
-                    if ticket.fenced { fenced(&ticket.plan, &admitted) } else { reach(&ticket.plan, &admitted) };
-                (reach, ticket.plan.phase, Some(ticket))
-            }
-        }
+        self.inner.routing.route(&self.inner.gate, key, reach, fenced)
     }
 
     fn fail(&self, side: Side, op: Op, error: impl std::error::Error + Send + Sync + 'static) -> Error {

@@ -1,0 +1,128 @@
+//! Unversioned mode: a fleet over an OLD that cannot give versions.
+//!
+//! Without versions, NEW cannot tell which of two writes is the newer, so it never takes a
+//! write's value: it is an invalidate-on-write cache of OLD, filled only by reads, with the two
+//! guards of memcache's leases.
+//!
+//! - **A read** probes NEW: a cached value or "absent" is served; on a miss NEW issues a lease
+//!   token, the read copies OLD's answer, and the copy lands only if the lease is still current.
+//! - **A write** marks the key in NEW (voiding every lease, and hiding the key), writes OLD, then
+//!   invalidates NEW's copy and withdraws its mark. A read whose lease was issued before the mark
+//!   cannot land what it read; a read that probes while the key is marked goes to OLD without a
+//!   lease. A mark left by a writer that failed, was cancelled or crashed expires after the grace
+//!   period; the next read then gets a lease whose fill repairs the key.
+//!
+//! What it guarantees, against [versioned mode](crate::versioned): the same invariants across
+//! instances and processes (no read older than an acknowledged write; NEW never serves what OLD
+//! does not hold; an abandoned write leaves a mark everyone sees), under the same grace
+//! assumption. What it costs: every write empties NEW's copy, so the next read of a written key
+//! makes three calls (probe, OLD read, fill) where versioned mode serves it from NEW at once; writes
+//! make the same three calls (mark, OLD write, invalidate). And it cannot finish a migration: NEW
+//! only ever holds copies, so OLD stays the source of truth — in `Complete` this proxy keeps
+//! behaving as in `Live`. Retiring OLD needs versioned mode.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use zddm::cached::{CachedProxy, MemoryCache};
+//! use zddm::{Gate, MemoryStore, Rate, Store};
+//!
+//! # zddm::block_on(async {
+//! let old = Arc::new(MemoryStore::<u64, String>::new()); // any `zddm::Store`, no versions
+//! let new = Arc::new(MemoryCache::<u64, String>::new());
+//! old.put(&1, &"ada".to_string()).await?;
+//! let a = CachedProxy::new(old.clone(), new.clone(), Gate::new("users", Rate::ALL));
+//! let b = CachedProxy::new(old.clone(), new.clone(), Gate::new("users", Rate::ALL));
+//! assert_eq!(a.get(&1).await?, Some("ada".to_string())); // leased, copied into NEW
+//! b.put(&1, &"bob".to_string()).await?; // OLD, then NEW's copy invalidated
+//! assert_eq!(a.get(&1).await?, Some("bob".to_string()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+
+mod entry;
+mod memory;
+mod proxy;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+pub use entry::Entry;
+pub use memory::MemoryCache;
+pub use proxy::CachedProxy;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteCache;
+
+/// What a read's probe of NEW found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe<V> {
+    /// A cached value: serve it.
+    Hit(V),
+    /// Cached: OLD holds nothing for the key.
+    Absent,
+    /// Nothing cached: read OLD and fill with this token.
+    Leased(u64),
+    /// A write is in flight: read OLD, do not fill.
+    Busy,
+}
+
+/// NEW in unversioned mode: each operation one atomic step of [`Entry`]'s state machine, in one
+/// round trip, on the store's own clock.
+pub trait Cache<K: ?Sized, V>: Send + Sync {
+    /// The store's own error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// [`Entry::probe`].
+    fn probe(&self, key: &K) -> impl Future<Output = Result<Probe<V>, Self::Error>> + Send;
+
+    /// [`Entry::mark`], with the grace period in milliseconds.
+    fn mark(&self, key: &K, grace_ms: u64) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// [`Entry::invalidate`].
+    fn invalidate(&self, key: &K, settle: bool) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// [`Entry::fill`]: whether the copy landed.
+    fn fill(&self, key: &K, value: Option<&V>, token: u64) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+
+    /// Up to `limit` canonical keys after `after` whose writes have not settled.
+    fn pending_keys(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>, Self::Error>> + Send;
+}
+
+macro_rules! forward {
+    ($($ty:ty),*) => {$(
+        impl<K: ?Sized, V, C: Cache<K, V> + ?Sized> Cache<K, V> for $ty {
+            type Error = C::Error;
+
+            fn probe(&self, key: &K) -> impl Future<Output = Result<Probe<V>, Self::Error>> + Send {
+                (**self).probe(key)
+            }
+
+            fn mark(&self, key: &K, grace_ms: u64) -> impl Future<Output = Result<(), Self::Error>> + Send {
+                (**self).mark(key, grace_ms)
+            }
+
+            fn invalidate(&self, key: &K, settle: bool) -> impl Future<Output = Result<(), Self::Error>> + Send {
+                (**self).invalidate(key, settle)
+            }
+
+            fn fill(&self, key: &K, value: Option<&V>, token: u64) -> impl Future<Output = Result<bool, Self::Error>> + Send {
+                (**self).fill(key, value, token)
+            }
+
+            fn pending_keys(
+                &self,
+                after: Option<&[u8]>,
+                limit: usize,
+            ) -> impl Future<Output = Result<Vec<Vec<u8>>, Self::Error>> + Send {
+                (**self).pending_keys(after, limit)
+            }
+        }
+    )*};
+}
+
+forward!(Arc<C>, &C, Box<C>);
