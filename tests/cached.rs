@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use zddm::cached::{Cache, CachedProxy, Entry, MemoryCache, Probe, SqliteCache};
+use zddm::cached::{Cache, CachedProxy, Entry, MemoryCache, PostgresCache, Probe, RedisCache, SqliteCache};
 use zddm::{Gate, MemoryStore, Op, Phase, Rate, Side, Store};
 use zddm_suite::faults::Fault;
+use zddm_suite::servers::{PostgresServer, RedisServer};
 use zddm_suite::stall::{Call, Stall};
 
 /// Grace periods that make every answer independent of the clocks (see `versioned_stores.rs`).
@@ -74,6 +75,16 @@ async fn every_cache_conforms_to_the_entry_model() {
     let dir = tempfile::tempdir().unwrap();
     for seed in 0..3 {
         conforms(SqliteCache::open(dir.path().join(format!("{seed}.db")), "cache").unwrap(), "sqlite", seed).await;
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_networked_caches_conform_to_the_entry_model() {
+    let (pg, redis) = (PostgresServer::start(), RedisServer::start());
+    for seed in 0..3 {
+        let cache = PostgresCache::connect(&pg.url(), &format!("cache{seed}"), 1).await.unwrap();
+        conforms(cache, "postgres", seed).await;
+        conforms(RedisCache::connect(&redis.url(), &format!("cache{seed}")).await.unwrap(), "redis", seed).await;
     }
 }
 

@@ -1,12 +1,13 @@
 //! The interleavings that break a fleet, each forced between two instances that share OLD and NEW
 //! but nothing else (separate handles; over SQLite, separate connections to the same files).
-//! Versioned mode must show no violation; today's per-process `Proxy` on each instance is the
-//! control, and must show the race — so each scenario is shown to exercise it.
+//! Versioned mode and unversioned mode (leased fills) must show no violation; today's per-process
+//! `Proxy` on each instance is the control, and must show the race — so each scenario is shown to
+//! exercise it.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use zddm::cached::{MemoryCache, SqliteCache};
+use zddm::cached::{MemoryCache, PostgresCache, RedisCache, SqliteCache};
 use zddm::versioned::{MemorySource, MemoryTarget, SqliteSource, SqliteTarget};
 use zddm::versioned::{PostgresSource, PostgresTarget, RedisTarget};
 use zddm::{Blocking, MemoryStore, PostgresStore, RedisStore, SqliteStore};
@@ -19,6 +20,8 @@ type SqlV = Versioned<SqliteSource<u64, u64>, SqliteTarget<u64, u64>>;
 type SqlC = Unversioned<Blocking<SqliteStore<u64, u64>>, Blocking<SqliteStore<u64, u64>>>;
 type MemCached = Cached<Arc<MemoryStore<u64, u64>>, Arc<MemoryCache<u64, u64>>>;
 type SqlCached = Cached<Blocking<SqliteStore<u64, u64>>, SqliteCache<u64, u64>>;
+type PgCached = Cached<PostgresStore<u64, u64>, PostgresCache<u64, u64>>;
+type PgRedisCached = Cached<PostgresStore<u64, u64>, RedisCache<u64, u64>>;
 type PgV = Versioned<PostgresSource<u64, u64>, PostgresTarget<u64, u64>>;
 type PgC = Unversioned<PostgresStore<u64, u64>, PostgresStore<u64, u64>>;
 type PgRedisV = Versioned<PostgresSource<u64, u64>, RedisTarget<u64, u64>>;
@@ -98,6 +101,30 @@ async fn postgres_control(server: &PostgresServer, name: &str) -> Fleet<PgC> {
     Fleet::new(a, b, observer)
 }
 
+async fn postgres_cached(server: &PostgresServer, name: &str) -> Fleet<PgCached> {
+    let mut pairs = Vec::new();
+    for _ in 0..3 {
+        pairs.push((
+            PostgresStore::connect(&server.url(), &format!("{name}_old_u"), 1).await.unwrap(),
+            PostgresCache::connect(&server.url(), &format!("{name}_new_u"), 1).await.unwrap(),
+        ));
+    }
+    let [a, b, observer] = <[_; 3]>::try_from(pairs).ok().unwrap();
+    Fleet::new(a, b, observer)
+}
+
+async fn postgres_redis_cached(pg: &PostgresServer, redis: &RedisServer, name: &str) -> Fleet<PgRedisCached> {
+    let mut pairs = Vec::new();
+    for _ in 0..3 {
+        pairs.push((
+            PostgresStore::connect(&pg.url(), &format!("{name}_old_u"), 1).await.unwrap(),
+            RedisCache::connect(&redis.url(), &format!("{name}_new_u")).await.unwrap(),
+        ));
+    }
+    let [a, b, observer] = <[_; 3]>::try_from(pairs).ok().unwrap();
+    Fleet::new(a, b, observer)
+}
+
 async fn postgres_redis_versioned(pg: &PostgresServer, redis: &RedisServer, name: &str) -> Fleet<PgRedisV> {
     let mut pairs = Vec::new();
     for _ in 0..3 {
@@ -166,13 +193,23 @@ macro_rules! races {
         #[tokio::test(flavor = "current_thread")]
         async fn every_race_over_postgres() {
             let server = PostgresServer::start();
-            $( check!($scenario, postgres_versioned(&server, stringify!($scenario)).await, postgres_control(&server, stringify!($scenario)).await); )*
+            $( check!(
+                $scenario,
+                postgres_versioned(&server, stringify!($scenario)).await,
+                postgres_control(&server, stringify!($scenario)).await,
+                postgres_cached(&server, stringify!($scenario)).await
+            ); )*
         }
 
         #[tokio::test(flavor = "current_thread")]
         async fn every_race_over_postgres_to_redis() {
             let (pg, redis) = (PostgresServer::start(), RedisServer::start());
-            $( check!($scenario, postgres_redis_versioned(&pg, &redis, stringify!($scenario)).await, postgres_redis_control(&pg, &redis, stringify!($scenario)).await); )*
+            $( check!(
+                $scenario,
+                postgres_redis_versioned(&pg, &redis, stringify!($scenario)).await,
+                postgres_redis_control(&pg, &redis, stringify!($scenario)).await,
+                postgres_redis_cached(&pg, &redis, stringify!($scenario)).await
+            ); )*
         }
     };
 }

@@ -17,10 +17,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use zddm::cached::{Cache, CachedProxy, MemoryCache, Probe, SqliteCache};
 use zddm::fleet::{Control, Fleet, FleetConfig, Goal, MemoryControl, PostgresControl, SqliteControl};
 use zddm::versioned::{Lookup, MemorySource, MemoryTarget, PostgresSource, RedisTarget, SqliteSource, SqliteTarget};
 use zddm::versioned::{Source, Target, VersionedProxy};
-use zddm::{Gate, Phase, Rate};
+use zddm::{Blocking, Gate, MemoryStore, Phase, Rate, SqliteStore, Store};
+use zddm_suite::fleet::Instance;
 use zddm_suite::history::{Event, History, Kind};
 use zddm_suite::servers::{PostgresServer, RedisServer};
 use zddm_suite::stall::{Chaos, Stall};
@@ -30,9 +32,67 @@ const WORKERS: usize = 4;
 const KEYS: u64 = 16;
 const GRACE: Duration = Duration::from_millis(150);
 
+/// A mode under stress: how its proxy is made over fault-injecting handles, and how NEW is
+/// checked against OLD at the end.
+trait Mode<O, N>: 'static {
+    type Proxy: Instance + 'static;
+    fn local(old: Arc<Stall<O>>, new: Arc<Stall<N>>, gate: Gate) -> Self::Proxy;
+    fn in_fleet<C: Control>(old: Arc<Stall<O>>, new: Arc<Stall<N>>, fleet: &Fleet<C>) -> Self::Proxy;
+    fn set_phase(proxy: &Self::Proxy, phase: Phase);
+    fn agree(old: &O, new: &N) -> impl Future<Output = Vec<String>>;
+}
+
+struct VersionedMode;
+struct CachedMode;
+
+impl<O: Source<u64, u64> + 'static, N: Target<u64, u64> + 'static> Mode<O, N> for VersionedMode {
+    type Proxy = VersionedProxy<u64, u64, Arc<Stall<O>>, Arc<Stall<N>>>;
+    fn local(old: Arc<Stall<O>>, new: Arc<Stall<N>>, gate: Gate) -> Self::Proxy {
+        VersionedProxy::builder(old, new, gate).grace(GRACE).build().unwrap()
+    }
+    fn in_fleet<C: Control>(old: Arc<Stall<O>>, new: Arc<Stall<N>>, fleet: &Fleet<C>) -> Self::Proxy {
+        VersionedProxy::fleet_builder(old, new, fleet).grace(GRACE).build().unwrap()
+    }
+    fn set_phase(proxy: &Self::Proxy, phase: Phase) {
+        let _ = proxy.set_phase(phase);
+    }
+    async fn agree(old: &O, new: &N) -> Vec<String> {
+        new_agrees_with_old(old, new).await
+    }
+}
+
+impl<O: Store<u64, u64> + 'static, N: Cache<u64, u64> + 'static> Mode<O, N> for CachedMode {
+    type Proxy = CachedProxy<u64, u64, Arc<Stall<O>>, Arc<Stall<N>>>;
+    fn local(old: Arc<Stall<O>>, new: Arc<Stall<N>>, gate: Gate) -> Self::Proxy {
+        CachedProxy::new(old, new, gate).with_grace(GRACE).unwrap()
+    }
+    fn in_fleet<C: Control>(old: Arc<Stall<O>>, new: Arc<Stall<N>>, fleet: &Fleet<C>) -> Self::Proxy {
+        CachedProxy::in_fleet(old, new, fleet).with_grace(GRACE).unwrap()
+    }
+    fn set_phase(proxy: &Self::Proxy, phase: Phase) {
+        let _ = proxy.set_phase(phase);
+    }
+    async fn agree(old: &O, new: &N) -> Vec<String> {
+        let mut out = Vec::new();
+        for key in 0..KEYS {
+            let in_old = old.get(&key).await.unwrap();
+            match new.probe(&key).await.unwrap() {
+                Probe::Hit(value) if Some(value) != in_old => {
+                    out.push(format!("stale NEW: key {key}: {value}, OLD {in_old:?}"))
+                }
+                Probe::Absent if in_old.is_some() => {
+                    out.push(format!("stale NEW: key {key} cached absent, OLD {in_old:?}"))
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
 /// One instance: its proxy, its fleet membership (if any), its stores' fault injectors.
-struct Member<O, N, C> {
-    proxy: VersionedProxy<u64, u64, Arc<Stall<O>>, Arc<Stall<N>>>,
+struct Member<P, O, N, C> {
+    proxy: P,
     fleet: Option<Fleet<C>>,
     gate: Gate,
     stalls: (Arc<Stall<O>>, Arc<Stall<N>>),
@@ -49,8 +109,8 @@ fn chaos(seed: u64) -> Chaos {
 }
 
 /// A worker: random puts, deletes and reads, some of them dropped midway, until `stop`.
-async fn worker<O: Source<u64, u64>, N: Target<u64, u64>, C: Control>(
-    member: Arc<Member<O, N, C>>,
+async fn worker<P: Instance, O, N, C>(
+    member: Arc<Member<P, O, N, C>>,
     history: Arc<History>,
     id: u64,
     origin: Instant,
@@ -79,9 +139,9 @@ async fn worker<O: Source<u64, u64>, N: Target<u64, u64>, C: Control>(
         let budget = if next() % 20 == 0 { Duration::from_micros(next() % 1500) } else { Duration::from_secs(30) };
         let start = clock();
         let outcome = match kind {
-            Kind::Write(Some(value)) => timed(budget, member.proxy.put(&key, &value)).await.map(|r| r.map(|()| None)),
-            Kind::Write(None) => timed(budget, member.proxy.delete(&key)).await.map(|r| r.map(|()| None)),
-            Kind::Read(_) => timed(budget, member.proxy.get(&key)).await,
+            Kind::Write(Some(value)) => timed(budget, member.proxy.put(key, value)).await.map(|r| r.map(|()| None)),
+            Kind::Write(None) => timed(budget, member.proxy.delete(key)).await.map(|r| r.map(|()| None)),
+            Kind::Read(_) => timed(budget, member.proxy.get(key)).await,
         };
         let end = clock();
         let dropped = outcome.is_none();
@@ -126,10 +186,11 @@ struct Report {
 
 /// Runs the stress for `duration` over the instances `open` makes (three handles on the same two
 /// stores, and a control handle each), in a fleet or — the control — each on its own gate.
-async fn stress<O, N, C, F, Fut>(open: F, in_fleet: bool, duration: Duration) -> Report
+async fn stress<M, O, N, C, F, Fut>(open: F, in_fleet: bool, duration: Duration) -> Report
 where
-    O: Source<u64, u64> + 'static,
-    N: Target<u64, u64> + 'static,
+    M: Mode<O, N>,
+    O: Send + Sync + 'static,
+    N: Send + Sync + 'static,
     C: Control + 'static,
     F: Fn(usize) -> Fut,
     Fut: Future<Output = (O, N, C)>,
@@ -141,12 +202,10 @@ where
         let stalls = (Arc::new(Stall::new(old)), Arc::new(Stall::new(new)));
         let (proxy, fleet, gate) = if in_fleet {
             let fleet = Fleet::join(control, &format!("i{i}"), "stress", config).await.unwrap();
-            let proxy = VersionedProxy::fleet_builder(stalls.0.clone(), stalls.1.clone(), &fleet).grace(GRACE).build();
-            (proxy.unwrap(), Some(fleet), Gate::new("stress", Rate::NONE))
+            (M::in_fleet(stalls.0.clone(), stalls.1.clone(), &fleet), Some(fleet), Gate::new("stress", Rate::NONE))
         } else {
             let gate = Gate::new("stress", Rate::NONE);
-            let proxy = VersionedProxy::builder(stalls.0.clone(), stalls.1.clone(), gate.clone()).grace(GRACE).build();
-            (proxy.unwrap(), None, gate)
+            (M::local(stalls.0.clone(), stalls.1.clone(), gate.clone()), None, gate)
         };
         stalls.0.chaos(Some(chaos(i as u64 * 2 + 1)));
         stalls.1.chaos(Some(chaos(i as u64 * 2 + 2)));
@@ -183,7 +242,7 @@ where
                 } else {
                     for member in &members {
                         member.gate.set_rate(goal.rate);
-                        let _ = member.proxy.set_phase(goal.phase);
+                        M::set_phase(&member.proxy, goal.phase);
                         tokio::time::sleep(Duration::from_millis(3)).await;
                     }
                 }
@@ -219,7 +278,7 @@ where
     }
     let mut violations = history.violations();
     let (old, new) = (&members[0].stalls.0, &members[0].stalls.1);
-    violations.extend(new_agrees_with_old(old.inner(), new.inner()).await);
+    violations.extend(M::agree(old.inner(), new.inner()).await);
     Report { operations, violations }
 }
 
@@ -234,7 +293,7 @@ async fn a_fleet_under_chaos_keeps_every_invariant_in_memory() {
         let (old, new, control) = (old.clone(), new.clone(), control.clone());
         async move { (old, new, control) }
     };
-    let report = stress(open, true, Duration::from_secs(6)).await;
+    let report = stress::<VersionedMode, _, _, _, _, _>(open, true, Duration::from_secs(6)).await;
     summary("memory fleet", &report);
     assert!(report.operations > 10_000, "{} operations", report.operations);
     assert_eq!(report.violations, Vec::<String>::new());
@@ -247,7 +306,7 @@ async fn instances_on_their_own_gates_under_chaos_break_the_invariants() {
         let (old, new, control) = (old.clone(), new.clone(), control.clone());
         async move { (old, new, control) }
     };
-    let report = stress(open, false, Duration::from_secs(6)).await;
+    let report = stress::<VersionedMode, _, _, _, _, _>(open, false, Duration::from_secs(6)).await;
     summary("memory, own gates", &report);
     assert!(!report.violations.is_empty(), "the checker must catch instances that disagree");
 }
@@ -264,7 +323,7 @@ async fn a_fleet_under_chaos_keeps_every_invariant_over_sqlite_files() {
         );
         async move { handles }
     };
-    let report = stress(open, true, Duration::from_secs(8)).await;
+    let report = stress::<VersionedMode, _, _, _, _, _>(open, true, Duration::from_secs(8)).await;
     summary("sqlite fleet", &report);
     assert!(report.operations > 1_000, "{} operations", report.operations);
     assert_eq!(report.violations, Vec::<String>::new());
@@ -284,8 +343,39 @@ async fn a_fleet_under_chaos_keeps_every_invariant_over_postgres_to_redis() {
             )
         }
     };
-    let report = stress(open, true, Duration::from_secs(10)).await;
+    let report = stress::<VersionedMode, _, _, _, _, _>(open, true, Duration::from_secs(10)).await;
     summary("postgres to redis fleet", &report);
+    assert!(report.operations > 1_000, "{} operations", report.operations);
+    assert_eq!(report.violations, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unversioned_fleet_under_chaos_keeps_every_invariant_in_memory() {
+    let (old, new, control) = (Arc::new(MemoryStore::new()), Arc::new(MemoryCache::new()), MemoryControl::new());
+    let open = |_| {
+        let (old, new, control) = (old.clone(), new.clone(), control.clone());
+        async move { (old, new, control) }
+    };
+    let report = stress::<CachedMode, _, _, _, _, _>(open, true, Duration::from_secs(6)).await;
+    summary("memory unversioned fleet", &report);
+    assert!(report.operations > 10_000, "{} operations", report.operations);
+    assert_eq!(report.violations, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unversioned_fleet_under_chaos_keeps_every_invariant_over_sqlite_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let open = |_| {
+        let handles = (
+            Blocking(SqliteStore::<u64, u64>::open(path("old.db"), "entries").unwrap()),
+            SqliteCache::<u64, u64>::open(path("new.db"), "entries").unwrap(),
+            SqliteControl::open(path("control.db"), "stress").unwrap(),
+        );
+        async move { handles }
+    };
+    let report = stress::<CachedMode, _, _, _, _, _>(open, true, Duration::from_secs(6)).await;
+    summary("sqlite unversioned fleet", &report);
     assert!(report.operations > 1_000, "{} operations", report.operations);
     assert_eq!(report.violations, Vec::<String>::new());
 }

@@ -20,10 +20,10 @@ use crate::stall::{Call, Stall};
 pub const K: u64 = 7;
 
 /// What a test does through one instance.
-pub trait Instance {
-    fn get(&self, key: u64) -> impl Future<Output = Result<Option<u64>, Error>>;
-    fn put(&self, key: u64, value: u64) -> impl Future<Output = Result<(), Error>>;
-    fn delete(&self, key: u64) -> impl Future<Output = Result<(), Error>>;
+pub trait Instance: Send + Sync {
+    fn get(&self, key: u64) -> impl Future<Output = Result<Option<u64>, Error>> + Send;
+    fn put(&self, key: u64, value: u64) -> impl Future<Output = Result<(), Error>> + Send;
+    fn delete(&self, key: u64) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 /// How one mode reaches the stores: its proxy, the NEW calls to stall, and how to look inside.

@@ -44,12 +44,20 @@ use std::sync::Arc;
 
 mod entry;
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod proxy;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
+#[cfg(feature = "redis")]
+pub use self::redis::RedisCache;
 pub use entry::Entry;
 pub use memory::MemoryCache;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresCache;
 pub use proxy::CachedProxy;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteCache;
