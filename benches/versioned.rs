@@ -1,12 +1,13 @@
-//! What versioned mode costs, against the unversioned `Proxy` over the same kind of store, on
-//! SQLite and PostgreSQL: writes (mark, OLD write, apply: three round trips where the unversioned
-//! proxy makes two) and NEW hits. And what following a fleet's plan costs on the request path:
+//! What versioned mode costs on SQLite and PostgreSQL, writes and NEW hits, against unversioned
+//! fleet mode (`CachedProxy`: the same three steps per write) and against the single-process
+//! `Proxy` (two steps per write, and no guarantee across instances). And what following a fleet's plan costs on the request path:
 //! a `VersionedProxy` in a fleet against one on its own gate, over memory stores, where nothing
 //! but the routing differs.
 //!
 //! `cargo bench --bench versioned`; paired rounds and median ratios (`zddm_suite::paired`). Under
 //! `cargo test` it runs two tiny rounds of each, as a check that it works.
 
+use zddm::cached::{CachedProxy, PostgresCache, SqliteCache};
 use zddm::fleet::{Fleet, FleetConfig, Goal, MemoryControl};
 use zddm::versioned::{MemorySource, MemoryTarget, PostgresSource, PostgresTarget, SqliteSource, SqliteTarget};
 use zddm::versioned::{Source, Target, VersionedProxy};
@@ -19,6 +20,8 @@ struct Pair<'a> {
     name: &'static str,
     unversioned_get: Get<'a>,
     unversioned_put: Put<'a>,
+    cached_get: Get<'a>,
+    cached_put: Put<'a>,
     versioned_get: Get<'a>,
     versioned_put: Put<'a>,
 }
@@ -27,31 +30,47 @@ fn measure(pair: &Pair<'_>, keys: &[OrderKey], plan: Plan, read_batch: usize, wr
     let name = |what: &str| format!("{} {what}", pair.name);
     vec![
         compare(
-            name("get, NEW hit"),
+            name("put: versioned / unversioned fleet mode (CachedProxy)"),
+            plan,
+            write_batch,
+            writes(keys, 0, &pair.cached_put),
+            writes(keys, 1, &pair.versioned_put),
+        ),
+        compare(
+            name("get, NEW hit: versioned / unversioned fleet mode"),
             plan,
             read_batch,
-            reads(keys, &pair.unversioned_get),
+            reads(keys, &pair.cached_get),
             reads(keys, &pair.versioned_get),
         ),
         compare(
-            name("put, gate 100 %"),
+            name("put: versioned / single-process Proxy"),
             plan,
             write_batch,
             writes(keys, 0, &pair.unversioned_put),
             writes(keys, 1, &pair.versioned_put),
         ),
+        compare(
+            name("get, NEW hit: versioned / single-process Proxy"),
+            plan,
+            read_batch,
+            reads(keys, &pair.unversioned_get),
+            reads(keys, &pair.versioned_get),
+        ),
     ]
 }
 
-/// Seeds both sides of both modes, through the proxies themselves at 100 % (so NEW holds every key);
-/// not in a smoke run.
-fn seed(plan: Plan, keys: &[OrderKey], unversioned: &Put<'_>, versioned: &Put<'_>) {
+/// Seeds every mode through the proxies themselves at 100 % (so NEW holds every key; the cache
+/// after a read of each); not in a smoke run.
+fn seed(plan: Plan, keys: &[OrderKey], pair: &Pair<'_>) {
     if plan.scale > 1 {
         return;
     }
     for key in keys {
-        unversioned(key, &row(key, 0));
-        versioned(key, &row(key, 0));
+        (pair.unversioned_put)(key, &row(key, 0));
+        (pair.versioned_put)(key, &row(key, 0));
+        (pair.cached_put)(key, &row(key, 0));
+        (pair.cached_get)(key);
     }
 }
 
@@ -63,15 +82,19 @@ fn sqlite(plan: Plan) -> Vec<Report> {
     let old = SqliteSource::<OrderKey, String>::open(path("vold.db"), "orders").expect("opens");
     let new = SqliteTarget::<OrderKey, String>::open(path("vnew.db"), "orders").expect("opens");
     let versioned = VersionedProxy::new(old, new, Gate::new("orders", Rate::ALL));
+    let cache = SqliteCache::<OrderKey, String>::open(path("cache.db"), "orders").expect("opens");
+    let cached = CachedProxy::new(plain("cold.db"), cache, Gate::new("orders", Rate::ALL));
     let pair = Pair {
         name: "sqlite",
         unversioned_get: Box::new(|k| block_on(unversioned.get(k)).unwrap()),
         unversioned_put: Box::new(|k, v| block_on(unversioned.put(k, v)).unwrap()),
+        cached_get: Box::new(|k| block_on(cached.get(k)).unwrap()),
+        cached_put: Box::new(|k, v| block_on(cached.put(k, v)).unwrap()),
         versioned_get: Box::new(|k| block_on(versioned.get(k)).unwrap()),
         versioned_put: Box::new(|k, v| block_on(versioned.put(k, v)).unwrap()),
     };
     let keys = keys();
-    seed(plan, &keys, &pair.unversioned_put, &pair.versioned_put);
+    seed(plan, &keys, &pair);
     measure(&pair, &keys, plan, 4_000, 200)
 }
 
@@ -84,16 +107,20 @@ fn postgres(plan: Plan) -> Vec<Report> {
     let old = runtime.block_on(PostgresSource::<OrderKey, String>::connect(&url, "vold_orders", 1)).unwrap();
     let new = runtime.block_on(PostgresTarget::<OrderKey, String>::connect(&url, "vnew_orders", 1)).unwrap();
     let versioned = VersionedProxy::new(old, new, Gate::new("orders", Rate::ALL));
+    let cache = runtime.block_on(PostgresCache::<OrderKey, String>::connect(&url, "cache_orders", 1)).unwrap();
+    let cached = CachedProxy::new(plain("cold_orders"), cache, Gate::new("orders", Rate::ALL));
     let on = &runtime;
     let pair = Pair {
         name: "postgres",
         unversioned_get: Box::new(|k| on.block_on(unversioned.get(k)).unwrap()),
         unversioned_put: Box::new(|k, v| on.block_on(unversioned.put(k, v)).unwrap()),
+        cached_get: Box::new(|k| on.block_on(cached.get(k)).unwrap()),
+        cached_put: Box::new(|k, v| on.block_on(cached.put(k, v)).unwrap()),
         versioned_get: Box::new(|k| on.block_on(versioned.get(k)).unwrap()),
         versioned_put: Box::new(|k, v| on.block_on(versioned.put(k, v)).unwrap()),
     };
     let keys = keys();
-    seed(plan, &keys, &pair.unversioned_put, &pair.versioned_put);
+    seed(plan, &keys, &pair);
     measure(&pair, &keys, plan, 400, 200)
 }
 
@@ -134,7 +161,7 @@ fn main() {
         );
         return;
     }
-    print(&reports, plan.rounds, "unversioned", "versioned");
+    print(&reports, plan.rounds, "baseline", "versioned");
     println!();
     print(&fleet, plan.rounds, "own gate", "fleet");
 }

@@ -118,6 +118,17 @@ where
 
     async fn probe(&self, key: &K) -> Result<Probe<V>, SqliteError> {
         let key = key.try_key_bytes()?;
+        // A settled copy is answered by a read alone; only a miss takes the write lock for a lease.
+        let settled: Option<(Option<String>, bool)> = self
+            .lock()
+            .prepare_cached(&format!("SELECT value, absent FROM {} WHERE key = ?1 AND pending = 0", self.table))?
+            .query_row([&key], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?;
+        match settled {
+            Some((Some(text), _)) => return Ok(Probe::Hit(decode(&key, &text)?)),
+            Some((None, true)) => return Ok(Probe::Absent),
+            _ => {}
+        }
         Ok(match self.change(&key, |entry, now| entry.probe(now))? {
             Probe::Hit(text) => Probe::Hit(decode(&key, &text)?),
             Probe::Absent => Probe::Absent,

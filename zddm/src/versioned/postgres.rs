@@ -13,7 +13,7 @@ use crate::versioned::{Change, Filled, Lookup, Slot, Source, Target, Versioned};
 /// A versioned OLD on PostgreSQL: `(key bytea PRIMARY KEY, value text NOT NULL, version bigint NOT
 /// NULL)`, values as JSON, and a sequence `<table>_version_seq` for versions.
 ///
-/// Each write is one call of a PL/pgSQL function (`<table>_put`, `<table>_delete`,
+/// Each write is one statement (a put) or one call of a PL/pgSQL function (`<table>_delete`,
 /// `<table>_next_version`) that first takes a transaction-scoped advisory lock on the key and only
 /// then draws the version and writes: the lock is held until commit, so writes of one key are
 /// versioned in the order they commit — inserts racing deletes included, which a version drawn in
@@ -28,10 +28,10 @@ pub struct PostgresSource<K: ?Sized, V> {
 /// A versioned NEW on PostgreSQL: one row per [`Slot`], `(key bytea PRIMARY KEY, value text,
 /// deleted boolean, version bigint, pending integer, pending_until bigint, changed_at bigint)`, on
 /// the server's clock. The table leaves room in its pages (`fillfactor = 70`) and has no index but
-/// its key, so the three updates a write makes stay heap-only (HOT) and lookups do not wade through
-/// dead index entries; listing pending keys scans the table. Marks, listing and purging are plain statements; `apply` and `fill`, which
-/// must say what they did, are one call each of a PL/pgSQL function (`<table>_apply`,
-/// `<table>_fill`) that locks the row and runs [`Slot`]'s rule.
+/// its key, so the updates a write makes stay heap-only (HOT) and lookups do not wade through dead
+/// index entries; listing pending keys scans the table. Marks, applies, listing and purging are
+/// single statements; `fill`, which must say what it did, is one call of a PL/pgSQL function
+/// (`<table>_fill`) that locks the row and runs [`Slot`]'s rule.
 pub struct PostgresTarget<K: ?Sized, V> {
     pool: Pooled,
     table: String,
@@ -74,15 +74,6 @@ fn source_functions(t: &str) -> String {
     let lock = format!("PERFORM pg_advisory_xact_lock(hashtextextended(encode(k, 'hex'), {seed}))");
     format!(
         "CREATE SEQUENCE IF NOT EXISTS {t}_version_seq; \
-         CREATE OR REPLACE FUNCTION {t}_put(k bytea, val text) RETURNS bigint LANGUAGE plpgsql AS $$ \
-         DECLARE ver bigint; \
-         BEGIN \
-           {lock}; \
-           ver := nextval('{t}_version_seq'); \
-           INSERT INTO {t} (key, value, version) VALUES (k, val, ver) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version; \
-           RETURN ver; \
-         END $$; \
          CREATE OR REPLACE FUNCTION {t}_delete(k bytea) RETURNS bigint LANGUAGE plpgsql AS $$ \
          BEGIN \
            {lock}; \
@@ -121,7 +112,17 @@ where
     async fn put(&self, key: &K, value: &V) -> Result<u64, PostgresError> {
         let (key, value) = (key.try_key_bytes()?, encode(value)?);
         let client = self.pool.client().await?;
-        let statement = client.prepare_cached(&format!("SELECT {}_put($1, $2)", self.table)).await?;
+        // The lock is taken before the row the insert writes is produced, so the version is drawn
+        // under it; an insert's conflict check sees the latest commit, not the statement's snapshot.
+        let statement = client
+            .prepare_cached(&format!(
+                "WITH locked AS (SELECT pg_advisory_xact_lock(hashtextextended(encode($1, 'hex'), {seed}))) \
+                 INSERT INTO {t} (key, value, version) SELECT $1, $2, nextval('{t}_version_seq') FROM locked \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version RETURNING version",
+                t = self.table,
+                seed = lock_key(&self.table)
+            ))
+            .await?;
         Ok(from_sql(client.query_one(&statement, &[&key, &value]).await?.get(0)))
     }
 
@@ -151,23 +152,7 @@ impl<K: ?Sized, V> PostgresTarget<K, V> {
                changed_at bigint NOT NULL) WITH (fillfactor = 70)"
         );
         let extra = format!(
-            "CREATE OR REPLACE FUNCTION {t}_apply(k bytea, val text, del boolean, ver bigint, settle boolean) \
-             RETURNS boolean LANGUAGE plpgsql AS $$ \
-             DECLARE s {t}%ROWTYPE; newer boolean; \
-             BEGIN \
-               INSERT INTO {t} VALUES (k, NULL, false, 0, 0, 0, 0) ON CONFLICT (key) DO NOTHING; \
-               SELECT * INTO s FROM {t} WHERE key = k FOR UPDATE; \
-               newer := ver > s.version; \
-               IF newer THEN s.value := val; s.deleted := del; s.version := ver; s.changed_at := {NOW}; END IF; \
-               IF settle THEN \
-                 s.pending := greatest(s.pending - 1, 0); \
-                 IF s.pending = 0 THEN s.pending_until := 0; END IF; \
-               END IF; \
-               UPDATE {t} SET value = s.value, deleted = s.deleted, version = s.version, pending = s.pending, \
-                 pending_until = s.pending_until, changed_at = s.changed_at WHERE key = k; \
-               RETURN newer; \
-             END $$; \
-             CREATE OR REPLACE FUNCTION {t}_fill(k bytea, val text, ver bigint, token bigint) RETURNS integer \
+            "CREATE OR REPLACE FUNCTION {t}_fill(k bytea, val text, ver bigint, token bigint) RETURNS integer \
              LANGUAGE plpgsql AS $$ \
              DECLARE s {t}%ROWTYPE; now_ms bigint := {NOW}; \
              BEGIN \
@@ -269,7 +254,24 @@ where
             Change::Invalidate => (None, false),
         };
         let client = self.pool.client().await?;
-        let statement = client.prepare_cached(&format!("SELECT {}_apply($1, $2, $3, $4, $5)", self.table)).await?;
+        // One statement, `Slot::apply` in SQL. Whether the change was taken compares with the
+        // version before the statement (a subquery in RETURNING sees the statement's snapshot):
+        // exact unless another write of the key commits while this one waits for the row.
+        let statement = client
+            .prepare_cached(&format!(
+                "INSERT INTO {t} AS s VALUES ($1, CASE WHEN $4::bigint > 0 THEN $2::text END, \
+                   $4::bigint > 0 AND $3::boolean, $4::bigint, 0, 0, CASE WHEN $4::bigint > 0 THEN {NOW} ELSE 0 END) \
+                 ON CONFLICT (key) DO UPDATE SET \
+                   value = CASE WHEN $4 > s.version THEN $2 ELSE s.value END, \
+                   deleted = CASE WHEN $4 > s.version THEN $3 ELSE s.deleted END, \
+                   changed_at = CASE WHEN $4 > s.version THEN {NOW} ELSE s.changed_at END, \
+                   version = greatest(s.version, $4), \
+                   pending = CASE WHEN $5::boolean THEN greatest(s.pending - 1, 0) ELSE s.pending END, \
+                   pending_until = CASE WHEN $5::boolean AND s.pending <= 1 THEN 0 ELSE s.pending_until END \
+                 RETURNING $4 > coalesce((SELECT version FROM {t} WHERE key = $1), 0)",
+                t = self.table
+            ))
+            .await?;
         Ok(client.query_one(&statement, &[&key, &value, &deleted, &to_sql(version), &settle]).await?.get(0))
     }
 
