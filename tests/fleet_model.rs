@@ -2,8 +2,9 @@
 //! fleet's plan steps, one instance crashing at any point, and time passing, explored breadth
 //! first over every reachable state.
 //!
-//! The model runs the real protocol code where it can: NEW is a map of `zddm::versioned::Slot`,
-//! every change to it one call of the slot's own functions, and routing and plan steps are
+//! Both fleet modes are explored. The model runs the real protocol code where it can: NEW is a map
+//! of `zddm::versioned::Slot` (or, in unversioned mode, of `zddm::cached::Entry`), every change to it
+//! one call of their own functions, and routing and plan steps are
 //! `zddm::fleet::Plan`'s. What is modelled is only the I/O around them: OLD as a versioned map,
 //! each store call one atomic step, an instance's poll as "apply" and "acknowledge" steps, and the
 //! grace period (time may pass by a grace only while no live instance is inside a write).
@@ -16,6 +17,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
+use zddm::cached::{Entry, Probe};
 use zddm::fleet::{Goal, Plan, Reach};
 use zddm::versioned::{Change, Lookup, Slot};
 use zddm::{Phase, Rate};
@@ -62,6 +64,8 @@ struct World {
     old: [Option<(u8, u64)>; 2],
     counter: u64,
     new: [Slot<u8>; 2],
+    /// NEW in unversioned mode (the other mode leaves it untouched).
+    cache: [Entry<u8>; 2],
     now: u64,
     epoch: u8,
     instances: [Instance; 2],
@@ -73,6 +77,8 @@ struct Model {
     plans: Vec<Plan>,
     programs: [Vec<Op>; 2],
     skip_marks: bool,
+    /// Unversioned mode (`zddm::cached`) instead of versioned mode.
+    cached: bool,
 }
 
 fn admitted(key: u8) -> impl Fn(Rate) -> bool {
@@ -120,6 +126,7 @@ impl Model {
             old: [None, None],
             counter: 0,
             new: [Slot::default(), Slot::default()],
+            cache: [Entry::default(), Entry::default()],
             now: 0,
             epoch: 0,
             instances: [instance.clone(), instance],
@@ -145,7 +152,9 @@ impl Model {
                     .as_ref()
                     .is_some_and(|c| matches!(c.op, Op::Put(..) | Op::Delete(_)) && c.reach != Reach::Old && c.step > 0)
         });
-        if !inside && w.new.iter().any(|s| s.pending > 0 && s.pending_until > w.now) {
+        let unexpired = w.new.iter().any(|s| s.pending > 0 && s.pending_until > w.now)
+            || w.cache.iter().any(|e| e.pending > 0 && e.pending_until > w.now);
+        if !inside && unexpired {
             let mut next = w.clone();
             next.now += GRACE;
             out.push(next);
@@ -215,11 +224,98 @@ impl Model {
 
     /// One store call of instance `n`'s call.
     fn step(&self, w: &mut World, n: usize, mut call: Call) {
+        let done = if self.cached { self.cached_step(w, &mut call) } else { self.versioned_step(w, &mut call) };
+        // Every OLD write is seen by every read in flight of that key.
+        for instance in &mut w.instances {
+            if let Some(other) = &mut instance.call {
+                if let Op::Get(k) = other.op {
+                    other.possible.insert(w.old[usize::from(k)].map(|(v, _)| v));
+                }
+            }
+        }
+        call.possible.extend(match call.op {
+            Op::Get(k) => Some(w.old[usize::from(k)].map(|(v, _)| v)),
+            _ => None,
+        });
+        call.step += 1;
+        w.instances[n].call = if done { None } else { Some(call) };
+    }
+
+    /// One store call in unversioned mode; whether the call is done.
+    fn cached_step(&self, w: &mut World, call: &mut Call) -> bool {
         let now = w.now;
-        let done = match (call.op, call.reach) {
-            (Op::Put(k, _) | Op::Delete(k), Reach::Old) => {
+        match (call.op, call.reach) {
+            (Op::Put(..) | Op::Delete(_), Reach::Old) => {
                 write_old(w, call.op);
-                let _ = k;
+                true
+            }
+            (Op::Put(k, _) | Op::Delete(k), _) => {
+                let key = usize::from(k);
+                match call.step {
+                    0 => {
+                        if !self.skip_marks {
+                            w.cache[key].mark(now, GRACE);
+                        }
+                        false
+                    }
+                    1 => {
+                        write_old(w, call.op);
+                        false
+                    }
+                    _ => {
+                        w.cache[key].invalidate(!self.skip_marks);
+                        true
+                    }
+                }
+            }
+            (Op::Get(k), Reach::Old) => {
+                check_read(call, w.old[usize::from(k)].map(|(v, _)| v));
+                true
+            }
+            (Op::Get(k), _) => {
+                let key = usize::from(k);
+                match call.step {
+                    0 => match w.cache[key].probe(now) {
+                        Probe::Hit(value) => {
+                            check_read(call, Some(value));
+                            true
+                        }
+                        Probe::Absent => {
+                            check_read(call, None);
+                            true
+                        }
+                        Probe::Leased(token) => {
+                            call.token = Some(Some(token));
+                            false
+                        }
+                        Probe::Busy => {
+                            call.token = None;
+                            false
+                        }
+                    },
+                    1 => {
+                        call.found = Some(w.old[key]);
+                        false
+                    }
+                    _ => {
+                        let found = call.found.unwrap().map(|(v, _)| v);
+                        if let Some(Some(token)) = call.token {
+                            w.cache[key].fill(found, token);
+                        }
+                        check_read(call, found);
+                        true
+                    }
+                }
+            }
+        }
+    }
+
+    /// One store call in versioned mode; whether the call is done.
+    fn versioned_step(&self, w: &mut World, call: &mut Call) -> bool {
+        let now = w.now;
+        match (call.op, call.reach) {
+            (Op::Put(..) | Op::Delete(_), Reach::Old) => {
+                write_old(w, call.op);
                 true
             }
             (Op::Put(k, _) | Op::Delete(k), Reach::Through | Reach::Invalidate) => {
@@ -248,7 +344,7 @@ impl Model {
             }
             (Op::Get(k), Reach::Old) => {
                 let value = w.old[usize::from(k)].map(|(v, _)| v);
-                check_read(&call, value);
+                check_read(call, value);
                 true
             }
             (Op::Get(k), Reach::Through) => {
@@ -256,11 +352,11 @@ impl Model {
                 match call.step {
                     0 => match w.new[key].lookup(now) {
                         Lookup::Hit(value) => {
-                            check_read(&call, Some(value));
+                            check_read(call, Some(value));
                             true
                         }
                         Lookup::Deleted => {
-                            check_read(&call, None);
+                            check_read(call, None);
                             true
                         }
                         Lookup::Miss => {
@@ -291,27 +387,13 @@ impl Model {
                             }
                             None => {}
                         }
-                        check_read(&call, found.map(|(v, _)| v));
+                        check_read(call, found.map(|(v, _)| v));
                         true
                     }
                 }
             }
             other => panic!("not modelled: {other:?}"),
-        };
-        // Every OLD write is seen by every read in flight of that key.
-        for instance in &mut w.instances {
-            if let Some(other) = &mut instance.call {
-                if let Op::Get(k) = other.op {
-                    other.possible.insert(w.old[usize::from(k)].map(|(v, _)| v));
-                }
-            }
         }
-        call.possible.extend(match call.op {
-            Op::Get(k) => Some(w.old[usize::from(k)].map(|(v, _)| v)),
-            _ => None,
-        });
-        call.step += 1;
-        w.instances[n].call = if done { None } else { Some(call) };
     }
 }
 
@@ -343,6 +425,10 @@ fn check_read(call: &Call, value: Option<u8>) {
 fn new_is_honest(w: &World) -> Result<(), String> {
     for key in 0..2 {
         let old = w.old[key].map(|(v, _)| v);
+        let entry = &w.cache[key];
+        if entry.pending == 0 && (entry.value.is_some_and(|v| Some(v) != old) || (entry.absent && old.is_some())) {
+            return Err(format!("NEW's cache serves {:?} for key {key}, OLD holds {old:?}", entry.value));
+        }
         match w.new[key].lookup(w.now) {
             Lookup::Hit(v) if Some(v) != old => return Err(format!("NEW serves {v} for key {key}, OLD holds {old:?}")),
             Lookup::Deleted if old.is_some() => {
@@ -399,7 +485,7 @@ fn programs() -> [Vec<Op>; 2] {
 
 #[test]
 fn every_interleaving_of_two_instances_keeps_the_invariants() {
-    let model = Model { plans: Model::stepped(), programs: programs(), skip_marks: false };
+    let model = Model { plans: Model::stepped(), programs: programs(), skip_marks: false, cached: false };
     assert!(model.plans.len() >= 8, "{} plans", model.plans.len());
     let explored = explore(&model);
     eprintln!("fleet model: {} states explored", explored.states);
@@ -409,7 +495,7 @@ fn every_interleaving_of_two_instances_keeps_the_invariants() {
 
 #[test]
 fn the_model_finds_a_plan_that_jumps() {
-    let model = Model { plans: Model::jumping(), programs: programs(), skip_marks: false };
+    let model = Model { plans: Model::jumping(), programs: programs(), skip_marks: false, cached: false };
     let explored = explore(&model);
     let (violation, depth) = explored.violation.expect("the jump is caught");
     eprintln!("jumping plan: {violation} at depth {depth} ({} states)", explored.states);
@@ -417,8 +503,24 @@ fn the_model_finds_a_plan_that_jumps() {
 
 #[test]
 fn the_model_finds_writes_without_marks() {
-    let model = Model { plans: Model::stepped(), programs: programs(), skip_marks: true };
+    let model = Model { plans: Model::stepped(), programs: programs(), skip_marks: true, cached: false };
     let explored = explore(&model);
     let (violation, depth) = explored.violation.expect("a crash between OLD and NEW is caught");
     eprintln!("no marks: {violation} at depth {depth} ({} states)", explored.states);
+}
+
+#[test]
+fn every_interleaving_in_unversioned_mode_keeps_the_invariants() {
+    let model = Model { plans: Model::stepped(), programs: programs(), skip_marks: false, cached: true };
+    let explored = explore(&model);
+    eprintln!("fleet model, unversioned mode: {} states explored", explored.states);
+    assert_eq!(explored.violation, None);
+    assert!(explored.states > 100_000, "{} states", explored.states);
+}
+
+#[test]
+fn the_model_finds_unversioned_writes_without_marks() {
+    let model = Model { plans: Model::stepped(), programs: programs(), skip_marks: true, cached: true };
+    let (violation, depth) = explore(&model).violation.expect("a crash between OLD and NEW is caught");
+    eprintln!("unversioned, no marks: {violation} at depth {depth}");
 }
