@@ -1,5 +1,5 @@
-//! Shuttle schedules over 2–3 fleet instances in memory: the real async `VersionedProxy` and
-//! `Fleet::poll`, with every store call a scheduling point.
+//! Shuttle schedules over 2–3 fleet instances in memory: the real async `VersionedProxy` (and, in
+//! unversioned mode, `CachedProxy`) and `Fleet::poll`, with every store call a scheduling point.
 //!
 //! Each iteration: shared in-memory OLD and NEW, a control record, and two or three instances
 //! (a proxy and a fleet membership each). Every instance runs a worker (three random puts,
@@ -19,9 +19,12 @@ use shuttle::future::{block_on, spawn, yield_now};
 use shuttle::rand::{thread_rng, Rng};
 use shuttle::scheduler::{PctScheduler, RandomScheduler, Scheduler};
 use shuttle::{Config, Runner};
+use zddm::cached::{Cache, CachedProxy, MemoryCache, Probe};
 use zddm::fleet::{Control, Fleet, FleetConfig, Goal, MemoryControl, Plan};
 use zddm::versioned::{Change, Filled, Lookup, MemorySource, MemoryTarget, Source, Target, Versioned, VersionedProxy};
+use zddm::{MemoryStore, Store};
 use zddm::{Phase, Rate};
+use zddm_suite::fleet::Instance;
 use zddm_suite::history::{Event, History, Kind};
 
 const KEYS: u64 = 2;
@@ -84,24 +87,121 @@ impl<S: Target<u64, u64>> Target<u64, u64> for Yielding<S> {
     }
 }
 
-type Old = Yielding<MemorySource<u64, u64>>;
-type New = Yielding<MemoryTarget<u64, u64>>;
+impl<S: Store<u64, u64>> Store<u64, u64> for Yielding<S> {
+    type Error = S::Error;
+    async fn get(&self, key: &u64) -> Result<Option<u64>, S::Error> {
+        around(self.0.get(key)).await
+    }
+    async fn put(&self, key: &u64, value: &u64) -> Result<(), S::Error> {
+        around(self.0.put(key, value)).await
+    }
+    async fn insert_if_absent(&self, key: &u64, value: &u64) -> Result<bool, S::Error> {
+        around(self.0.insert_if_absent(key, value)).await
+    }
+    async fn delete(&self, key: &u64) -> Result<(), S::Error> {
+        around(self.0.delete(key)).await
+    }
+}
 
-struct Member {
-    proxy: VersionedProxy<u64, u64, Old, New>,
+impl<C: Cache<u64, u64>> Cache<u64, u64> for Yielding<C> {
+    type Error = C::Error;
+    async fn probe(&self, key: &u64) -> Result<Probe<u64>, C::Error> {
+        around(self.0.probe(key)).await
+    }
+    async fn mark(&self, key: &u64, grace_ms: u64) -> Result<(), C::Error> {
+        around(self.0.mark(key, grace_ms)).await
+    }
+    async fn invalidate(&self, key: &u64, settle: bool) -> Result<(), C::Error> {
+        around(self.0.invalidate(key, settle)).await
+    }
+    async fn fill(&self, key: &u64, value: Option<&u64>, token: u64) -> Result<bool, C::Error> {
+        around(self.0.fill(key, value, token)).await
+    }
+    async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, C::Error> {
+        self.0.pending_keys(after, limit).await
+    }
+}
+
+/// A mode under the schedules: its stores, its proxy in a fleet, and its final check.
+trait Mode: 'static {
+    type Old: Send + Sync + 'static;
+    type New: Send + Sync + 'static;
+    type Proxy: Instance + 'static;
+    fn stores() -> (Arc<Self::Old>, Arc<Self::New>);
+    fn proxy(old: &Arc<Self::Old>, new: &Arc<Self::New>, fleet: &Fleet<MemoryControl>) -> Self::Proxy;
+    fn seed(old: &Self::Old, key: u64, value: u64) -> impl Future<Output = ()>;
+    /// What NEW would serve for `key` that OLD does not hold.
+    fn stale(old: &Self::Old, new: &Self::New, key: u64) -> impl Future<Output = Option<String>>;
+}
+
+struct VersionedMode;
+struct CachedMode;
+
+impl Mode for VersionedMode {
+    type Old = MemorySource<u64, u64>;
+    type New = MemoryTarget<u64, u64>;
+    type Proxy = VersionedProxy<u64, u64, Yielding<Self::Old>, Yielding<Self::New>>;
+    fn stores() -> (Arc<Self::Old>, Arc<Self::New>) {
+        (Arc::new(MemorySource::new()), Arc::new(MemoryTarget::new()))
+    }
+    fn proxy(old: &Arc<Self::Old>, new: &Arc<Self::New>, fleet: &Fleet<MemoryControl>) -> Self::Proxy {
+        VersionedProxy::in_fleet(Yielding(old.clone()), Yielding(new.clone()), fleet)
+    }
+    async fn seed(old: &Self::Old, key: u64, value: u64) {
+        Source::put(old, &key, &value).await.unwrap();
+    }
+    async fn stale(old: &Self::Old, new: &Self::New, key: u64) -> Option<String> {
+        let in_old = Source::get(old, &key).await.unwrap().map(|found| found.value);
+        match new.lookup(&key).await.unwrap() {
+            Lookup::Hit(value) if Some(value) != in_old => Some(format!("key {key}: NEW {value}, OLD {in_old:?}")),
+            Lookup::Deleted if in_old.is_some() => Some(format!("key {key}: NEW deleted, OLD {in_old:?}")),
+            _ => None,
+        }
+    }
+}
+
+impl Mode for CachedMode {
+    type Old = MemoryStore<u64, u64>;
+    type New = MemoryCache<u64, u64>;
+    type Proxy = CachedProxy<u64, u64, Yielding<Self::Old>, Yielding<Self::New>>;
+    fn stores() -> (Arc<Self::Old>, Arc<Self::New>) {
+        (Arc::new(MemoryStore::new()), Arc::new(MemoryCache::new()))
+    }
+    fn proxy(old: &Arc<Self::Old>, new: &Arc<Self::New>, fleet: &Fleet<MemoryControl>) -> Self::Proxy {
+        CachedProxy::in_fleet(Yielding(old.clone()), Yielding(new.clone()), fleet)
+    }
+    async fn seed(old: &Self::Old, key: u64, value: u64) {
+        Store::put(old, &key, &value).await.unwrap();
+    }
+    async fn stale(old: &Self::Old, new: &Self::New, key: u64) -> Option<String> {
+        let in_old = Store::get(old, &key).await.unwrap();
+        let entry = new.entries().into_iter().find(|(k, _)| *k == key.to_be_bytes())?.1;
+        let serves = if entry.pending > 0 {
+            None
+        } else if entry.absent {
+            Some(None)
+        } else {
+            entry.value.map(Some)
+        };
+        serves.filter(|v| *v != in_old).map(|v| format!("key {key}: NEW cache {v:?}, OLD {in_old:?}"))
+    }
+}
+
+struct Member<P> {
+    proxy: P,
     fleet: Fleet<MemoryControl>,
 }
 
 /// One iteration; `jump` is the control's switch.
-async fn iteration(jump: bool) {
+async fn iteration<M: Mode>(jump: bool) {
     let mut rng = thread_rng();
-    let (old, new) = (Arc::new(MemorySource::new()), Arc::new(MemoryTarget::new()));
+    let (old, new) = M::stores();
     let control = MemoryControl::new();
     let instances = rng.gen_range(2..=3);
     let mut members = Vec::new();
     for i in 0..instances {
         let fleet = Fleet::join(control.clone(), &format!("i{i}"), "schedules", FleetConfig::default()).await.unwrap();
-        let proxy = VersionedProxy::in_fleet(Yielding(old.clone()), Yielding(new.clone()), &fleet);
+        let proxy = M::proxy(&old, &new, &fleet);
         members.push(Arc::new(Member { proxy, fleet }));
     }
     // Something in OLD to begin with, for reads to copy and writes to replace (NEW holds nothing:
@@ -109,7 +209,7 @@ async fn iteration(jump: bool) {
     let history = Arc::new(History::default());
     let clock = Arc::new(AtomicU64::new(0));
     for key in 0..KEYS {
-        old.put(&key, &(1000 + key)).await.unwrap();
+        M::seed(&old, key, 1000 + key).await;
         let at = clock.fetch_add(1, Ordering::SeqCst);
         history.record(Event {
             key,
@@ -139,9 +239,9 @@ async fn iteration(jump: bool) {
                     let member = member.clone();
                     async move {
                         match kind {
-                            Kind::Write(Some(value)) => member.proxy.put(&key, &value).await.map(|()| None),
-                            Kind::Write(None) => member.proxy.delete(&key).await.map(|()| None),
-                            Kind::Read(_) => member.proxy.get(&key).await,
+                            Kind::Write(Some(value)) => member.proxy.put(key, value).await.map(|()| None),
+                            Kind::Write(None) => member.proxy.delete(key).await.map(|()| None),
+                            Kind::Read(_) => member.proxy.get(key).await,
                         }
                     }
                 };
@@ -206,14 +306,7 @@ async fn iteration(jump: bool) {
     CALLS.fetch_add(history.len() as u64, Ordering::Relaxed);
     let mut violations = history.violations();
     for key in 0..KEYS {
-        let in_old = old.get(&key).await.unwrap().map(|found| found.value);
-        match new.lookup(&key).await.unwrap() {
-            Lookup::Hit(value) if Some(value) != in_old => {
-                violations.push(format!("key {key}: NEW {value}, OLD {in_old:?}"))
-            }
-            Lookup::Deleted if in_old.is_some() => violations.push(format!("key {key}: NEW deleted, OLD {in_old:?}")),
-            _ => {}
-        }
+        violations.extend(M::stale(&old, &new, key).await);
     }
     assert!(violations.is_empty(), "{violations:#?}");
 }
@@ -224,9 +317,9 @@ fn runner<S: Scheduler + 'static>(scheduler: S) -> Runner<S> {
     Runner::new(scheduler, config)
 }
 
-fn explore<S: Scheduler + 'static>(scheduler: S, iterations: usize) {
+fn explore<M: Mode, S: Scheduler + 'static>(scheduler: S, iterations: usize) {
     let (steps, calls) = (STEPS.load(Ordering::Relaxed), CALLS.load(Ordering::Relaxed));
-    let runs = runner(scheduler).run(|| block_on(iteration(false)));
+    let runs = runner(scheduler).run(|| block_on(iteration::<M>(false)));
     assert_eq!(runs, iterations);
     let (steps, calls) = (STEPS.load(Ordering::Relaxed) - steps, CALLS.load(Ordering::Relaxed) - calls);
     eprintln!("{iterations} schedules: {steps} plan steps, {calls} calls");
@@ -236,16 +329,28 @@ fn explore<S: Scheduler + 'static>(scheduler: S, iterations: usize) {
 
 #[test]
 fn random_schedules_of_a_fleet_keep_the_invariants() {
-    explore(RandomScheduler::new(3000), 3000);
+    explore::<VersionedMode, _>(RandomScheduler::new(3000), 3000);
 }
 
 #[test]
 fn pct_schedules_of_a_fleet_keep_the_invariants() {
-    explore(PctScheduler::new(3, 3000), 3000);
+    explore::<VersionedMode, _>(PctScheduler::new(3, 3000), 3000);
 }
 
 #[test]
 fn schedules_catch_a_plan_that_jumps() {
-    let caught = std::panic::catch_unwind(|| runner(RandomScheduler::new(3000)).run(|| block_on(iteration(true))));
+    let caught = std::panic::catch_unwind(|| {
+        runner(RandomScheduler::new(3000)).run(|| block_on(iteration::<VersionedMode>(true)))
+    });
     assert!(caught.is_err(), "3000 random schedules missed the jumping plan's races");
+}
+
+#[test]
+fn random_schedules_of_an_unversioned_fleet_keep_the_invariants() {
+    explore::<CachedMode, _>(RandomScheduler::new(3000), 3000);
+}
+
+#[test]
+fn pct_schedules_of_an_unversioned_fleet_keep_the_invariants() {
+    explore::<CachedMode, _>(PctScheduler::new(3, 3000), 3000);
 }
