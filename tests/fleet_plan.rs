@@ -15,13 +15,12 @@ use zddm::fleet::{
 };
 use zddm::versioned::{MemorySource, MemoryTarget, PostgresSource, RedisTarget, SqliteSource, SqliteTarget};
 use zddm::versioned::{Source, Target, VersionedProxy};
-use zddm::{Blocking, Gate, MemoryStore, Phase, Proxy, Rate, SqliteStore, Store};
+use zddm::{Blocking, Gate, MemoryStore, Phase, PostgresStore, Proxy, Rate, RedisStore, SqliteStore, Store};
 use zddm_suite::fleet::Instance;
 use zddm_suite::servers::{PostgresServer, RedisServer};
 
 const KEYS: u64 = 12;
 
-type Today = Proxy<u64, u64, Arc<MemoryStore<u64, u64>>, Arc<MemoryStore<u64, u64>>>;
 type MemOld = Arc<MemorySource<u64, u64>>;
 type MemNew = Arc<MemoryTarget<u64, u64>>;
 
@@ -120,27 +119,27 @@ impl Lagged for Jumping {
 }
 
 /// The control: a `Proxy` each, with its own gate and phase. A jumps to the goal, B follows.
-struct OnTheirOwn {
-    a: (Today, Gate),
-    b: (Today, Gate),
+struct OnTheirOwn<O, N> {
+    a: (Proxy<u64, u64, O, N>, Gate),
+    b: (Proxy<u64, u64, O, N>, Gate),
     goal: std::sync::Mutex<Goal>,
 }
 
-impl OnTheirOwn {
-    fn new() -> Self {
-        let (old, new) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
-        let member = || {
+impl<O: Store<u64, u64>, N: Store<u64, u64>> OnTheirOwn<O, N> {
+    /// Two instances over their own handles (`a` and `b`) on the same two stores.
+    fn new(a: (O, N), b: (O, N)) -> Self {
+        let member = |(old, new): (O, N)| {
             let gate = Gate::new("fleet", Rate::NONE);
-            (Proxy::new(old.clone(), new.clone(), gate.clone()), gate)
+            (Proxy::new(old, new, gate.clone()), gate)
         };
         OnTheirOwn {
-            a: member(),
-            b: member(),
+            a: member(a),
+            b: member(b),
             goal: std::sync::Mutex::new(Goal { phase: Phase::ReadThrough, rate: Rate::NONE }),
         }
     }
 
-    fn go(member: &(Today, Gate), goal: Goal) {
+    fn go(member: &(Proxy<u64, u64, O, N>, Gate), goal: Goal) {
         member.1.set_rate(goal.rate);
         // Step by step, as an operator would; a refused step (not allowed from here) is skipped.
         while member.0.phase() < goal.phase {
@@ -153,8 +152,8 @@ impl OnTheirOwn {
     }
 }
 
-impl Lagged for OnTheirOwn {
-    type P = Today;
+impl<O: Store<u64, u64>, N: Store<u64, u64>> Lagged for OnTheirOwn<O, N> {
+    type P = Proxy<u64, u64, O, N>;
     fn a(&self) -> &Self::P {
         &self.a.0
     }
@@ -246,13 +245,42 @@ async fn in_fleet<C: Control, O: Source<u64, u64>, N: Target<u64, u64>>(
     }
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn instances_out_of_step_on_their_own_serve_stale_values() {
-    let violations = ramps(&OnTheirOwn::new()).await;
+/// The control's races show while raising (interleavings 1 and 2) and completing (7).
+fn shows_the_races(violations: &[String]) {
     assert!(!violations.is_empty(), "the control must show the races");
     for kind in ["raise", "complete"] {
         assert!(violations.iter().any(|v| v.starts_with(kind)), "no violation while {kind}: {violations:#?}");
     }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn instances_out_of_step_on_their_own_serve_stale_values() {
+    let (old, new) = (Arc::new(MemoryStore::new()), Arc::new(MemoryStore::new()));
+    shows_the_races(&ramps(&OnTheirOwn::new((old.clone(), new.clone()), (old, new))).await);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn instances_out_of_step_on_their_own_serve_stale_values_over_sqlite_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = || {
+        (
+            Blocking(SqliteStore::<u64, u64>::open(dir.path().join("old.db"), "entries").unwrap()),
+            Blocking(SqliteStore::<u64, u64>::open(dir.path().join("new.db"), "entries").unwrap()),
+        )
+    };
+    shows_the_races(&ramps(&OnTheirOwn::new(pair(), pair())).await);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn instances_out_of_step_on_their_own_serve_stale_values_over_postgres_to_redis() {
+    let (pg, redis) = (PostgresServer::start(), RedisServer::start());
+    let pair = async || {
+        (
+            PostgresStore::<u64, u64>::connect(&pg.url(), "old_today", 1).await.unwrap(),
+            RedisStore::<u64, u64>::connect(&redis.url(), "new_today").await.unwrap(),
+        )
+    };
+    shows_the_races(&ramps(&OnTheirOwn::new(pair().await, pair().await)).await);
 }
 
 #[tokio::test(flavor = "current_thread")]
