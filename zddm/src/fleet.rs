@@ -15,9 +15,11 @@
 //! The fleet takes the next step only when every live instance has acknowledged the current one —
 //! applied it, and finished every call that began under the one before. Each instance calls
 //! [`Fleet::poll`] periodically (it reads the record, applies a new plan, acknowledges, and takes
-//! the next step when it is due); the request path only reads local atomics. An instance that has
-//! not reached the record for `fence_after` falls to the safe side on its own: reads from OLD, and
-//! every write keeps NEW honest.
+//! the next step when it is due) — zddm has no timer of its own, so run it on yours, e.g.
+//! `loop { if let Err(e) = fleet.poll().await { log(e) } tokio::time::sleep(Duration::from_secs(1)).await }`.
+//! The request path only reads local atomics. An instance that has not reached the record for
+//! `fence_after` falls to the safe side on its own: reads from OLD, and every write keeps NEW
+//! honest; [`Fleet::is_fenced`] says so, and each failed poll returns the store's error.
 //!
 //! ```
 //! use zddm::fleet::{Fleet, FleetConfig, Goal, MemoryControl};
