@@ -220,3 +220,32 @@ fn sqlite_refuses_a_table_of_another_shape() {
     let error = SqliteSource::<u64, u64>::open(&path, "entries").unwrap_err();
     assert!(error.to_string().contains("version INTEGER NOT NULL"), "{error}");
 }
+
+#[test]
+fn a_grace_period_shorter_than_twice_the_stores_timeouts_is_refused() {
+    let (old, new) = (
+        SqliteSource::<u64, u64>::open_in_memory("o").unwrap(),
+        SqliteTarget::<u64, u64>::open_in_memory("n").unwrap(),
+    );
+    let gate = zddm::Gate::new("g", zddm::Rate::ALL);
+    let error = zddm::versioned::VersionedProxy::builder(old, new, gate.clone())
+        .grace(std::time::Duration::from_secs(9))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        error,
+        zddm::ConfigError::GraceBelowTimeout {
+            grace: std::time::Duration::from_secs(9),
+            timeout: std::time::Duration::from_secs(5)
+        }
+    );
+    assert!(error.to_string().contains("at least twice"), "{error}");
+    let (old, new) = (
+        SqliteSource::<u64, u64>::open_in_memory("o").unwrap(),
+        SqliteTarget::<u64, u64>::open_in_memory("n").unwrap(),
+    );
+    assert!(zddm::versioned::VersionedProxy::builder(old, new, gate)
+        .grace(std::time::Duration::from_secs(10))
+        .build()
+        .is_ok());
+}

@@ -1,8 +1,9 @@
 //! One instance's handle on a shared store, with the power to stall or fail its calls: the fleet
 //! tests give each instance its own `Stall`, so pausing instance A's call to NEW leaves instance
 //! B's calls to the very same store untouched — as with two processes. Only a wrapper: every call
-//! it lets through goes to the real store inside. Works for the unversioned [`Store`] and for both
-//! sides of versioned mode.
+//! it lets through goes to the real store inside. Works for the unversioned [`Store`], both sides of
+//! versioned mode and unversioned mode's cache. It reports no store timeout, so tests may use grace
+//! periods shorter than the real store's timeouts, to see repairs happen within a test.
 
 use std::sync::{Arc, Mutex};
 

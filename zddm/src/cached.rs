@@ -99,6 +99,11 @@ pub trait Cache<K: ?Sized, V>: Send + Sync {
         after: Option<&[u8]>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Vec<u8>>, Self::Error>> + Send;
+
+    /// See [`Source::timeout`](crate::versioned::Source::timeout).
+    fn timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 macro_rules! forward {
@@ -128,6 +133,10 @@ macro_rules! forward {
                 limit: usize,
             ) -> impl Future<Output = Result<Vec<Vec<u8>>, Self::Error>> + Send {
                 (**self).pending_keys(after, limit)
+            }
+
+            fn timeout(&self) -> Option<std::time::Duration> {
+                (**self).timeout()
             }
         }
     )*};

@@ -111,6 +111,18 @@ pub enum ConfigError {
     /// The starting phase is not allowed with the gate's rate.
     #[error(transparent)]
     Phase(#[from] PhaseError),
+    /// A fleet proxy's grace period must outlast the stores' own timeouts twice: a write abandoned
+    /// by its caller may still land that late, and a repair must not come first.
+    #[error(
+        "a grace period of {grace:?} is too short for stores whose operations may run for {timeout:?}: \
+         use at least twice that (the default, 30 s, is)"
+    )]
+    GraceBelowTimeout {
+        /// The refused period.
+        grace: std::time::Duration,
+        /// The stores' longest operation.
+        timeout: std::time::Duration,
+    },
     /// A versioned proxy's grace period must be whole milliseconds, at least one.
     #[error("a grace period of {grace:?}: use whole milliseconds, at least 1 ms (the default is 30 s)")]
     Grace {

@@ -160,6 +160,12 @@ pub trait Source<K: ?Sized, V>: Send + Sync {
     /// every write of the key through [`put`](Source::put) and [`delete`](Source::delete), which
     /// instances still in `Live` may be making: OLD's data is no longer needed, its counter is.
     fn next_version(&self, key: &K) -> impl Future<Output = Result<u64, Self::Error>> + Send;
+
+    /// The longest an operation can go on after it was sent — on the server too — if the store
+    /// bounds it (a statement or lock timeout). A proxy's grace period must outlast it twice.
+    fn timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// NEW in versioned mode: each operation is one atomic step of [`Slot`]'s state machine, in one
@@ -204,6 +210,11 @@ pub trait Target<K: ?Sized, V>: Send + Sync {
     /// many. A tombstone is what stops a slow read-through from bringing a deleted key back, so
     /// `older_than_ms` must be longer than any operation or backfill pass can take.
     fn purge(&self, older_than_ms: u64) -> impl Future<Output = Result<usize, Self::Error>> + Send;
+
+    /// See [`Source::timeout`].
+    fn timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 macro_rules! forward {
@@ -225,6 +236,10 @@ macro_rules! forward {
 
             fn next_version(&self, key: &K) -> impl Future<Output = Result<u64, Self::Error>> + Send {
                 (**self).next_version(key)
+            }
+
+            fn timeout(&self) -> Option<std::time::Duration> {
+                Source::timeout(&**self)
             }
         }
 
@@ -269,6 +284,10 @@ macro_rules! forward {
 
             fn purge(&self, older_than_ms: u64) -> impl Future<Output = Result<usize, Self::Error>> + Send {
                 (**self).purge(older_than_ms)
+            }
+
+            fn timeout(&self) -> Option<std::time::Duration> {
+                Target::timeout(&**self)
             }
         }
     )*};

@@ -84,6 +84,10 @@ where
 {
     type Error = PostgresError;
 
+    fn timeout(&self) -> Option<std::time::Duration> {
+        Some(self.pool.longest())
+    }
+
     async fn probe(&self, key: &K) -> Result<Probe<V>, PostgresError> {
         let key = key.try_key_bytes()?;
         let client = self.pool.client().await?;

@@ -51,16 +51,20 @@ impl<K: ?Sized, V, Old, New> CachedProxy<K, V, Old, New> {
     }
 
     /// The same proxy with another grace period: how long a write may take from its mark to its
-    /// invalidation (longer than any write can take). Whole milliseconds, at least one.
+    /// invalidation — longer than any write can take, and at least twice NEW's own operation
+    /// timeout ([`Cache::timeout`]). Whole milliseconds, at least one.
     pub fn with_grace(self, grace: Duration) -> Result<Self, ConfigError>
     where
         Old: Clone,
-        New: Clone,
+        New: Clone + Cache<K, V>,
     {
         if grace.as_millis() == 0 || grace.subsec_nanos() % 1_000_000 != 0 {
             return Err(ConfigError::Grace { grace });
         }
         let inner = &self.inner;
+        if let Some(timeout) = inner.new.timeout().filter(|timeout| grace < *timeout * 2) {
+            return Err(ConfigError::GraceBelowTimeout { grace, timeout });
+        }
         let routing = match &inner.routing {
             Routing::Local(_) => Routing::local(self.phase()),
             Routing::Fleet(cell) => Routing::Fleet(Arc::clone(cell)),

@@ -110,6 +110,10 @@ where
 {
     type Error = RedisError;
 
+    fn timeout(&self) -> Option<std::time::Duration> {
+        Some(crate::store::redis::TIMEOUT)
+    }
+
     async fn probe(&self, key: &K) -> Result<Probe<V>, RedisError> {
         let key = key.try_key_bytes()?;
         let (kind, value, token): (i64, Option<String>, String) =

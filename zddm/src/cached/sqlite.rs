@@ -116,6 +116,10 @@ where
 {
     type Error = SqliteError;
 
+    fn timeout(&self) -> Option<std::time::Duration> {
+        Some(crate::store::sqlite::BUSY)
+    }
+
     async fn probe(&self, key: &K) -> Result<Probe<V>, SqliteError> {
         let key = key.try_key_bytes()?;
         // A settled copy is answered by a read alone; only a miss takes the write lock for a lease.

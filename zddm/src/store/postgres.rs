@@ -366,6 +366,12 @@ impl Pooled {
     pub(crate) fn target(&self) -> &str {
         &self.target
     }
+
+    /// The longest an operation can go on: a wait for a pooled connection, then the statement
+    /// (`statement_timeout` on the server).
+    pub(crate) fn longest(&self) -> Duration {
+        TIMEOUT * 2
+    }
 }
 
 impl<K: ?Sized, V> PostgresStore<K, V> {

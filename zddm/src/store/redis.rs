@@ -81,7 +81,8 @@ pub enum RedisError {
     Key(#[from] KeyError),
 }
 
-const TIMEOUT: Duration = Duration::from_secs(5);
+/// The connection and response timeout of every Redis store.
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `SET key value NX`, and index the key if it was set: one atomic step on the server.
 const INSERT_IF_ABSENT: &str = r"

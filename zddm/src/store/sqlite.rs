@@ -132,13 +132,16 @@ impl<K: ?Sized, V> SqliteStore<K, V> {
     }
 }
 
+/// How long a statement waits for another connection's write lock before it fails.
+pub(crate) const BUSY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Opens the database file at `path` for use by several connections and processes at once.
 pub(crate) fn open_file(path: &Path) -> Result<Connection, SqliteError> {
     let connection =
         Connection::open(path).map_err(|source| SqliteError::Open { path: path.display().to_string(), source })?;
     // Readers do not block the writer and a busy database is waited for, not failed at once.
     connection.pragma_update(None, "journal_mode", "WAL")?;
-    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    connection.busy_timeout(BUSY)?;
     Ok(connection)
 }
 

@@ -95,6 +95,10 @@ where
 {
     type Error = PostgresError;
 
+    fn timeout(&self) -> Option<std::time::Duration> {
+        Some(self.pool.longest())
+    }
+
     async fn get(&self, key: &K) -> Result<Option<Versioned<V>>, PostgresError> {
         let key = key.try_key_bytes()?;
         let client = self.pool.client().await?;
@@ -205,6 +209,10 @@ where
     V: Serialize + DeserializeOwned + Send + Sync,
 {
     type Error = PostgresError;
+
+    fn timeout(&self) -> Option<std::time::Duration> {
+        Some(self.pool.longest())
+    }
 
     async fn lookup(&self, key: &K) -> Result<Lookup<V>, PostgresError> {
         let key = key.try_key_bytes()?;

@@ -53,7 +53,7 @@ pub struct VersionedProxyBuilder<K: ?Sized, V, Old, New> {
     types: PhantomData<fn(&K) -> V>,
 }
 
-impl<K: ?Sized, V, Old, New> VersionedProxyBuilder<K, V, Old, New> {
+impl<K: ?Sized, V, Old: Source<K, V>, New: Target<K, V>> VersionedProxyBuilder<K, V, Old, New> {
     /// The phase the proxy starts in (default [`Phase::ReadThrough`]); ignored in a fleet.
     pub fn phase(mut self, phase: Phase) -> Self {
         self.phase = phase;
@@ -62,7 +62,8 @@ impl<K: ?Sized, V, Old, New> VersionedProxyBuilder<K, V, Old, New> {
 
     /// How long a write may take from marking its key to settling it (default [`DEFAULT_GRACE`]).
     /// After it, a read may repair the key from OLD, so it must be longer than any write can take:
-    /// set your stores' statement timeouts below it. Whole milliseconds, at least one.
+    /// at least twice the stores' own operation timeouts ([`Source::timeout`]), checked by
+    /// [`build`](VersionedProxyBuilder::build). Whole milliseconds, at least one.
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
@@ -72,6 +73,10 @@ impl<K: ?Sized, V, Old, New> VersionedProxyBuilder<K, V, Old, New> {
     pub fn build(mut self) -> Result<VersionedProxy<K, V, Old, New>, ConfigError> {
         if self.grace.as_millis() == 0 || self.grace.subsec_nanos() % 1_000_000 != 0 {
             return Err(ConfigError::Grace { grace: self.grace });
+        }
+        let timeout = Source::timeout(&self.old).into_iter().chain(Target::timeout(&self.new)).max();
+        if let Some(timeout) = timeout.filter(|timeout| self.grace < *timeout * 2) {
+            return Err(ConfigError::GraceBelowTimeout { grace: self.grace, timeout });
         }
         if let Routing::Local(phase) = &mut self.routing {
             Phase::check_transition(self.phase, self.phase, self.gate.rate())?;

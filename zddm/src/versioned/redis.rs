@@ -257,6 +257,10 @@ where
 {
     type Error = RedisError;
 
+    fn timeout(&self) -> Option<std::time::Duration> {
+        Some(crate::store::redis::TIMEOUT)
+    }
+
     async fn get(&self, key: &K) -> Result<Option<Versioned<V>>, RedisError> {
         let key = key.try_key_bytes()?;
         let (text, version): (Option<String>, Option<String>) = redis::cmd("HMGET")
@@ -317,6 +321,10 @@ where
     V: Serialize + DeserializeOwned + Send + Sync,
 {
     type Error = RedisError;
+
+    fn timeout(&self) -> Option<std::time::Duration> {
+        Some(crate::store::redis::TIMEOUT)
+    }
 
     async fn lookup(&self, key: &K) -> Result<Lookup<V>, RedisError> {
         let key = key.try_key_bytes()?;

@@ -123,6 +123,10 @@ where
 {
     type Error = SqliteError;
 
+    fn timeout(&self) -> Option<std::time::Duration> {
+        Some(crate::store::sqlite::BUSY)
+    }
+
     async fn get(&self, key: &K) -> Result<Option<Versioned<V>>, SqliteError> {
         let key = key.try_key_bytes()?;
         let connection = lock(&self.connection);
@@ -240,6 +244,10 @@ where
     V: Serialize + DeserializeOwned + Send + Sync,
 {
     type Error = SqliteError;
+
+    fn timeout(&self) -> Option<std::time::Duration> {
+        Some(crate::store::sqlite::BUSY)
+    }
 
     async fn lookup(&self, key: &K) -> Result<Lookup<V>, SqliteError> {
         let key = key.try_key_bytes()?;
