@@ -23,6 +23,19 @@ pub use postgres::{PostgresConnectError, PostgresError, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteError, SqliteStore};
 
+/// A count, version or time (ms) as the SQL stores keep it: an `i64`. Real ones stay far below
+/// `i64::MAX`; the conversion saturates rather than wrap.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn to_sql(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The reverse of [`to_sql`]; a negative value can only come from outside zddm and reads as 0.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn from_sql(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
 /// An async key/value store: the OLD or the NEW side of a migration.
 ///
 /// The proxy calls each method at most once per logical step and never retries, so an

@@ -8,6 +8,7 @@ use crate::cached::{Cache, Probe};
 use crate::key::MigrationKey;
 use crate::store::json::{decode, encode};
 use crate::store::postgres::Pooled;
+use crate::store::to_sql;
 use crate::store::PostgresError;
 
 /// An unversioned NEW on PostgreSQL: one row per [`Entry`](crate::cached::Entry), `(key bytea
@@ -73,10 +74,6 @@ impl<K: ?Sized, V> PostgresCache<K, V> {
     }
 }
 
-fn sql(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 impl<K, V> Cache<K, V> for PostgresCache<K, V>
 where
     K: MigrationKey + ?Sized + Sync,
@@ -111,7 +108,7 @@ where
                 t = self.table
             ))
             .await?;
-        client.execute(&statement, &[&key, &sql(grace_ms)]).await?;
+        client.execute(&statement, &[&key, &to_sql(grace_ms)]).await?;
         Ok(())
     }
 
@@ -141,7 +138,7 @@ where
                 self.table
             ))
             .await?;
-        Ok(client.execute(&statement, &[&key, &value, &sql(token)]).await? == 1)
+        Ok(client.execute(&statement, &[&key, &value, &to_sql(token)]).await? == 1)
     }
 
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, PostgresError> {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::cached::{Cache, Probe};
 use crate::key::MigrationKey;
 use crate::store::json::{decode, encode};
-use crate::store::redis::connect;
+use crate::store::redis::{connect, pending_under};
 use crate::store::RedisError;
 
 /// An unversioned NEW on Redis: one hash per key, `prefix:` ‖ canonical key bytes, holding the
@@ -162,42 +162,7 @@ where
     }
 
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, RedisError> {
-        let mut connection = self.connection.clone();
-        let mut pattern = Vec::new();
-        for &byte in &self.prefix {
-            if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
-                pattern.push(b'\\');
-            }
-            pattern.push(byte);
-        }
-        pattern.push(b'*');
-        let (mut cursor, mut keys) = (0u64, Vec::new());
-        loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut connection)
-                .await?;
-            for full in batch {
-                let pending: Option<String> =
-                    redis::cmd("HGET").arg(&full).arg("p").query_async(&mut connection).await?;
-                if let (Some(key), Some(pending)) = (full.strip_prefix(&self.prefix[..]), pending) {
-                    if pending != "0" && after.map_or(true, |after| key > after) {
-                        keys.push(key.to_vec());
-                    }
-                }
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        keys.sort();
-        keys.truncate(limit);
-        Ok(keys)
+        pending_under(&self.connection, &self.prefix, after, limit).await
     }
 }
 

@@ -12,6 +12,7 @@ use crate::key::MigrationKey;
 use crate::store::json::{decode, encode};
 use crate::store::sqlite::{open_file, open_memory, prepare_table};
 use crate::store::SqliteError;
+use crate::store::{from_sql, to_sql};
 use crate::versioned::now_ms;
 
 /// An unversioned NEW in SQLite: one row per [`Entry`], `(key BLOB PRIMARY KEY, value TEXT,
@@ -35,14 +36,6 @@ const COLUMNS: &[(&str, &str, i64)] = &[
     ("lease", "INTEGER", 0),
     ("leases", "INTEGER", 0),
 ];
-
-fn sql(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn unsigned(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
 
 impl<K: ?Sized, V> SqliteCache<K, V> {
     /// Opens (or creates) the database file at `path` and the table `table` in it.
@@ -80,9 +73,9 @@ impl<K: ?Sized, V> SqliteCache<K, V> {
                     value: row.get(0)?,
                     absent: row.get(1)?,
                     pending: row.get(2)?,
-                    pending_until: unsigned(row.get(3)?),
-                    lease: unsigned(row.get(4)?),
-                    leases: unsigned(row.get(5)?),
+                    pending_until: from_sql(row.get(3)?),
+                    lease: from_sql(row.get(4)?),
+                    leases: from_sql(row.get(5)?),
                 })
             })
             .optional()?
@@ -100,9 +93,9 @@ impl<K: ?Sized, V> SqliteCache<K, V> {
                 entry.value,
                 entry.absent,
                 entry.pending,
-                sql(entry.pending_until),
-                sql(entry.lease),
-                sql(entry.leases)
+                to_sql(entry.pending_until),
+                to_sql(entry.lease),
+                to_sql(entry.leases)
             ])?;
         transaction.commit()?;
         Ok(out)
@@ -160,7 +153,7 @@ where
             "SELECT key FROM {} WHERE pending > 0 AND (?1 IS NULL OR key > ?1) ORDER BY key LIMIT ?2",
             self.table
         ))?;
-        let rows = statement.query_map(params![after, sql(limit as u64)], |row| row.get(0))?;
+        let rows = statement.query_map(params![after, to_sql(limit as u64)], |row| row.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }

@@ -1,5 +1,6 @@
 use crate::fleet::{record_from_columns, Control, Goal, Member, Plan, Record};
 use crate::store::postgres::Pooled;
+use crate::store::to_sql;
 use crate::store::PostgresError;
 
 /// A fleet's control record in PostgreSQL: the row `name` of `zddm_fleet`, and one row per
@@ -11,10 +12,6 @@ pub struct PostgresControl {
 }
 
 const NOW: &str = "(extract(epoch from now()) * 1000)::bigint";
-
-fn sql(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
 
 fn ppm(rate: crate::Rate) -> i64 {
     i64::from(rate.ppm())
@@ -79,7 +76,7 @@ impl Control for PostgresControl {
                 &[
                     &self.name,
                     &initial.salt,
-                    &sql(initial.epoch),
+                    &to_sql(initial.epoch),
                     &plan.phase.name(),
                     &ppm(plan.read),
                     &ppm(plan.write),
@@ -105,7 +102,7 @@ impl Control for PostgresControl {
                  invalidate_ppm = $6 WHERE name = $1 AND epoch = $2",
                 &[
                     &self.name,
-                    &sql(epoch),
+                    &to_sql(epoch),
                     &plan.phase.name(),
                     &ppm(plan.read),
                     &ppm(plan.write),
@@ -135,7 +132,7 @@ impl Control for PostgresControl {
                  ON CONFLICT (name, instance) DO UPDATE SET epoch = excluded.epoch, seen_ms = excluded.seen_ms"
             ))
             .await?;
-        client.execute(&statement, &[&self.name, &instance, &sql(epoch)]).await?;
+        client.execute(&statement, &[&self.name, &instance, &to_sql(epoch)]).await?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::fleet::{record_from_columns, Control, Goal, Member, Plan, Record};
 use crate::store::sqlite::open_file;
+use crate::store::to_sql;
 use crate::store::SqliteError;
 use crate::versioned::now_ms;
 
@@ -59,10 +60,6 @@ impl SqliteControl {
     }
 }
 
-fn sql(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
 impl Control for SqliteControl {
     type Error = SqliteError;
 
@@ -75,7 +72,7 @@ impl Control for SqliteControl {
             params![
                 self.name,
                 initial.salt,
-                sql(initial.epoch),
+                to_sql(initial.epoch),
                 plan.phase.name(),
                 plan.read.ppm(),
                 plan.write.ppm(),
@@ -99,7 +96,7 @@ impl Control for SqliteControl {
             "UPDATE zddm_fleet SET epoch = epoch + 1, phase = ?3, read_ppm = ?4, write_ppm = ?5, invalidate_ppm = ?6 \
              WHERE name = ?1 AND epoch = ?2",
         )?
-        .execute(params![self.name, sql(epoch), plan.phase.name(), plan.read.ppm(), plan.write.ppm(), plan.invalidate.ppm()])?;
+        .execute(params![self.name, to_sql(epoch), plan.phase.name(), plan.read.ppm(), plan.write.ppm(), plan.invalidate.ppm()])?;
         Ok(changed == 1)
     }
 
@@ -117,7 +114,7 @@ impl Control for SqliteControl {
                 "INSERT INTO zddm_fleet_members VALUES (?1, ?2, ?3, ?4) \
                  ON CONFLICT(name, instance) DO UPDATE SET epoch = excluded.epoch, seen_ms = excluded.seen_ms",
             )?
-            .execute(params![self.name, instance, sql(epoch), sql(now_ms())])?;
+            .execute(params![self.name, instance, to_sql(epoch), to_sql(now_ms())])?;
         Ok(())
     }
 

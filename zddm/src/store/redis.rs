@@ -109,6 +109,69 @@ pub(crate) async fn connect(url: &str, prefix: &str) -> Result<ConnectionManager
         .map_err(|source| RedisError::Connect { url: url.to_owned(), source })
 }
 
+/// Every key under `prefix` (without the prefix), in byte order: one `SCAN` of the prefix. For
+/// maintenance (listing, purging), never for the request path.
+pub(crate) async fn keys_under(connection: &ConnectionManager, prefix: &[u8]) -> Result<Vec<Vec<u8>>, RedisError> {
+    let mut pattern = Vec::with_capacity(prefix.len() + 1);
+    for &byte in prefix {
+        if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
+            pattern.push(b'\\');
+        }
+        pattern.push(byte);
+    }
+    pattern.push(b'*');
+    let mut connection = connection.clone();
+    let (mut cursor, mut keys) = (0u64, Vec::new());
+    loop {
+        let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut connection)
+            .await?;
+        keys.extend(batch.into_iter().filter_map(|key| key.strip_prefix(prefix).map(<[u8]>::to_vec)));
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
+}
+
+/// Up to `limit` keys under `prefix` after `after`, in byte order, whose hash has a non-zero
+/// pending count (field `p`): the keys in doubt of a versioned target or an unversioned cache.
+pub(crate) async fn pending_under(
+    connection: &ConnectionManager,
+    prefix: &[u8],
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<Vec<u8>>, RedisError> {
+    let keys = keys_under(connection, prefix).await?;
+    let keys: Vec<&Vec<u8>> = keys.iter().filter(|key| after.map_or(true, |after| key[..] > *after)).collect();
+    let mut connection = connection.clone();
+    let mut out = Vec::new();
+    for chunk in keys.chunks(500) {
+        let mut pipe = redis::pipe();
+        for key in chunk {
+            pipe.cmd("HGET").arg([prefix, &key[..]].concat()).arg("p");
+        }
+        let pending: Vec<Option<String>> = pipe.query_async(&mut connection).await?;
+        for (key, pending) in chunk.iter().zip(pending) {
+            if pending.is_some_and(|p| p != "0") {
+                out.push((*key).clone());
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl<K: ?Sized, V> RedisStore<K, V> {
     /// Connects to the Redis server at `url` (`redis://host:port/db`); the store's keys start with
     /// `prefix:`.

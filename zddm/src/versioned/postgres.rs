@@ -8,6 +8,7 @@ use crate::key::MigrationKey;
 use crate::store::json::{decode, encode};
 use crate::store::postgres::{lock_key, Pooled};
 use crate::store::PostgresError;
+use crate::store::{from_sql, to_sql};
 use crate::versioned::{Change, Filled, Lookup, Slot, Source, Target, Versioned};
 
 /// A versioned OLD on PostgreSQL: `(key bytea PRIMARY KEY, value text NOT NULL, version bigint NOT
@@ -40,14 +41,6 @@ pub struct PostgresTarget<K: ?Sized, V> {
 
 /// The server's clock in ms: the transaction's start, the same for every use in one statement.
 const NOW: &str = "(extract(epoch from now()) * 1000)::bigint";
-
-fn to_sql(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn from_sql(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
-}
 
 impl<K: ?Sized, V> PostgresSource<K, V> {
     /// Connects to `url` with a pool of up to `connections` connections, and creates the table and

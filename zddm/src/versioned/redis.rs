@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::key::MigrationKey;
 use crate::store::json::{decode, encode};
-use crate::store::redis::connect;
+use crate::store::redis::{connect, keys_under, pending_under};
 use crate::store::RedisError;
 use crate::versioned::{Change, Filled, Lookup, Slot, Source, Target, Versioned};
 
@@ -215,39 +215,6 @@ impl<K: ?Sized, V> RedisTarget<K, V> {
             types: PhantomData,
         })
     }
-
-    /// Every key of the store's prefix, canonical bytes, in byte order (one `SCAN` of the prefix).
-    async fn keys(&self) -> Result<Vec<Vec<u8>>, RedisError> {
-        let mut pattern = Vec::with_capacity(self.prefix.len() + 1);
-        for &byte in &self.prefix {
-            if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
-                pattern.push(b'\\');
-            }
-            pattern.push(byte);
-        }
-        pattern.push(b'*');
-        let mut connection = self.connection.clone();
-        let mut cursor = 0u64;
-        let mut keys = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut connection)
-                .await?;
-            keys.extend(batch.into_iter().filter_map(|key| key.strip_prefix(&self.prefix[..]).map(<[u8]>::to_vec)));
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        keys.sort();
-        keys.dedup();
-        Ok(keys)
-    }
 }
 
 impl<K, V> Source<K, V> for RedisSource<K, V>
@@ -399,32 +366,13 @@ where
     }
 
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, RedisError> {
-        let keys: Vec<Vec<u8>> =
-            self.keys().await?.into_iter().filter(|key| after.map_or(true, |a| key[..] > *a)).collect();
-        let mut out = Vec::new();
-        let mut connection = self.connection.clone();
-        for chunk in keys.chunks(500) {
-            let mut pipe = redis::pipe();
-            for key in chunk {
-                pipe.cmd("HGET").arg(entry(&self.prefix, key)).arg("p");
-            }
-            let pending: Vec<Option<String>> = pipe.query_async(&mut connection).await?;
-            for (key, pending) in chunk.iter().zip(pending) {
-                if pending.is_some_and(|p| p != "0") {
-                    out.push(key.clone());
-                    if out.len() == limit {
-                        return Ok(out);
-                    }
-                }
-            }
-        }
-        Ok(out)
+        pending_under(&self.connection, &self.prefix, after, limit).await
     }
 
     async fn purge(&self, older_than_ms: u64) -> Result<usize, RedisError> {
         let mut purged = 0;
         let mut connection = self.connection.clone();
-        for key in self.keys().await? {
+        for key in keys_under(&self.connection, &self.prefix).await? {
             let gone: i64 = self
                 .scripts
                 .purge

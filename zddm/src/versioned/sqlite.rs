@@ -11,6 +11,7 @@ use crate::key::MigrationKey;
 use crate::store::json::{decode, encode};
 use crate::store::sqlite::{open_file, open_memory, prepare_table};
 use crate::store::SqliteError;
+use crate::store::{from_sql, to_sql};
 use crate::versioned::{now_ms, Change, Filled, Lookup, Slot, Source, Target, Versioned};
 
 /// A versioned OLD in SQLite: `(key BLOB PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT
@@ -68,16 +69,6 @@ pub type KeyedSlot = (Vec<u8>, Slot<String>);
 // an unfinished one, so a poisoned lock is still sound to use.
 fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     connection.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-// SQLite integers are i64; versions and times stay far below i64::MAX, and a stored negative value
-// can only come from outside zddm: read as 0.
-fn to_sql(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn from_sql(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }
 
 impl<K: ?Sized, V> SqliteSource<K, V> {
