@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use zddm::cached::{Cache, CachedProxy, SqliteCache};
+use zddm::cached::{CachedProxy, SqliteCache};
 use zddm::fleet::{
     Control, Fleet, FleetConfig, Goal, MemoryControl, Plan, PostgresControl, RedisControl, SqliteControl,
 };
@@ -37,43 +37,18 @@ trait Lagged {
     async fn step_b(&self);
 }
 
-/// A's and B's proxies in one fleet.
-struct InFleet<C: Control, O, N> {
-    a: (VersionedProxy<u64, u64, O, N>, Fleet<C>),
-    b: (VersionedProxy<u64, u64, O, N>, Fleet<C>),
+/// A's and B's proxies (of either fleet mode) in one fleet.
+struct InFleet<C: Control, P> {
+    a: (P, Fleet<C>),
+    b: (P, Fleet<C>),
 }
 
-impl<C: Control, O: Source<u64, u64>, N: Target<u64, u64>> Lagged for InFleet<C, O, N> {
-    type P = VersionedProxy<u64, u64, O, N>;
-    fn a(&self) -> &Self::P {
+impl<C: Control, P: Instance> Lagged for InFleet<C, P> {
+    type P = P;
+    fn a(&self) -> &P {
         &self.a.0
     }
-    fn b(&self) -> &Self::P {
-        &self.b.0
-    }
-    async fn set_goal(&self, goal: Goal) {
-        self.a.1.set_goal(goal).await.unwrap();
-    }
-    async fn step_a(&self) -> bool {
-        self.a.1.poll().await.unwrap().moving
-    }
-    async fn step_b(&self) {
-        self.b.1.poll().await.unwrap();
-    }
-}
-
-/// A's and B's unversioned proxies in one fleet.
-struct CachedInFleet<C: Control, O, N> {
-    a: (CachedProxy<u64, u64, O, N>, Fleet<C>),
-    b: (CachedProxy<u64, u64, O, N>, Fleet<C>),
-}
-
-impl<C: Control, O: Store<u64, u64>, N: Cache<u64, u64>> Lagged for CachedInFleet<C, O, N> {
-    type P = CachedProxy<u64, u64, O, N>;
-    fn a(&self) -> &Self::P {
-        &self.a.0
-    }
-    fn b(&self) -> &Self::P {
+    fn b(&self) -> &P {
         &self.b.0
     }
     async fn set_goal(&self, goal: Goal) {
@@ -91,7 +66,7 @@ impl<C: Control, O: Store<u64, u64>, N: Cache<u64, u64>> Lagged for CachedInFlee
 /// phase at once — instead of the acknowledged steps: the switch that re-introduces the race the
 /// steps exist for.
 struct Jumping {
-    fleet: InFleet<MemoryControl, MemOld, MemNew>,
+    fleet: InFleet<MemoryControl, VersionedProxy<u64, u64, MemOld, MemNew>>,
     control: MemoryControl,
 }
 
@@ -234,7 +209,7 @@ async fn ramps<L: Lagged>(lagged: &L) -> Vec<String> {
 async fn in_fleet<C: Control, O: Source<u64, u64>, N: Target<u64, u64>>(
     controls: (C, C),
     stores: [(O, N); 2],
-) -> InFleet<C, O, N> {
+) -> InFleet<C, VersionedProxy<u64, u64, O, N>> {
     let config = FleetConfig::default();
     let [(old_a, new_a), (old_b, new_b)] = stores;
     let fleet_a = Fleet::join(controls.0, "a", "fleet", config).await.unwrap();
@@ -359,7 +334,7 @@ async fn an_unversioned_fleet_out_of_step_serves_no_stale_value() {
         Fleet::join(control(), "b", "fleet", config).await.unwrap(),
     );
     let ((old_a, new_a), (old_b, new_b)) = (pair(), pair());
-    let fleet = CachedInFleet {
+    let fleet = InFleet {
         a: (CachedProxy::in_fleet(old_a, new_a, &fleet_a), fleet_a),
         b: (CachedProxy::in_fleet(old_b, new_b, &fleet_b), fleet_b),
     };
