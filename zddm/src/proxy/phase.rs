@@ -27,7 +27,7 @@ pub enum Phase {
     DualWrite,
     /// Writes go to both stores; reads are served by OLD and compared with NEW.
     Shadow,
-    /// NEW is a read-through / write-through cache of OLD (the seed library's only mode).
+    /// NEW is a read-through / write-through cache of OLD (the classic migration cache).
     ReadThrough,
     /// NEW serves every read; OLD is still written, so stepping back to `ReadThrough` is safe.
     Live,
