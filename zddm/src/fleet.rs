@@ -256,6 +256,11 @@ impl Cell {
         Plan::unpack(self.plan.load(Ordering::Acquire))
     }
 
+    /// Whether the record has not been reached for longer than `fence_after`.
+    fn fenced(&self) -> bool {
+        self.elapsed_ms().saturating_sub(self.contact_ms.load(Ordering::Acquire)) > self.fence_after_ms
+    }
+
     fn touch(&self) {
         self.contact_ms.store(self.elapsed_ms(), Ordering::Release);
     }
@@ -299,7 +304,7 @@ impl Routing {
                 let (rate, high) = gate.rates();
                 Plan::local(Phase::from_index(phase.load(Ordering::Acquire)), rate, high)
             }
-            Routing::Fleet(cell) => cell.ticket().plan,
+            Routing::Fleet(cell) => cell.plan(),
         }
     }
 
@@ -401,7 +406,7 @@ impl<C: Control> Fleet<C> {
     /// Whether this instance has lost the record for longer than `fence_after` (its calls then
     /// read OLD and keep NEW honest on every write).
     pub fn is_fenced(&self) -> bool {
-        self.cell.ticket().fenced
+        self.cell.fenced()
     }
 
     /// This instance's name.

@@ -412,11 +412,7 @@ where
     }
 
     fn fail(&self, side: Side, op: Op, error: impl std::error::Error + Send + Sync + 'static) -> Error {
-        bump(match side {
-            Side::Old => &self.inner.stats.old_errors,
-            Side::New => &self.inner.stats.new_errors,
-        });
-        Error::store(side, op, error)
+        self.inner.stats.fail(side, op, error)
     }
 
     async fn read_old(&self, key: &K) -> Result<Option<V>, Error> {

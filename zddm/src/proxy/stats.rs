@@ -74,6 +74,22 @@ counters!(
     old_errors new_errors indeterminate shadow_compared mismatches
 );
 
+impl Counters {
+    /// Counts a store's failure against its side, and wraps it as the proxy's error.
+    pub(crate) fn fail(
+        &self,
+        side: crate::error::Side,
+        op: crate::error::Op,
+        error: impl std::error::Error + Send + Sync + 'static,
+    ) -> crate::error::Error {
+        bump(match side {
+            crate::error::Side::Old => &self.old_errors,
+            crate::error::Side::New => &self.new_errors,
+        });
+        crate::error::Error::store(side, op, error)
+    }
+}
+
 pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
