@@ -84,3 +84,166 @@ fn expansions_compile_and_route_without_the_users_scope() {
     assert_eq!(found, ::core::option::Option::Some(Order { items: 3 }), "read through from OLD");
     ::std::assert_eq!(Orders::name(&orders), "legacy");
 }
+
+/// The fleet modes' expansions, next to the same shadowing items.
+#[::zddm::migrate(old = VersionedLegacy, new = VersionedModern, mode = versioned)]
+pub trait VersionedOrders {
+    fn get(&self, key: &OrderKey) -> ::core::result::Result<::core::option::Option<Order>, RepoError>;
+    fn put(&self, key: &OrderKey, order: &Order) -> ::core::result::Result<(), RepoError>;
+    fn delete(&self, key: &OrderKey) -> ::core::result::Result<(), RepoError>;
+}
+
+pub struct VersionedLegacy(::zddm::versioned::MemorySource<OrderKey, Order>);
+pub struct VersionedModern(::zddm::versioned::MemoryTarget<OrderKey, Order>);
+
+/// Each store's trait impl, unused by the fleet modes (they route through `Source`/`Target`/`Cache`).
+macro_rules! unused_repository {
+    ($trait:ident for $store:ty) => {
+        #[::zddm::backend]
+        impl $trait for $store {
+            fn get(&self, _: &OrderKey) -> ::core::result::Result<::core::option::Option<Order>, RepoError> {
+                ::core::result::Result::Ok(::core::option::Option::None)
+            }
+            fn put(&self, _: &OrderKey, _: &Order) -> ::core::result::Result<(), RepoError> {
+                ::core::result::Result::Ok(())
+            }
+            fn delete(&self, _: &OrderKey) -> ::core::result::Result<(), RepoError> {
+                ::core::result::Result::Ok(())
+            }
+        }
+    };
+}
+
+unused_repository!(VersionedOrders for VersionedLegacy);
+unused_repository!(VersionedOrders for VersionedModern);
+
+// Implemented on the stores themselves: the key and value types are another crate's.
+impl ::zddm::versioned::Source<OrderKey, Order> for VersionedLegacy {
+    type Error = ::zddm::KeyError;
+
+    async fn get(
+        &self,
+        key: &OrderKey,
+    ) -> ::core::result::Result<::core::option::Option<::zddm::versioned::Versioned<Order>>, Self::Error> {
+        self.0.get(key).await
+    }
+    async fn put(&self, key: &OrderKey, value: &Order) -> ::core::result::Result<u64, Self::Error> {
+        self.0.put(key, value).await
+    }
+    async fn delete(&self, key: &OrderKey) -> ::core::result::Result<u64, Self::Error> {
+        self.0.delete(key).await
+    }
+    async fn next_version(&self, key: &OrderKey) -> ::core::result::Result<u64, Self::Error> {
+        self.0.next_version(key).await
+    }
+}
+
+impl ::zddm::versioned::Target<OrderKey, Order> for VersionedModern {
+    type Error = ::zddm::KeyError;
+
+    async fn lookup(&self, key: &OrderKey) -> ::core::result::Result<::zddm::versioned::Lookup<Order>, Self::Error> {
+        self.0.lookup(key).await
+    }
+    async fn mark(&self, key: &OrderKey, grace_ms: u64) -> ::core::result::Result<(), Self::Error> {
+        self.0.mark(key, grace_ms).await
+    }
+    async fn apply(
+        &self,
+        key: &OrderKey,
+        change: ::zddm::versioned::Change<&Order>,
+        version: u64,
+        settle: bool,
+    ) -> ::core::result::Result<bool, Self::Error> {
+        self.0.apply(key, change, version, settle).await
+    }
+    async fn fill(
+        &self,
+        key: &OrderKey,
+        value: ::core::option::Option<&Order>,
+        version: u64,
+        token: ::core::option::Option<u64>,
+    ) -> ::core::result::Result<::zddm::versioned::Filled, Self::Error> {
+        self.0.fill(key, value, version, token).await
+    }
+    async fn pending_keys(
+        &self,
+        after: ::core::option::Option<&[u8]>,
+        limit: usize,
+    ) -> ::core::result::Result<::std::vec::Vec<::std::vec::Vec<u8>>, Self::Error> {
+        self.0.pending_keys(after, limit).await
+    }
+    async fn purge(&self, older_than_ms: u64) -> ::core::result::Result<usize, Self::Error> {
+        self.0.purge(older_than_ms).await
+    }
+}
+
+#[::zddm::migrate(old = Legacy, new = CachedModern, mode = cached)]
+pub trait CachedOrders {
+    fn get(&self, key: &OrderKey) -> ::core::result::Result<::core::option::Option<Order>, RepoError>;
+    fn put(&self, key: &OrderKey, order: &Order) -> ::core::result::Result<(), RepoError>;
+    fn delete(&self, key: &OrderKey) -> ::core::result::Result<(), RepoError>;
+}
+
+pub struct CachedModern(::zddm::cached::MemoryCache<OrderKey, Order>);
+
+#[::zddm::backend]
+impl CachedOrders for Legacy {
+    fn get(&self, _: &OrderKey) -> ::core::result::Result<::core::option::Option<Order>, RepoError> {
+        ::core::result::Result::Ok(::core::option::Option::Some(Order { items: 5 }))
+    }
+    fn put(&self, _: &OrderKey, _: &Order) -> ::core::result::Result<(), RepoError> {
+        ::core::result::Result::Ok(())
+    }
+    fn delete(&self, _: &OrderKey) -> ::core::result::Result<(), RepoError> {
+        ::core::result::Result::Ok(())
+    }
+}
+
+unused_repository!(CachedOrders for CachedModern);
+
+impl ::zddm::cached::Cache<OrderKey, Order> for CachedModern {
+    type Error = ::zddm::KeyError;
+
+    async fn probe(&self, key: &OrderKey) -> ::core::result::Result<::zddm::cached::Probe<Order>, Self::Error> {
+        self.0.probe(key).await
+    }
+    async fn mark(&self, key: &OrderKey, grace_ms: u64) -> ::core::result::Result<(), Self::Error> {
+        self.0.mark(key, grace_ms).await
+    }
+    async fn invalidate(&self, key: &OrderKey, settle: bool) -> ::core::result::Result<(), Self::Error> {
+        self.0.invalidate(key, settle).await
+    }
+    async fn fill(
+        &self,
+        key: &OrderKey,
+        value: ::core::option::Option<&Order>,
+        token: u64,
+    ) -> ::core::result::Result<bool, Self::Error> {
+        self.0.fill(key, value, token).await
+    }
+    async fn pending_keys(
+        &self,
+        after: ::core::option::Option<&[u8]>,
+        limit: usize,
+    ) -> ::core::result::Result<::std::vec::Vec<::std::vec::Vec<u8>>, Self::Error> {
+        self.0.pending_keys(after, limit).await
+    }
+}
+
+#[test]
+fn fleet_mode_expansions_compile_and_route_without_the_users_scope() {
+    let gate = || ::zddm::Gate::new("hygiene", ::zddm::Rate::ALL);
+    let key = OrderKey { tenant: 1, order: "A-1".into() };
+    let versioned = VersionedOrdersMigration::new(
+        VersionedLegacy(::zddm::versioned::MemorySource::new()),
+        VersionedModern(::zddm::versioned::MemoryTarget::new()),
+        gate(),
+    );
+    VersionedOrders::put(&versioned, &key, &Order { items: 4 }).unwrap_or_else(|_| ::std::panic!("the write failed"));
+    let found = VersionedOrders::get(&versioned, &key).unwrap_or_else(|_| ::std::panic!("the read failed"));
+    ::std::assert_eq!(found, ::core::option::Option::Some(Order { items: 4 }));
+
+    let cached = CachedOrdersMigration::new(Legacy, CachedModern(::zddm::cached::MemoryCache::new()), gate());
+    let found = CachedOrders::get(&cached, &key).unwrap_or_else(|_| ::std::panic!("the read failed"));
+    ::std::assert_eq!(found, ::core::option::Option::Some(Order { items: 5 }), "read through from OLD");
+}

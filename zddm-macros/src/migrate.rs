@@ -28,7 +28,7 @@ pub fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let parsed = attr::parse_args(args, &mut errors);
     let repository = ast::Repository::from_syn(&trait_item, &mut errors);
-    let table = repository.validate(&mut errors);
+    let table = repository.validate(parsed.mode, &mut errors);
     match (errors.finish(), parsed.complete(), table) {
         (Ok(()), Some(args), Some(table)) => expand::generate(&repository, &args, &table),
         (result, _, _) => {

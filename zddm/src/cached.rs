@@ -77,6 +77,11 @@ pub enum Probe<V> {
 
 /// NEW in unversioned mode: each operation one atomic step of [`Entry`]'s state machine, in one
 /// round trip, on the store's own clock.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a leased cache of `{K}` → `{V}`",
+    label = "NEW must be a `zddm::cached::Cache<{K}, {V}>`",
+    note = "in `#[zddm::migrate(.., mode = cached)]`, implement `zddm::cached::Cache<{K}, {V}>` for NewStore, or register the impl with `#[zddm::backend]` so that only the migration reaches it"
+)]
 pub trait Cache<K: ?Sized, V>: Send + Sync {
     /// The store's own error type.
     type Error: std::error::Error + Send + Sync + 'static;

@@ -157,17 +157,22 @@ pub use zddm_macros::backend;
 /// shadowing `core`, `Result` or `String` cannot break an expansion.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::backend::{register, Registered};
+    pub use crate::backend::{cached, register, versioned, CachedRepository, Registered, VersionedRepository};
+    pub use crate::cached::CachedProxy;
+    pub use crate::fleet::{Control, Fleet};
     pub use crate::key::{schema_fields, ByteKey, KeySink, MigrationKey};
     pub use crate::proxy::{block_on, Proxy, ProxyBuilder};
     pub use crate::store::Store;
+    pub use crate::versioned::{VersionedProxy, VersionedProxyBuilder};
     pub use crate::{ConfigError, Error, Gate};
     pub use ::core::convert::From;
     pub use ::core::future::Future;
     pub use ::core::marker::{Send, Sized, Sync};
     pub use ::core::option::Option;
     pub use ::core::result::Result;
+    pub use ::core::time::Duration;
     pub use ::std::string::String;
+    pub use ::std::sync::Arc;
     pub use ::tokio::sync::Mutex as AsyncMutex;
 
     /// How a repository's error type receives the migration's failures; generated code names it

@@ -143,6 +143,11 @@ pub enum Filled {
 ///
 /// The futures must be `Send`, and an operation must not take effect after its future is dropped
 /// unless it already had when it was dropped (the proxy treats a dropped write as in doubt).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a versioned OLD store of `{K}` → `{V}`",
+    label = "OLD must be a `zddm::versioned::Source<{K}, {V}>`",
+    note = "in `#[zddm::migrate(.., mode = versioned)]`, implement `zddm::versioned::Source<{K}, {V}>` for OldStore, or register the impl with `#[zddm::backend]` so that only the migration reaches it"
+)]
 pub trait Source<K: ?Sized, V>: Send + Sync {
     /// The store's own error type.
     type Error: std::error::Error + Send + Sync + 'static;
@@ -170,6 +175,11 @@ pub trait Source<K: ?Sized, V>: Send + Sync {
 
 /// NEW in versioned mode: each operation is one atomic step of [`Slot`]'s state machine, in one
 /// round trip, on the store's own clock.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a versioned NEW store of `{K}` → `{V}`",
+    label = "NEW must be a `zddm::versioned::Target<{K}, {V}>`",
+    note = "in `#[zddm::migrate(.., mode = versioned)]`, implement `zddm::versioned::Target<{K}, {V}>` for NewStore, or register the impl with `#[zddm::backend]` so that only the migration reaches it"
+)]
 pub trait Target<K: ?Sized, V>: Send + Sync {
     /// The store's own error type.
     type Error: std::error::Error + Send + Sync + 'static;

@@ -1,4 +1,5 @@
-//! `#[zddm::migrate(old = Type, new = Type)]` and `#[zddm(read | write | delete | old | new)]`.
+//! `#[zddm::migrate(old = Type, new = Type, mode = versioned | cached)]` and
+//! `#[zddm(read | write | delete | old | new)]`.
 
 use proc_macro2::{Span, TokenStream};
 use syn::parse::{ParseStream, Parser};
@@ -11,6 +12,28 @@ use crate::errors::Errors;
 pub struct Args {
     pub old: Type,
     pub new: Type,
+    pub mode: Mode,
+}
+
+/// Which proxy the migration runs on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `zddm::Proxy`: one process, the stores reached through the trait.
+    Local,
+    /// `zddm::versioned::VersionedProxy`: OLD a `Source`, NEW a `Target`; a fleet stays consistent.
+    Versioned,
+    /// `zddm::cached::CachedProxy`: OLD through the trait, NEW a `Cache`; a fleet stays consistent.
+    Cached,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Local => "local",
+            Mode::Versioned => "versioned",
+            Mode::Cached => "cached",
+        }
+    }
 }
 
 /// What was parsed, even when something was missing: the error path still mentions the store types
@@ -18,23 +41,55 @@ pub struct Args {
 pub struct Parsed {
     pub old: Option<Type>,
     pub new: Option<Type>,
+    /// `Local` unless one of the fleet modes was given.
+    pub mode: Mode,
 }
 
 impl Parsed {
     pub fn complete(&self) -> Option<Args> {
-        Some(Args { old: self.old.clone()?, new: self.new.clone()? })
+        Some(Args { old: self.old.clone()?, new: self.new.clone()?, mode: self.mode })
     }
 }
 
 const ARGS_HELP: &str = "write `#[zddm::migrate(old = OldStore, new = NewStore)]`";
+const MODE_HELP: &str = "write `mode = versioned` (OLD gives versions) or `mode = cached` (NEW is a cache with \
+                         leased fills) for a fleet of instances, or leave `mode` out for one process (see \
+                         docs/repository-macro.md)";
 
-/// Parses `old = …, new = …` in any order; duplicates, unknown and missing arguments are errors.
+/// Parses `old = …, new = …` and an optional `mode = …` in any order; duplicates, unknown and
+/// missing arguments are errors.
 pub fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Parsed {
     let mut old = None;
     let mut new = None;
+    let mut mode = Mode::Local;
+    let mut mode_given = false;
     let parser = |input: ParseStream| {
         while !input.is_empty() {
             let name: Ident = input.parse()?;
+            if name == "mode" {
+                input
+                    .parse::<Token![=]>()
+                    .map_err(|e| Error::new(e.span(), "expected `mode = versioned` or `mode = cached`"))?;
+                let value: Ident =
+                    input.parse().map_err(|e| Error::new(e.span(), format!("expected a mode: {MODE_HELP}")))?;
+                let found = match value.to_string().as_str() {
+                    "versioned" => Some(Mode::Versioned),
+                    "cached" => Some(Mode::Cached),
+                    _ => None,
+                };
+                if mode_given {
+                    errors.push(Error::new(name.span(), "`mode` is given twice: give it once"));
+                } else if let Some(found) = found {
+                    mode = found;
+                } else {
+                    errors.push(Error::new(value.span(), format!("unknown mode `{value}`: {MODE_HELP}")));
+                }
+                mode_given = true;
+                if !input.is_empty() {
+                    input.parse::<Token![,]>()?;
+                }
+                continue;
+            }
             let slot = match name.to_string().as_str() {
                 "old" => Some(&mut old),
                 "new" => Some(&mut new),
@@ -42,7 +97,10 @@ pub fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Parsed {
                     // Reported, and the rest still parsed: one mistake, one error.
                     errors.push(Error::new(
                         name.span(),
-                        format!("unknown argument `{name}`: #[zddm::migrate] takes `old` and `new`; {ARGS_HELP}"),
+                        format!(
+                            "unknown argument `{name}`: #[zddm::migrate] takes `old`, `new` and optionally `mode`; \
+                             {ARGS_HELP}"
+                        ),
                     ));
                     None
                 }
@@ -85,7 +143,7 @@ pub fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Parsed {
             }
         }
     }
-    Parsed { old, new }
+    Parsed { old, new, mode }
 }
 
 /// The classification an attribute gives a method, if any.

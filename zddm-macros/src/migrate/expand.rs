@@ -6,7 +6,7 @@ use syn::spanned::Spanned;
 use syn::{parse_quote, FnArg, ItemTrait, Pat, Signature, TraitItem, Type};
 
 use super::ast::{Kind, Method, Repository};
-use super::attr::{self, Args};
+use super::attr::{self, Args, Mode};
 use super::valid::Table;
 
 /// The trait as the user wrote it, without zddm's method attributes.
@@ -57,7 +57,6 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
     let (vis, name) = (&item.vis, &item.ident);
     let migration = format_ident!("{}Migration", name);
     let side = format_ident!("{}Side", name);
-    let Table { key, value, .. } = table;
     let (old, new) = (&args.old, &args.new);
 
     let mut plain = plain_trait(item);
@@ -74,30 +73,42 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
     let register = format!("a store implements `{name}` with `#[zddm::backend] impl {name} for Store {{ … }}`");
 
     let exclusive = repository.exclusive();
-    let proxy_ty = quote!(::zddm::__private::Proxy<#key, #value, #side<#old>, #side<#new>>);
-    let (inner, wrap) = if exclusive {
-        (quote!(::zddm::__private::AsyncMutex<::zddm::Backend<B>>), quote!(::zddm::__private::AsyncMutex::new))
-    } else {
-        (quote!(::zddm::Backend<B>), quote!())
-    };
+    let shape = Shape::of(args, table, &side, &migration, exclusive);
     // `#[async_trait]` rewrites the trait's async methods; the generated impl of the trait needs the
     // same rewrite (the stores' impls carry their own attribute).
     let async_trait = item
         .attrs
         .iter()
         .filter(|attr| attr.path().segments.last().is_some_and(|segment| segment.ident == "async_trait"));
-    let methods =
-        repository.methods.iter().filter(|m| m.kind.is_some()).map(|m| method(m, table, old, new, name, exclusive));
-    let mut sides = vec![store(table, &side, old, name, exclusive)];
-    if old.to_token_stream().to_string() != new.to_token_stream().to_string() {
+    let methods = repository.methods.iter().filter(|m| m.kind.is_some()).map(|m| method(m, table, &shape, name));
+    let mut sides = Vec::new();
+    if args.mode != Mode::Versioned {
+        sides.push(store(table, &side, old, name, exclusive));
+    }
+    if args.mode == Mode::Local && old.to_token_stream().to_string() != new.to_token_stream().to_string() {
         sides.push(store(table, &side, new, name, exclusive));
     }
+    let side_struct = (args.mode != Mode::Versioned).then(|| {
+        let side_doc = format!("A store of `{migration}`, as the proxy sees it.");
+        let inner = if exclusive {
+            quote!(::zddm::__private::AsyncMutex<::zddm::Backend<B>>)
+        } else {
+            quote!(::zddm::Backend<B>)
+        };
+        quote! {
+            #[doc = #side_doc]
+            #[doc(hidden)]
+            #vis struct #side<B>(#inner);
+        }
+    });
     let doc = format!(
-        "The migrating `{name}`: every call is routed between OLD (`{}`) and NEW (`{}`) by a `zddm::Proxy`.",
+        "The migrating `{name}`: every call is routed between OLD (`{}`) and NEW (`{}`) by a `{}`.",
         old.to_token_stream().to_string().replace(' ', ""),
         new.to_token_stream().to_string().replace(' ', ""),
+        shape.proxy_name,
     );
-    let side_doc = format!("A store of `{migration}`, as the proxy sees it.");
+    let Shape { proxy_ty, fields, stores_impl, .. } = &shape;
+    let constructors = constructors(args, table, &shape, &migration, vis);
 
     quote! {
         #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note, note = #register)]
@@ -106,37 +117,12 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
         #[doc = #doc]
         #vis struct #migration {
             proxy: #proxy_ty,
+            #fields
         }
 
         #[automatically_derived]
         impl #migration {
-            /// A migration from `old` to `new`, with `gate` deciding which keys take part.
-            #vis fn new(old: #old, new: #new, gate: ::zddm::__private::Gate) -> Self {
-                #migration {
-                    proxy: ::zddm::__private::Proxy::new(
-                        #side(#wrap(::zddm::__private::register(old))),
-                        #side(#wrap(::zddm::__private::register(new))),
-                        gate,
-                    ),
-                }
-            }
-
-            /// Like `new`, with the proxy's options (phase, stripes, shadow sampling, mismatch hook).
-            #vis fn build(
-                old: #old,
-                new: #new,
-                gate: ::zddm::__private::Gate,
-                options: impl ::core::ops::FnOnce(
-                    ::zddm::__private::ProxyBuilder<#key, #value, #side<#old>, #side<#new>>,
-                ) -> ::zddm::__private::ProxyBuilder<#key, #value, #side<#old>, #side<#new>>,
-            ) -> ::zddm::__private::Result<Self, ::zddm::__private::ConfigError> {
-                let builder = ::zddm::__private::Proxy::builder(
-                    #side(#wrap(::zddm::__private::register(old))),
-                    #side(#wrap(::zddm::__private::register(new))),
-                    gate,
-                );
-                ::zddm::__private::Result::Ok(#migration { proxy: options(builder).build()? })
-            }
+            #constructors
 
             /// The proxy: its gate, phase and stats.
             #vis fn proxy(&self) -> &#proxy_ty {
@@ -147,19 +133,282 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
         #[automatically_derived]
         impl ::zddm::__private::Registered<#migration> for #migration {}
 
+        #stores_impl
+
         #[automatically_derived]
         #(#async_trait)*
         impl #name for #migration {
             #(#methods)*
         }
 
-        #[doc = #side_doc]
-        #[doc(hidden)]
-        #vis struct #side<B>(#inner);
+        #side_struct
 
         #(#sides)*
+    }
+}
 
+/// What the migrating type holds in its mode, and how a call reaches each store.
+struct Shape {
+    /// `Proxy`, `VersionedProxy` or `CachedProxy`, for docs.
+    proxy_name: &'static str,
+    /// Where the routed calls are (`get`, `put`, `delete`), and their generic arguments.
+    proxy_path: TokenStream,
+    turbofish: TokenStream,
+    /// The impl naming the stores' types once (fleet modes), so that a missing store impl is
+    /// reported there and nowhere else.
+    stores_impl: TokenStream,
+    /// The proxy's full type.
+    proxy_ty: TokenStream,
+    /// The fields besides `proxy`.
+    fields: TokenStream,
+    /// Places of type `Backend<Old>` / `Backend<New>` (or their mutexes), for passed-through calls.
+    old_place: TokenStream,
+    new_place: TokenStream,
+    exclusive: bool,
+    /// The wrapper that gives a store reached through the trait a `Store` impl.
+    side: Ident,
+    old: Type,
+    new: Type,
+}
 
+impl Shape {
+    fn of(args: &Args, table: &Table, side: &Ident, migration: &Ident, exclusive: bool) -> Shape {
+        let Table { key, value, .. } = table;
+        let (old, new) = (&args.old, &args.new);
+        let stores_impl = |repository: TokenStream, old: TokenStream, new: TokenStream| {
+            quote! {
+                #[automatically_derived]
+                impl ::zddm::__private::#repository for #migration {
+                    type Key = #key;
+                    type Value = #value;
+                    type Old = #old;
+                    type New = #new;
+                }
+            }
+        };
+        match args.mode {
+            // The local proxy owns its sides and lends them out.
+            Mode::Local => Shape {
+                proxy_name: "zddm::Proxy",
+                proxy_path: quote!(::zddm::__private::Proxy),
+                turbofish: TokenStream::new(),
+                stores_impl: TokenStream::new(),
+                proxy_ty: quote!(::zddm::__private::Proxy<#key, #value, #side<#old>, #side<#new>>),
+                fields: TokenStream::new(),
+                old_place: quote!(self.proxy.old().0),
+                new_place: quote!(self.proxy.new_store().0),
+                exclusive,
+                side: side.clone(),
+                old: old.clone(),
+                new: new.clone(),
+            },
+            // The fleet proxies hand out no store: the migration keeps its own handles for the
+            // passed-through methods.
+            Mode::Versioned => Shape {
+                proxy_name: "zddm::versioned::VersionedProxy",
+                proxy_path: quote!(::zddm::__private::versioned),
+                turbofish: quote!(::<#migration>),
+                stores_impl: stores_impl(
+                    quote!(VersionedRepository),
+                    quote!(::zddm::__private::Arc<::zddm::Backend<#old>>),
+                    quote!(::zddm::__private::Arc<::zddm::Backend<#new>>),
+                ),
+                proxy_ty: quote!(::zddm::__private::VersionedProxy<
+                    #key, #value,
+                    ::zddm::__private::Arc<::zddm::Backend<#old>>,
+                    ::zddm::__private::Arc<::zddm::Backend<#new>>,
+                >),
+                fields: quote!(
+                    old: ::zddm::__private::Arc<::zddm::Backend<#old>>,
+                    new: ::zddm::__private::Arc<::zddm::Backend<#new>>,
+                ),
+                old_place: quote!((*self.old)),
+                new_place: quote!((*self.new)),
+                exclusive: false,
+                side: side.clone(),
+                old: old.clone(),
+                new: new.clone(),
+            },
+            Mode::Cached => Shape {
+                proxy_name: "zddm::cached::CachedProxy",
+                proxy_path: quote!(::zddm::__private::cached),
+                turbofish: quote!(::<#migration>),
+                stores_impl: stores_impl(
+                    quote!(CachedRepository),
+                    quote!(::zddm::__private::Arc<#side<#old>>),
+                    quote!(::zddm::__private::Arc<::zddm::Backend<#new>>),
+                ),
+                proxy_ty: quote!(::zddm::__private::CachedProxy<
+                    #key, #value,
+                    ::zddm::__private::Arc<#side<#old>>,
+                    ::zddm::__private::Arc<::zddm::Backend<#new>>,
+                >),
+                fields: quote!(
+                    old: ::zddm::__private::Arc<#side<#old>>,
+                    new: ::zddm::__private::Arc<::zddm::Backend<#new>>,
+                ),
+                old_place: quote!(self.old.0),
+                new_place: quote!((*self.new)),
+                exclusive: false,
+                side: side.clone(),
+                old: old.clone(),
+                new: new.clone(),
+            },
+        }
+    }
+}
+
+// Input:
+//     #[zddm::migrate(old = PgOrders, new = NewOrders, mode = versioned)]
+//
+// Output (the trait, its impl and the seal as above):
+//     pub struct OrderRepoMigration {
+//         proxy: VersionedProxy<OrderKey, Order, Arc<Backend<PgOrders>>, Arc<Backend<NewOrders>>>,
+//         old: Arc<Backend<PgOrders>>,   // for `#[zddm(old)]` methods
+//         new: Arc<Backend<NewOrders>>,
+//     }
+//     impl OrderRepoMigration { new(old, new, gate), in_fleet(old, new, &fleet), build(…), build_in_fleet(…) }
+//     impl ::zddm::__private::VersionedRepository for OrderRepoMigration {
+//         type Key = OrderKey; type Value = Order;
+//         type Old = Arc<Backend<PgOrders>>; type New = Arc<Backend<NewOrders>>;
+//     }
+//     // calls: ::zddm::__private::versioned::get::<OrderRepoMigration>(&self.proxy, key), …
+//
+// `Backend<PgOrders>` is a `Source` and `Backend<NewOrders>` a `Target` through the user's
+// `#[zddm::backend] impl Source<OrderKey, Order> for PgOrders` (and `Target` for NEW). The one
+// `VersionedRepository` impl is where a missing one is reported; every call relies on it. With
+// `mode = cached`, OLD is reached through the trait as in the local mode, and NEW is a `Cache`.
+fn constructors(args: &Args, table: &Table, shape: &Shape, migration: &Ident, vis: &syn::Visibility) -> TokenStream {
+    let (old, new) = (&args.old, &args.new);
+    let Shape { proxy_path, side, turbofish, .. } = shape;
+    match args.mode {
+        Mode::Local => local_constructors(args, table, shape, migration, vis),
+        Mode::Versioned => {
+            let builder = quote!(::zddm::__private::versioned::Builder<#migration>);
+            let handles = quote! {
+                let old = ::zddm::__private::Arc::new(::zddm::__private::register(old));
+                let new = ::zddm::__private::Arc::new(::zddm::__private::register(new));
+                let stores = (::zddm::__private::Arc::clone(&old), ::zddm::__private::Arc::clone(&new));
+            };
+            quote! {
+                /// A migration for one process, with `gate` deciding which keys take part. A fleet of
+                /// instances uses `in_fleet`.
+                #vis fn new(old: #old, new: #new, gate: ::zddm::__private::Gate) -> Self {
+                    #handles
+                    #migration { proxy: #proxy_path::new #turbofish(stores.0, stores.1, gate), old, new }
+                }
+
+                /// A migration that follows `fleet`'s plan: gate and phase move fleet-wide.
+                #vis fn in_fleet<C: ::zddm::__private::Control>(
+                    old: #old,
+                    new: #new,
+                    fleet: &::zddm::__private::Fleet<C>,
+                ) -> Self {
+                    #handles
+                    #migration { proxy: #proxy_path::in_fleet::<#migration, _>(stores.0, stores.1, fleet), old, new }
+                }
+
+                /// Like `new`, with the proxy's options (phase, grace period).
+                #vis fn build(
+                    old: #old,
+                    new: #new,
+                    gate: ::zddm::__private::Gate,
+                    options: impl ::core::ops::FnOnce(#builder) -> #builder,
+                ) -> ::zddm::__private::Result<Self, ::zddm::__private::ConfigError> {
+                    #handles
+                    let proxy = #proxy_path::build #turbofish(options(#proxy_path::builder #turbofish(stores.0, stores.1, gate)))?;
+                    ::zddm::__private::Result::Ok(#migration { proxy, old, new })
+                }
+
+                /// Like `in_fleet`, with the proxy's options (grace period).
+                #vis fn build_in_fleet<C: ::zddm::__private::Control>(
+                    old: #old,
+                    new: #new,
+                    fleet: &::zddm::__private::Fleet<C>,
+                    options: impl ::core::ops::FnOnce(#builder) -> #builder,
+                ) -> ::zddm::__private::Result<Self, ::zddm::__private::ConfigError> {
+                    #handles
+                    let proxy = #proxy_path::build #turbofish(options(#proxy_path::fleet_builder::<#migration, _>(stores.0, stores.1, fleet)))?;
+                    ::zddm::__private::Result::Ok(#migration { proxy, old, new })
+                }
+            }
+        }
+        Mode::Cached => {
+            let handles = quote! {
+                let old = ::zddm::__private::Arc::new(#side(::zddm::__private::register(old)));
+                let new = ::zddm::__private::Arc::new(::zddm::__private::register(new));
+                let stores = (::zddm::__private::Arc::clone(&old), ::zddm::__private::Arc::clone(&new));
+            };
+            quote! {
+                /// A migration for one process, with `gate` deciding which keys take part. A fleet of
+                /// instances uses `in_fleet`.
+                #vis fn new(old: #old, new: #new, gate: ::zddm::__private::Gate) -> Self {
+                    #handles
+                    #migration { proxy: #proxy_path::new #turbofish(stores.0, stores.1, gate), old, new }
+                }
+
+                /// A migration that follows `fleet`'s plan: gate and phase move fleet-wide.
+                #vis fn in_fleet<C: ::zddm::__private::Control>(
+                    old: #old,
+                    new: #new,
+                    fleet: &::zddm::__private::Fleet<C>,
+                ) -> Self {
+                    #handles
+                    #migration { proxy: #proxy_path::in_fleet::<#migration, _>(stores.0, stores.1, fleet), old, new }
+                }
+
+                /// The same migration with another grace period (see `CachedProxy::with_grace`).
+                #vis fn with_grace(
+                    self,
+                    grace: ::zddm::__private::Duration,
+                ) -> ::zddm::__private::Result<Self, ::zddm::__private::ConfigError> {
+                    let proxy = #proxy_path::with_grace #turbofish(self.proxy, grace)?;
+                    ::zddm::__private::Result::Ok(#migration { proxy, old: self.old, new: self.new })
+                }
+            }
+        }
+    }
+}
+
+fn local_constructors(
+    args: &Args,
+    table: &Table,
+    shape: &Shape,
+    migration: &Ident,
+    vis: &syn::Visibility,
+) -> TokenStream {
+    let Table { key, value, .. } = table;
+    let (old, new) = (&args.old, &args.new);
+    let side = &shape.side;
+    let wrap = if shape.exclusive { quote!(::zddm::__private::AsyncMutex::new) } else { quote!() };
+    quote! {
+        /// A migration from `old` to `new`, with `gate` deciding which keys take part.
+        #vis fn new(old: #old, new: #new, gate: ::zddm::__private::Gate) -> Self {
+            #migration {
+                proxy: ::zddm::__private::Proxy::new(
+                    #side(#wrap(::zddm::__private::register(old))),
+                    #side(#wrap(::zddm::__private::register(new))),
+                    gate,
+                ),
+            }
+        }
+
+        /// Like `new`, with the proxy's options (phase, stripes, shadow sampling, mismatch hook).
+        #vis fn build(
+            old: #old,
+            new: #new,
+            gate: ::zddm::__private::Gate,
+            options: impl ::core::ops::FnOnce(
+                ::zddm::__private::ProxyBuilder<#key, #value, #side<#old>, #side<#new>>,
+            ) -> ::zddm::__private::ProxyBuilder<#key, #value, #side<#old>, #side<#new>>,
+        ) -> ::zddm::__private::Result<Self, ::zddm::__private::ConfigError> {
+            let builder = ::zddm::__private::Proxy::builder(
+                #side(#wrap(::zddm::__private::register(old))),
+                #side(#wrap(::zddm::__private::register(new))),
+                gate,
+            );
+            ::zddm::__private::Result::Ok(#migration { proxy: options(builder).build()? })
+        }
     }
 }
 
@@ -194,9 +443,10 @@ struct Access {
     exclusive: bool,
 }
 
-/// A call of the trait's `ident` on the store of `side` (an expression for a side value).
+/// A call of the trait's `ident` on the store at `place` (a place of type `Backend<ty>`, or its
+/// mutex when the stores are exclusive).
 fn on_store(
-    side: TokenStream,
+    place: TokenStream,
     ty: &Type,
     name: &Ident,
     ident: &Ident,
@@ -212,12 +462,12 @@ fn on_store(
         }
     };
     if !access.exclusive {
-        return call(quote!(&#side.0));
+        return call(quote!(&#place));
     }
     let lock = if access.lock_async {
-        quote!(#side.0.lock().await)
+        quote!(#place.lock().await)
     } else {
-        quote!(::zddm::__private::block_on(#side.0.lock()))
+        quote!(::zddm::__private::block_on(#place.lock()))
     };
     let call = call(quote!(&mut *__zddm_store));
     quote!({
@@ -226,8 +476,10 @@ fn on_store(
     })
 }
 
-fn method(method: &Method, table: &Table, old: &Type, new: &Type, name: &Ident, exclusive: bool) -> TokenStream {
+fn method(method: &Method, table: &Table, shape: &Shape, name: &Ident) -> TokenStream {
     let Some((kind, _)) = method.kind else { return TokenStream::new() };
+    let key_span = method_key(method).unwrap_or(table.key).span();
+    let (proxy, turbofish) = (respan(&shape.proxy_path, key_span), respan(&shape.turbofish, key_span));
     let (sig, args) = named(&method.item.sig);
     let is_async = sig.asyncness.is_some();
     let error = table.error;
@@ -235,13 +487,14 @@ fn method(method: &Method, table: &Table, old: &Type, new: &Type, name: &Ident, 
     // that trait's message.
     let key = method_key(method).unwrap_or(table.key);
     let call = match kind {
-        Kind::Read => quote_spanned!(key.span()=> ::zddm::__private::Proxy::get(&self.proxy, #(#args),*)),
-        Kind::Write => quote_spanned!(key.span()=> ::zddm::__private::Proxy::put(&self.proxy, #(#args),*)),
-        Kind::Delete => quote_spanned!(key.span()=> ::zddm::__private::Proxy::delete(&self.proxy, #(#args),*)),
+        Kind::Read => quote_spanned!(key.span()=> #proxy::get #turbofish(&self.proxy, #(#args),*)),
+        Kind::Write => quote_spanned!(key.span()=> #proxy::put #turbofish(&self.proxy, #(#args),*)),
+        Kind::Delete => quote_spanned!(key.span()=> #proxy::delete #turbofish(&self.proxy, #(#args),*)),
         Kind::Old | Kind::New => {
-            let (store, ty) = if kind == Kind::Old { (quote!(old), old) } else { (quote!(new_store), new) };
-            let access = Access { call_async: is_async, lock_async: is_async, exclusive };
-            let call = on_store(quote!(self.proxy.#store()), ty, name, &sig.ident, quote!(#(#args),*), access);
+            let (place, ty) =
+                if kind == Kind::Old { (&shape.old_place, &shape.old) } else { (&shape.new_place, &shape.new) };
+            let access = Access { call_async: is_async, lock_async: is_async, exclusive: shape.exclusive };
+            let call = on_store(place.clone(), ty, name, &sig.ident, quote!(#(#args),*), access);
             return quote!(#sig { #call });
         }
     };
@@ -252,6 +505,24 @@ fn method(method: &Method, table: &Table, old: &Type, new: &Type, name: &Ident, 
         let __zddm_result = #call;
         #convert
     })
+}
+
+/// `tokens` with every span set to `span`, so that rustc reports a call's unmet bound there.
+fn respan(tokens: &TokenStream, span: proc_macro2::Span) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|mut token| {
+            if let proc_macro2::TokenTree::Group(group) = &token {
+                let mut inner = proc_macro2::Group::new(group.delimiter(), respan(&group.stream(), span));
+                inner.set_span(span);
+                token = proc_macro2::TokenTree::Group(inner);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
 }
 
 /// The key type of a read, write or delete: the referent of its first argument.
@@ -271,7 +542,7 @@ fn store(table: &Table, side: &Ident, ty: &Type, name: &Ident, exclusive: bool) 
     let call = |method: &Method, args: TokenStream| {
         // `Store`'s methods are async: the mutex is awaited even for a synchronous trait method.
         let access = Access { call_async: method.item.sig.asyncness.is_some(), lock_async: true, exclusive };
-        on_store(quote!(self), ty, name, &method.item.sig.ident, args, access)
+        on_store(quote!(self.0), ty, name, &method.item.sig.ident, args, access)
     };
     let get = call(read, quote!(key));
     let get_again = get.clone();

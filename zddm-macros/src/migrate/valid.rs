@@ -6,6 +6,7 @@ use syn::spanned::Spanned;
 use syn::{Error, FnArg, GenericArgument, PathArguments, ReceiverKind, ReturnType, Type};
 
 use super::ast::{Kind, Method, Repository};
+use super::attr::Mode;
 use crate::errors::Errors;
 
 /// The one table a repository migrates.
@@ -23,8 +24,11 @@ const CHOICES: &str = "mark it `#[zddm(read)]`, `#[zddm(write)]` or `#[zddm(dele
                        (see docs/repository-macro.md)";
 
 impl<'a> Repository<'a> {
-    pub fn validate(&'a self, errors: &mut Errors) -> Option<Table<'a>> {
+    pub fn validate(&'a self, mode: Mode, errors: &mut Errors) -> Option<Table<'a>> {
         let trait_item = self.item;
+        if mode != Mode::Local {
+            self.check_shared(mode, errors);
+        }
         if !trait_item.generics.params.is_empty() {
             errors.push(Error::new_spanned(
                 &trait_item.generics,
@@ -106,6 +110,27 @@ impl<'a> Repository<'a> {
         same(read_value.map(|(_, e)| e), error, "error", read, write, errors);
         same(delete_error, error, "error", delete, write, errors);
         Some(Table { key, value, error, read, write, delete })
+    }
+}
+
+impl Repository<'_> {
+    /// A fleet mode calls each store from many tasks at once (no mutex around it): every routed
+    /// method takes `&self`.
+    fn check_shared(&self, mode: Mode, errors: &mut Errors) {
+        for method in self.methods.iter().filter(|method| method.kind.is_some()) {
+            if let Some(FnArg::Receiver(receiver)) = method.item.sig.inputs.first() {
+                if matches!(receiver.kind, ReceiverKind::Reference(_, _, Some(_))) {
+                    errors.push(Error::new_spanned(
+                        receiver,
+                        format!(
+                            "`mode = {}` calls each store from many tasks at once, without a lock: take `&self` \
+                             here and keep mutable state behind the store's own pool or lock",
+                            mode.name()
+                        ),
+                    ));
+                }
+            }
+        }
     }
 }
 
