@@ -184,3 +184,32 @@ async fn bad_fleet_input_is_refused_with_its_reason() {
     let error = proxy.set_phase(Phase::Off).unwrap_err();
     assert!(error.to_string().contains("Fleet::set_goal"), "{error}");
 }
+
+/// `keep_polling` moves the fleet toward its goal on its own, and reports every outcome.
+#[tokio::test]
+async fn keep_polling_moves_the_fleet_without_the_caller() {
+    let record = MemoryControl::new();
+    let fleet = Arc::new(Fleet::join(record, "only", "keep-polling", CONFIG).await.unwrap());
+    fleet.set_goal(Goal { phase: Phase::Live, rate: Rate::ALL }).await.unwrap();
+    let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let poller = {
+        let (fleet, polls) = (fleet.clone(), polls.clone());
+        tokio::spawn(async move {
+            fleet
+                .keep_polling(Duration::from_millis(1), tokio::time::sleep, |outcome| {
+                    outcome.expect("the record is reachable");
+                    polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                })
+                .await
+        })
+    };
+    for _ in 0..2_000 {
+        if fleet.plan().phase == Phase::Live {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    poller.abort();
+    assert_eq!(fleet.plan().phase, Phase::Live, "the poller took every step");
+    assert!(polls.load(std::sync::atomic::Ordering::SeqCst) >= 2, "each poll was reported");
+}

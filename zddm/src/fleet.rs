@@ -440,6 +440,43 @@ impl<C: Control> Fleet<C> {
         self.control.leave(&self.instance).await.map_err(control)
     }
 
+    /// Polls every `every`, for as long as the returned future runs, and hands each outcome to
+    /// `report` (log failures: an instance whose polls keep failing fences itself after
+    /// `fence_after`). `sleep` is the runtime's timer, e.g. `tokio::time::sleep`. Spawn it next to
+    /// the service and choose `every` well below `fence_after`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use zddm::fleet::{Fleet, MemoryControl};
+    ///
+    /// // Spawned next to the service, e.g. `tokio::spawn(async move { poll(&fleet).await })`.
+    /// async fn poll(fleet: &Fleet<MemoryControl>) {
+    ///     let sleep = tokio::time::sleep; // any runtime's timer
+    ///     fleet
+    ///         .keep_polling(Duration::from_secs(1), sleep, |outcome| {
+    ///             if let Err(error) = outcome {
+    ///                 eprintln!("fleet: {error}");
+    ///             }
+    ///         })
+    ///         .await
+    /// }
+    /// # mod tokio { pub mod time { pub async fn sleep(_: std::time::Duration) {} } }
+    /// ```
+    pub async fn keep_polling<S, F>(
+        &self,
+        every: Duration,
+        mut sleep: S,
+        mut report: impl FnMut(Result<Poll, FleetError>),
+    ) where
+        S: FnMut(Duration) -> F,
+        F: Future<Output = ()>,
+    {
+        loop {
+            report(self.poll().await);
+            sleep(every).await;
+        }
+    }
+
     /// Reads the record; applies a newer plan (once calls from two plans ago have finished);
     /// acknowledges the plan once calls from the one before have finished; and, when every live
     /// instance has acknowledged it, takes the next step toward the goal. Call it well within
