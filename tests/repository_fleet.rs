@@ -397,52 +397,48 @@ impl Target<AccountId, Account> for AccountsV2 {
     }
 }
 
-/// The application's trait on NEW: what it runs on once the migration is over.
-macro_rules! v2_repository {
-    ($($repository:ident),*) => {$(
-        #[zddm::backend]
-        impl $repository for AccountsV2 {
-            async fn get_account(&self, key: &AccountId) -> Result<Option<Account>, RepoError> {
-                Ok(AccountsV2::load(&self.db.lock().unwrap(), id(key))?.value)
-            }
+impl AccountsV2 {
+    /// The application's own write, once NEW is all it has: the next version, settled.
+    fn write(&self, key: &AccountId, change: Change<Account>) -> Result<(), RepoError> {
+        Ok(self.change(key, |slot, now| {
+            let version = slot.version + 1;
+            slot.apply(change, version, false, now);
+        })?)
+    }
 
-            async fn save_account(&self, key: &AccountId, account: &Account) -> Result<(), RepoError> {
-                Ok(self.change(key, |slot, now| {
-                    let version = slot.version + 1;
-                    slot.apply(Change::Put(account.clone()), version, false, now);
-                })?)
-            }
-
-            async fn delete_account(&self, key: &AccountId) -> Result<(), RepoError> {
-                Ok(self.change(key, |slot, now| {
-                    let version = slot.version + 1;
-                    slot.apply(Change::Delete, version, false, now);
-                })?)
-            }
-        }
-    )*};
+    fn value(&self, key: &AccountId) -> Result<Option<Account>, RepoError> {
+        Ok(AccountsV2::load(&self.db.lock().unwrap(), id(key))?.value)
+    }
 }
 
-v2_repository!(LocalAccounts);
+/// The application's trait on NEW: what it runs on once the migration is over.
+#[zddm::backend]
+impl LocalAccounts for AccountsV2 {
+    async fn get_account(&self, key: &AccountId) -> Result<Option<Account>, RepoError> {
+        self.value(key)
+    }
+
+    async fn save_account(&self, key: &AccountId, account: &Account) -> Result<(), RepoError> {
+        self.write(key, Change::Put(account.clone()))
+    }
+
+    async fn delete_account(&self, key: &AccountId) -> Result<(), RepoError> {
+        self.write(key, Change::Delete)
+    }
+}
 
 #[zddm::backend]
 impl Accounts for AccountsV2 {
     async fn get_account(&self, key: &AccountId) -> Result<Option<Account>, RepoError> {
-        Ok(AccountsV2::load(&self.db.lock().unwrap(), id(key))?.value)
+        self.value(key)
     }
 
     async fn save_account(&self, key: &AccountId, account: &Account) -> Result<(), RepoError> {
-        Ok(self.change(key, |slot, now| {
-            let version = slot.version + 1;
-            slot.apply(Change::Put(account.clone()), version, false, now);
-        })?)
+        self.write(key, Change::Put(account.clone()))
     }
 
     async fn delete_account(&self, key: &AccountId) -> Result<(), RepoError> {
-        Ok(self.change(key, |slot, now| {
-            let version = slot.version + 1;
-            slot.apply(Change::Delete, version, false, now);
-        })?)
+        self.write(key, Change::Delete)
     }
 
     async fn count_accounts(&self) -> Result<usize, RepoError> {

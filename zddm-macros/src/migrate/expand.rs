@@ -281,92 +281,78 @@ impl Shape {
 fn constructors(args: &Args, table: &Table, shape: &Shape, migration: &Ident, vis: &syn::Visibility) -> TokenStream {
     let (old, new) = (&args.old, &args.new);
     let Shape { proxy_path, side, turbofish, .. } = shape;
-    match args.mode {
-        Mode::Local => local_constructors(args, table, shape, migration, vis),
-        Mode::Versioned => {
-            let builder = quote!(::zddm::__private::versioned::Builder<#migration>);
-            let handles = quote! {
-                let old = ::zddm::__private::Arc::new(::zddm::__private::register(old));
-                let new = ::zddm::__private::Arc::new(::zddm::__private::register(new));
-                let stores = (::zddm::__private::Arc::clone(&old), ::zddm::__private::Arc::clone(&new));
-            };
-            quote! {
-                /// A migration for one process, with `gate` deciding which keys take part. A fleet of
-                /// instances uses `in_fleet`.
-                #vis fn new(old: #old, new: #new, gate: ::zddm::__private::Gate) -> Self {
-                    #handles
-                    #migration { proxy: #proxy_path::new #turbofish(stores.0, stores.1, gate), old, new }
-                }
+    if args.mode == Mode::Local {
+        return local_constructors(args, table, shape, migration, vis);
+    }
+    // The migration keeps a handle on each store for the passed-through methods.
+    let old_handle = if args.mode == Mode::Cached {
+        quote!(#side(::zddm::__private::register(old)))
+    } else {
+        quote!(::zddm::__private::register(old))
+    };
+    let handles = quote! {
+        let old = ::zddm::__private::Arc::new(#old_handle);
+        let new = ::zddm::__private::Arc::new(::zddm::__private::register(new));
+        let stores = (::zddm::__private::Arc::clone(&old), ::zddm::__private::Arc::clone(&new));
+    };
+    let options = if args.mode == Mode::Versioned {
+        let builder = quote!(::zddm::__private::versioned::Builder<#migration>);
+        quote! {
+            /// Like `new`, with the proxy's options (phase, grace period).
+            #vis fn build(
+                old: #old,
+                new: #new,
+                gate: ::zddm::__private::Gate,
+                options: impl ::core::ops::FnOnce(#builder) -> #builder,
+            ) -> ::zddm::__private::Result<Self, ::zddm::__private::ConfigError> {
+                #handles
+                let proxy = #proxy_path::build #turbofish(options(#proxy_path::builder #turbofish(stores.0, stores.1, gate)))?;
+                ::zddm::__private::Result::Ok(#migration { proxy, old, new })
+            }
 
-                /// A migration that follows `fleet`'s plan: gate and phase move fleet-wide.
-                #vis fn in_fleet<C: ::zddm::__private::Control>(
-                    old: #old,
-                    new: #new,
-                    fleet: &::zddm::__private::Fleet<C>,
-                ) -> Self {
-                    #handles
-                    #migration { proxy: #proxy_path::in_fleet::<#migration, _>(stores.0, stores.1, fleet), old, new }
-                }
-
-                /// Like `new`, with the proxy's options (phase, grace period).
-                #vis fn build(
-                    old: #old,
-                    new: #new,
-                    gate: ::zddm::__private::Gate,
-                    options: impl ::core::ops::FnOnce(#builder) -> #builder,
-                ) -> ::zddm::__private::Result<Self, ::zddm::__private::ConfigError> {
-                    #handles
-                    let proxy = #proxy_path::build #turbofish(options(#proxy_path::builder #turbofish(stores.0, stores.1, gate)))?;
-                    ::zddm::__private::Result::Ok(#migration { proxy, old, new })
-                }
-
-                /// Like `in_fleet`, with the proxy's options (grace period).
-                #vis fn build_in_fleet<C: ::zddm::__private::Control>(
-                    old: #old,
-                    new: #new,
-                    fleet: &::zddm::__private::Fleet<C>,
-                    options: impl ::core::ops::FnOnce(#builder) -> #builder,
-                ) -> ::zddm::__private::Result<Self, ::zddm::__private::ConfigError> {
-                    #handles
-                    let proxy = #proxy_path::build #turbofish(options(#proxy_path::fleet_builder::<#migration, _>(stores.0, stores.1, fleet)))?;
-                    ::zddm::__private::Result::Ok(#migration { proxy, old, new })
-                }
+            /// Like `in_fleet`, with the proxy's options (grace period).
+            #vis fn build_in_fleet<C: ::zddm::__private::Control>(
+                old: #old,
+                new: #new,
+                fleet: &::zddm::__private::Fleet<C>,
+                options: impl ::core::ops::FnOnce(#builder) -> #builder,
+            ) -> ::zddm::__private::Result<Self, ::zddm::__private::ConfigError> {
+                #handles
+                let proxy = #proxy_path::build #turbofish(options(#proxy_path::fleet_builder::<#migration, _>(stores.0, stores.1, fleet)))?;
+                ::zddm::__private::Result::Ok(#migration { proxy, old, new })
             }
         }
-        Mode::Cached => {
-            let handles = quote! {
-                let old = ::zddm::__private::Arc::new(#side(::zddm::__private::register(old)));
-                let new = ::zddm::__private::Arc::new(::zddm::__private::register(new));
-                let stores = (::zddm::__private::Arc::clone(&old), ::zddm::__private::Arc::clone(&new));
-            };
-            quote! {
-                /// A migration for one process, with `gate` deciding which keys take part. A fleet of
-                /// instances uses `in_fleet`.
-                #vis fn new(old: #old, new: #new, gate: ::zddm::__private::Gate) -> Self {
-                    #handles
-                    #migration { proxy: #proxy_path::new #turbofish(stores.0, stores.1, gate), old, new }
-                }
-
-                /// A migration that follows `fleet`'s plan: gate and phase move fleet-wide.
-                #vis fn in_fleet<C: ::zddm::__private::Control>(
-                    old: #old,
-                    new: #new,
-                    fleet: &::zddm::__private::Fleet<C>,
-                ) -> Self {
-                    #handles
-                    #migration { proxy: #proxy_path::in_fleet::<#migration, _>(stores.0, stores.1, fleet), old, new }
-                }
-
-                /// The same migration with another grace period (see `CachedProxy::with_grace`).
-                #vis fn with_grace(
-                    self,
-                    grace: ::zddm::__private::Duration,
-                ) -> ::zddm::__private::Result<Self, ::zddm::__private::ConfigError> {
-                    let proxy = #proxy_path::with_grace #turbofish(self.proxy, grace)?;
-                    ::zddm::__private::Result::Ok(#migration { proxy, old: self.old, new: self.new })
-                }
+    } else {
+        quote! {
+            /// The same migration with another grace period (see `CachedProxy::with_grace`).
+            #vis fn with_grace(
+                self,
+                grace: ::zddm::__private::Duration,
+            ) -> ::zddm::__private::Result<Self, ::zddm::__private::ConfigError> {
+                let proxy = #proxy_path::with_grace #turbofish(self.proxy, grace)?;
+                ::zddm::__private::Result::Ok(#migration { proxy, old: self.old, new: self.new })
             }
         }
+    };
+    quote! {
+        /// A migration for one process, with `gate` deciding which keys take part. A fleet of
+        /// instances uses `in_fleet`.
+        #vis fn new(old: #old, new: #new, gate: ::zddm::__private::Gate) -> Self {
+            #handles
+            #migration { proxy: #proxy_path::new #turbofish(stores.0, stores.1, gate), old, new }
+        }
+
+        /// A migration that follows `fleet`'s plan: gate and phase move fleet-wide.
+        #vis fn in_fleet<C: ::zddm::__private::Control>(
+            old: #old,
+            new: #new,
+            fleet: &::zddm::__private::Fleet<C>,
+        ) -> Self {
+            #handles
+            #migration { proxy: #proxy_path::in_fleet::<#migration, _>(stores.0, stores.1, fleet), old, new }
+        }
+
+        #options
     }
 }
 
