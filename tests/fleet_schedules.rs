@@ -73,7 +73,7 @@ impl<S: Target<u64, u64>> Target<u64, u64> for Yielding<S> {
     async fn mark(&self, key: &u64, grace_ms: u64) -> Result<(), S::Error> {
         around(self.0.mark(key, grace_ms)).await
     }
-    async fn apply(&self, key: &u64, change: Change<&u64>, version: u64, settle: bool) -> Result<bool, S::Error> {
+    async fn apply(&self, key: &u64, change: Change<&u64>, version: u64, settle: bool) -> Result<(), S::Error> {
         around(self.0.apply(key, change, version, settle)).await
     }
     async fn fill(&self, key: &u64, value: Option<&u64>, version: u64, token: Option<u64>) -> Result<Filled, S::Error> {

@@ -153,7 +153,7 @@ impl ::zddm::versioned::Target<OrderKey, Order> for VersionedModern {
         change: ::zddm::versioned::Change<&Order>,
         version: u64,
         settle: bool,
-    ) -> ::core::result::Result<bool, Self::Error> {
+    ) -> ::core::result::Result<(), Self::Error> {
         self.0.apply(key, change, version, settle).await
     }
     async fn fill(

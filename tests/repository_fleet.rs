@@ -360,8 +360,10 @@ impl Target<AccountId, Account> for AccountsV2 {
         change: Change<&Account>,
         version: u64,
         settle: bool,
-    ) -> Result<bool, rusqlite::Error> {
-        self.change(key, |slot, now| slot.apply(change.cloned(), version, settle, now))
+    ) -> Result<(), rusqlite::Error> {
+        self.change(key, |slot, now| {
+            slot.apply(change.cloned(), version, settle, now);
+        })
     }
 
     async fn fill(

@@ -209,7 +209,7 @@ impl<K: ?Sized + Sync, V: Send + Sync, S: Target<K, V>> Target<K, V> for Stall<S
         self.call(Call::Mark, self.inner.mark(key, grace_ms)).await
     }
 
-    async fn apply(&self, key: &K, change: Change<&V>, version: u64, settle: bool) -> Result<bool, Injected> {
+    async fn apply(&self, key: &K, change: Change<&V>, version: u64, settle: bool) -> Result<(), Injected> {
         self.call(Call::Apply, self.inner.apply(key, change, version, settle)).await
     }
 

@@ -95,7 +95,7 @@ impl<K: ?Sized, V, S: crate::versioned::Target<K, V>> crate::versioned::Target<K
         change: crate::versioned::Change<&V>,
         version: u64,
         settle: bool,
-    ) -> impl std::future::Future<Output = Result<bool, Self::Error>> + Send {
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send {
         self.__zddm_store.apply(key, change, version, settle)
     }
 

@@ -190,14 +190,15 @@ pub trait Target<K: ?Sized, V>: Send + Sync {
     /// [`Slot::mark`], with the grace period in milliseconds.
     fn mark(&self, key: &K, grace_ms: u64) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// [`Slot::apply`]. Returns whether NEW took the change.
+    /// [`Slot::apply`]. It reports nothing: no caller acts on whether NEW took the change, and on
+    /// PostgreSQL telling would cost a second lookup of the row on every write.
     fn apply(
         &self,
         key: &K,
         change: Change<&V>,
         version: u64,
         settle: bool,
-    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// [`Slot::fill`].
     fn fill(
@@ -270,7 +271,7 @@ macro_rules! forward {
                 change: Change<&V>,
                 version: u64,
                 settle: bool,
-            ) -> impl Future<Output = Result<bool, Self::Error>> + Send {
+            ) -> impl Future<Output = Result<(), Self::Error>> + Send {
                 (**self).apply(key, change, version, settle)
             }
 

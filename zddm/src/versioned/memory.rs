@@ -160,8 +160,10 @@ impl<K: MigrationKey + ?Sized + Sync, V: Clone + Send + Sync> Target<K, V> for M
         self.with(key, |slot, now| slot.mark(now, grace_ms))
     }
 
-    async fn apply(&self, key: &K, change: Change<&V>, version: u64, settle: bool) -> Result<bool, KeyError> {
-        self.with(key, |slot, now| slot.apply(change.cloned(), version, settle, now))
+    async fn apply(&self, key: &K, change: Change<&V>, version: u64, settle: bool) -> Result<(), KeyError> {
+        self.with(key, |slot, now| {
+            slot.apply(change.cloned(), version, settle, now);
+        })
     }
 
     async fn fill(&self, key: &K, value: Option<&V>, version: u64, token: Option<u64>) -> Result<Filled, KeyError> {

@@ -247,7 +247,7 @@ where
         Ok(())
     }
 
-    async fn apply(&self, key: &K, change: Change<&V>, version: u64, settle: bool) -> Result<bool, PostgresError> {
+    async fn apply(&self, key: &K, change: Change<&V>, version: u64, settle: bool) -> Result<(), PostgresError> {
         let key = key.try_key_bytes()?;
         let (value, deleted) = match change {
             Change::Put(value) => (Some(encode(value)?), false),
@@ -255,9 +255,7 @@ where
             Change::Invalidate => (None, false),
         };
         let client = self.pool.client().await?;
-        // One statement, `Slot::apply` in SQL. Whether the change was taken compares with the
-        // version before the statement (a subquery in RETURNING sees the statement's snapshot):
-        // exact unless another write of the key commits while this one waits for the row.
+        // One statement, `Slot::apply` in SQL.
         let statement = client
             .prepare_cached(&format!(
                 "INSERT INTO {t} AS s VALUES ($1, CASE WHEN $4::bigint > 0 THEN $2::text END, \
@@ -269,11 +267,12 @@ where
                    version = greatest(s.version, $4), \
                    pending = CASE WHEN $5::boolean THEN greatest(s.pending - 1, 0) ELSE s.pending END, \
                    pending_until = CASE WHEN $5::boolean AND s.pending <= 1 THEN 0 ELSE s.pending_until END \
-                 RETURNING $4 > coalesce((SELECT version FROM {t} WHERE key = $1), 0)",
+                 ",
                 t = self.table
             ))
             .await?;
-        Ok(client.query_one(&statement, &[&key, &value, &deleted, &to_sql(version), &settle]).await?.get(0))
+        client.execute(&statement, &[&key, &value, &deleted, &to_sql(version), &settle]).await?;
+        Ok(())
     }
 
     async fn fill(

@@ -325,24 +325,23 @@ where
         Ok(())
     }
 
-    async fn apply(&self, key: &K, change: Change<&V>, version: u64, settle: bool) -> Result<bool, RedisError> {
+    async fn apply(&self, key: &K, change: Change<&V>, version: u64, settle: bool) -> Result<(), RedisError> {
         let key = key.try_key_bytes()?;
         let (text, has) = match change {
             Change::Put(value) => (encode(value)?, "p"),
             Change::Delete => (String::new(), "d"),
             Change::Invalidate => (String::new(), "i"),
         };
-        let applied: i64 = self
-            .scripts
+        self.scripts
             .apply
             .key(entry(&self.prefix, &key))
             .arg(text)
             .arg(has)
             .arg(version_arg(version))
             .arg(if settle { "1" } else { "0" })
-            .invoke_async(&mut self.connection.clone())
+            .invoke_async::<()>(&mut self.connection.clone())
             .await?;
-        Ok(applied == 1)
+        Ok(())
     }
 
     async fn fill(&self, key: &K, value: Option<&V>, version: u64, token: Option<u64>) -> Result<Filled, RedisError> {

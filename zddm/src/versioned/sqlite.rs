@@ -265,13 +265,15 @@ where
         self.change(&key.try_key_bytes()?, |slot, now| slot.mark(now, grace_ms))
     }
 
-    async fn apply(&self, key: &K, change: Change<&V>, version: u64, settle: bool) -> Result<bool, SqliteError> {
+    async fn apply(&self, key: &K, change: Change<&V>, version: u64, settle: bool) -> Result<(), SqliteError> {
         let change = match change {
             Change::Put(value) => Change::Put(encode(value)?),
             Change::Delete => Change::Delete,
             Change::Invalidate => Change::Invalidate,
         };
-        self.change(&key.try_key_bytes()?, |slot, now| slot.apply(change, version, settle, now))
+        self.change(&key.try_key_bytes()?, |slot, now| {
+            slot.apply(change, version, settle, now);
+        })
     }
 
     async fn fill(&self, key: &K, value: Option<&V>, version: u64, token: Option<u64>) -> Result<Filled, SqliteError> {
