@@ -78,6 +78,46 @@ pub trait MigrationKey {
         self.encode_key(&mut buf);
         buf.finish()
     }
+
+    /// Reads a key of this type from the front of `reader`: the inverse of
+    /// [`encode_key`](MigrationKey::encode_key). A backfill or a verifier scanning a store that
+    /// keeps only canonical bytes needs it to hand typed keys to the stores.
+    ///
+    /// The derive implements it, as do the built-in owned types (integers, `bool`, `char`, `String`,
+    /// `Option`, `Vec`, arrays, tuples, `Bytes`, `PhantomData`, `uuid::Uuid`). Borrowed and shared
+    /// forms (`&T`, `Box`, `Rc`, `Arc`, `Cow`) and hand-written impls that do not override it
+    /// answer [`KeyError::NotDecodable`].
+    fn decode_key(reader: &mut KeyReader<'_>) -> Result<Self, KeyError>
+    where
+        Self: Sized,
+    {
+        Err(reader.not_decodable::<Self>())
+    }
+
+    /// The key whose canonical encoding is exactly `bytes`.
+    ///
+    /// ```
+    /// use zddm::MigrationKey;
+    ///
+    /// #[derive(MigrationKey, Debug, PartialEq)]
+    /// struct OrderKey {
+    ///     tenant: u32,
+    ///     order: String,
+    /// }
+    ///
+    /// let key = OrderKey { tenant: 7, order: "A-1".into() };
+    /// assert_eq!(OrderKey::from_key_bytes(&key.key_bytes()), Ok(key));
+    /// assert!(OrderKey::from_key_bytes(&[0, 0, 0, 7]).is_err()); // cut short
+    /// ```
+    fn from_key_bytes(bytes: &[u8]) -> Result<Self, KeyError>
+    where
+        Self: Sized,
+    {
+        let mut reader = KeyReader::new(bytes).reading::<Self>();
+        let key = Self::decode_key(&mut reader)?;
+        reader.finish()?;
+        Ok(key)
+    }
 }
 
 /// Why a key cannot be encoded.
@@ -93,6 +133,176 @@ pub enum KeyError {
         /// The length that did not fit.
         len: usize,
     },
+    /// Bytes that are not the canonical encoding of a key of the type they were read as.
+    #[error("not the canonical encoding of a `{type_name}`: {problem} at byte {at}")]
+    Malformed {
+        /// The type being read.
+        type_name: &'static str,
+        /// What was wrong.
+        problem: &'static str,
+        /// Where, from the start of the encoding.
+        at: usize,
+    },
+    /// A key type that cannot be read back from its encoding.
+    #[error(
+        "`{type_name}` cannot be read back from its encoding: derive `zddm::MigrationKey`, use owned \
+         field types (`String`, not `&str` or `Arc<str>`), or implement `MigrationKey::decode_key`"
+    )]
+    NotDecodable {
+        /// The type that has no decoder.
+        type_name: &'static str,
+    },
+}
+
+/// Reads a canonical encoding back, kind by kind: what [`MigrationKey::decode_key`] is given.
+///
+/// Each method takes the next value of its kind from the front, or fails with
+/// [`KeyError::Malformed`] saying where.
+#[derive(Debug, Clone)]
+pub struct KeyReader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    /// The outermost type being read, for error messages.
+    type_name: &'static str,
+}
+
+impl<'a> KeyReader<'a> {
+    /// A reader at the start of `bytes`.
+    pub fn new(bytes: &'a [u8]) -> Self {
+        KeyReader { bytes, at: 0, type_name: "key" }
+    }
+
+    /// How many bytes are left to read.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    /// An error saying that `T` cannot be read back.
+    pub fn not_decodable<T: ?Sized>(&self) -> KeyError {
+        KeyError::NotDecodable { type_name: std::any::type_name::<T>() }
+    }
+
+    /// An error at the current position.
+    pub fn malformed(&self, problem: &'static str) -> KeyError {
+        KeyError::Malformed { type_name: self.type_name, problem, at: self.at }
+    }
+
+    /// Fails unless every byte was read.
+    pub fn finish(&self) -> Result<(), KeyError> {
+        if self.at == self.bytes.len() {
+            Ok(())
+        } else {
+            Err(self.malformed("bytes left over after the key"))
+        }
+    }
+
+    /// The next `n` raw bytes.
+    pub fn read_raw(&mut self, n: usize) -> Result<&'a [u8], KeyError> {
+        let rest = &self.bytes[self.at..];
+        if rest.len() < n {
+            return Err(self.malformed("the encoding ends too early"));
+        }
+        self.at += n;
+        Ok(&rest[..n])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], KeyError> {
+        let mut out = [0; N];
+        out.copy_from_slice(self.read_raw(N)?);
+        Ok(out)
+    }
+
+    /// An unsigned integer widened to 8 bytes.
+    pub fn read_u64(&mut self) -> Result<u64, KeyError> {
+        self.array().map(u64::from_be_bytes)
+    }
+
+    /// A signed integer widened to 8 bytes.
+    pub fn read_i64(&mut self) -> Result<i64, KeyError> {
+        self.array().map(i64::from_be_bytes)
+    }
+
+    /// 16 bytes, unsigned.
+    pub fn read_u128(&mut self) -> Result<u128, KeyError> {
+        self.array().map(u128::from_be_bytes)
+    }
+
+    /// 16 bytes, two's complement.
+    pub fn read_i128(&mut self) -> Result<i128, KeyError> {
+        self.array().map(i128::from_be_bytes)
+    }
+
+    /// One byte, 0x00 or 0x01.
+    pub fn read_bool(&mut self) -> Result<bool, KeyError> {
+        match self.array::<1>()? {
+            [0] => Ok(false),
+            [1] => Ok(true),
+            _ => Err(self.back(1).malformed("a bool that is neither 0x00 nor 0x01")),
+        }
+    }
+
+    /// A Unicode scalar value in 4 bytes.
+    pub fn read_char(&mut self) -> Result<char, KeyError> {
+        let value = self.array().map(u32::from_be_bytes)?;
+        char::from_u32(value).ok_or_else(|| self.back(4).malformed("a char that is not a Unicode scalar value"))
+    }
+
+    /// An enum variant's tag.
+    pub fn read_tag(&mut self) -> Result<u32, KeyError> {
+        self.array().map(u32::from_be_bytes)
+    }
+
+    /// A length or element count.
+    pub fn read_len(&mut self) -> Result<usize, KeyError> {
+        let len = self.array().map(u32::from_be_bytes)?;
+        usize::try_from(len).map_err(|_| self.back(4).malformed("a length this platform cannot hold"))
+    }
+
+    /// An `Option`'s marker: `false` for 0x00 (none), `true` for 0x01 (a value follows).
+    pub fn read_some(&mut self) -> Result<bool, KeyError> {
+        match self.array::<1>()? {
+            [0] => Ok(false),
+            [1] => Ok(true),
+            _ => Err(self.back(1).malformed("an option marker that is neither 0x00 nor 0x01")),
+        }
+    }
+
+    /// A byte string: its length, then that many bytes.
+    pub fn read_byte_string(&mut self) -> Result<&'a [u8], KeyError> {
+        let len = self.read_len()?;
+        self.read_raw(len)
+    }
+
+    /// Text: a byte string that must be UTF-8.
+    pub fn read_str(&mut self) -> Result<&'a str, KeyError> {
+        let start = self.at;
+        let bytes = self.read_byte_string()?;
+        std::str::from_utf8(bytes).map_err(|_| {
+            self.at = start;
+            self.malformed("text that is not UTF-8")
+        })
+    }
+
+    /// Fails with `problem` at the current position unless `ok`; for integers narrower than their
+    /// encoding, and the like.
+    pub fn check(&self, ok: bool, problem: &'static str) -> Result<(), KeyError> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.malformed(problem))
+        }
+    }
+
+    /// A reader positioned `n` bytes back, to report an error where the value began.
+    fn back(&self, n: usize) -> KeyReader<'a> {
+        KeyReader { at: self.at - n, ..self.clone() }
+    }
+
+    /// Names the type being read in error messages; the outermost `from_key_bytes` sets it.
+    pub(crate) fn reading<T: ?Sized>(mut self) -> Self {
+        self.type_name = std::any::type_name::<T>();
+        self
+    }
 }
 
 /// Receives a key's canonical encoding as a stream of bytes.
@@ -227,4 +437,12 @@ pub trait ByteKey {
 
     /// Appends the schema of the encoding (`bytes`, or `option<bytes>`).
     fn write_schema(out: &mut String);
+
+    /// Reads a byte string of this type back; see [`MigrationKey::decode_key`].
+    fn decode_bytes(reader: &mut KeyReader<'_>) -> Result<Self, KeyError>
+    where
+        Self: Sized,
+    {
+        Err(reader.not_decodable::<Self>())
+    }
 }

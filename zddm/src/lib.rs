@@ -42,7 +42,7 @@ pub mod versioned;
 pub use backend::Backend;
 pub use error::{BoxError, Error, Op, Side};
 pub use gate::{Admission, Gate};
-pub use key::{schema_fields, ByteKey, Bytes, KeyError, KeySink, MigrationKey};
+pub use key::{schema_fields, ByteKey, Bytes, KeyError, KeyReader, KeySink, MigrationKey};
 pub use proxy::{block_on, BlockingProxy, ConfigError, Mismatch, Phase, PhaseError, Proxy, ProxyBuilder, Stats};
 pub use rate::{Rate, RateError};
 pub use store::{Blocking, BlockingStore, MemoryStore, Store};
@@ -160,7 +160,7 @@ pub mod __private {
     pub use crate::backend::{cached, register, versioned, CachedRepository, Registered, VersionedRepository};
     pub use crate::cached::CachedProxy;
     pub use crate::fleet::{Control, Fleet};
-    pub use crate::key::{schema_fields, ByteKey, KeySink, MigrationKey};
+    pub use crate::key::{schema_fields, ByteKey, KeyError, KeyReader, KeySink, MigrationKey};
     pub use crate::proxy::{block_on, Proxy, ProxyBuilder};
     pub use crate::store::Store;
     pub use crate::versioned::{VersionedProxy, VersionedProxyBuilder};

@@ -48,8 +48,20 @@ pub fn derive(node: &DeriveInput) -> TokenStream {
 //                 <Vec<u8> as ::zddm::__private::ByteKey>::write_schema,
 //             ]);
 //         }
+//         fn decode_key(__reader: &mut ::zddm::__private::KeyReader<'_>)
+//             -> ::zddm::__private::Result<Self, ::zddm::__private::KeyError>
+//         {
+//             ::zddm::__private::Result::Ok(Self {
+//                 tenant: <T as ::zddm::__private::MigrationKey>::decode_key(__reader)?,
+//                 id: <Vec<u8> as ::zddm::__private::ByteKey>::decode_bytes(__reader)?,
+//             })
+//         }
 //     }
 fn impl_key(input: &Input) -> TokenStream {
+    let decode = match input {
+        Input::Struct(input) => struct_decode(input),
+        Input::Enum(input) => enum_decode(input),
+    };
     let (encode, schema) = match input {
         Input::Struct(input) => struct_body(input),
         Input::Enum(input) => enum_body(input),
@@ -68,7 +80,61 @@ fn impl_key(input: &Input) -> TokenStream {
             fn write_schema(__out: &mut ::zddm::__private::String) {
                 #schema
             }
+
+            fn decode_key(
+                __reader: &mut ::zddm::__private::KeyReader<'_>,
+            ) -> ::zddm::__private::Result<Self, ::zddm::__private::KeyError> {
+                #decode
+            }
         }
+    }
+}
+
+fn struct_decode(input: &Struct) -> TokenStream {
+    let fields = input.fields.iter().map(|field| {
+        let member = &field.member;
+        let decode = decode_field(field);
+        quote!(#member: #decode)
+    });
+    quote!(::zddm::__private::Result::Ok(Self { #(#fields),* }))
+}
+
+// Input: the enum above.
+// Output (inside the impl):
+//     fn decode_key(__reader: …) -> … {
+//         match ::zddm::__private::KeyReader::read_tag(__reader)? {
+//             2u32 => ::zddm::__private::Result::Ok(Self::Team { 0: <Vec<u8> as …::ByteKey>::decode_bytes(__reader)? }),
+//             1u32 => ::zddm::__private::Result::Ok(Self::User { id: <u64 as …>::decode_key(__reader)? }),
+//             _ => ::zddm::__private::Result::Err(__reader.malformed("a tag that names no variant")),
+//         }
+//     }
+fn enum_decode(input: &Enum) -> TokenStream {
+    let arms = input.variants.iter().map(|variant| {
+        let ident = &variant.original.ident;
+        let tag = variant.attrs.tag.as_ref().map_or(0, |tag| tag.value);
+        let fields = variant.fields.iter().map(|field| {
+            let member = &field.member;
+            let decode = decode_field(field);
+            quote!(#member: #decode)
+        });
+        quote!(#tag => ::zddm::__private::Result::Ok(Self::#ident { #(#fields),* }),)
+    });
+    quote! {
+        match ::zddm::__private::KeyReader::read_tag(__reader)? {
+            #(#arms)*
+            _ => ::zddm::__private::Result::Err(
+                ::zddm::__private::KeyReader::malformed(__reader, "a tag that names no variant"),
+            ),
+        }
+    }
+}
+
+fn decode_field(field: &Field) -> TokenStream {
+    let ty = field.ty;
+    if field.attrs.bytes.is_some() {
+        quote_spanned!(ty.span()=> <#ty as ::zddm::__private::ByteKey>::decode_bytes(__reader)?)
+    } else {
+        quote_spanned!(ty.span()=> <#ty as ::zddm::__private::MigrationKey>::decode_key(__reader)?)
     }
 }
 

@@ -6,10 +6,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use super::schema::{schema_fields, wrapped};
-use super::{ByteKey, KeySink, MigrationKey};
+use super::{ByteKey, KeyError, KeyReader, KeySink, MigrationKey};
 
 macro_rules! widened {
-    ($write:ident as $wide:ty, $schema:literal: $($ty:ty)*) => {$(
+    ($write:ident as $wide:ty, $read:ident, $schema:literal: $($ty:ty)*) => {$(
         impl MigrationKey for $ty {
             #[inline]
             fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
@@ -21,14 +21,19 @@ macro_rules! widened {
             fn write_schema(out: &mut String) {
                 out.push_str($schema);
             }
+
+            fn decode_key(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+                let wide = reader.$read()?;
+                <$ty>::try_from(wide).map_err(|_| reader.malformed(concat!("an integer out of range for ", stringify!($ty))))
+            }
         }
     )*};
 }
 
-widened!(write_u64 as u64, "u64": u8 u16 u32 u64 usize);
-widened!(write_i64 as i64, "i64": i8 i16 i32 i64 isize);
-widened!(write_u128 as u128, "u128": u128);
-widened!(write_i128 as i128, "i128": i128);
+widened!(write_u64 as u64, read_u64, "u64": u8 u16 u32 u64 usize);
+widened!(write_i64 as i64, read_i64, "i64": i8 i16 i32 i64 isize);
+widened!(write_u128 as u128, read_u128, "u128": u128);
+widened!(write_i128 as i128, read_i128, "i128": i128);
 
 impl MigrationKey for bool {
     #[inline]
@@ -38,6 +43,10 @@ impl MigrationKey for bool {
 
     fn write_schema(out: &mut String) {
         out.push_str("bool");
+    }
+
+    fn decode_key(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+        reader.read_bool()
     }
 }
 
@@ -49,6 +58,10 @@ impl MigrationKey for char {
 
     fn write_schema(out: &mut String) {
         out.push_str("char");
+    }
+
+    fn decode_key(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+        reader.read_char()
     }
 }
 
@@ -72,6 +85,10 @@ impl MigrationKey for String {
     fn write_schema(out: &mut String) {
         str::write_schema(out);
     }
+
+    fn decode_key(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+        reader.read_str().map(str::to_owned)
+    }
 }
 
 impl<T: MigrationKey> MigrationKey for Option<T> {
@@ -89,6 +106,25 @@ impl<T: MigrationKey> MigrationKey for Option<T> {
     fn write_schema(out: &mut String) {
         wrapped(out, "option", T::write_schema);
     }
+
+    fn decode_key(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+        if reader.read_some()? {
+            T::decode_key(reader).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// A sequence's elements; the count is checked against what is left, so a corrupt count cannot
+/// make it reserve gigabytes.
+fn elements<T: MigrationKey>(reader: &mut KeyReader<'_>) -> Result<Vec<T>, KeyError> {
+    let len = reader.read_len()?;
+    let mut out = Vec::with_capacity(len.min(reader.remaining()));
+    for _ in 0..len {
+        out.push(T::decode_key(reader)?);
+    }
+    Ok(out)
 }
 
 impl<T: MigrationKey> MigrationKey for [T] {
@@ -114,6 +150,10 @@ impl<T: MigrationKey> MigrationKey for Vec<T> {
     fn write_schema(out: &mut String) {
         <[T]>::write_schema(out);
     }
+
+    fn decode_key(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+        elements(reader)
+    }
 }
 
 impl<T: MigrationKey, const N: usize> MigrationKey for [T; N] {
@@ -124,6 +164,11 @@ impl<T: MigrationKey, const N: usize> MigrationKey for [T; N] {
 
     fn write_schema(out: &mut String) {
         <[T]>::write_schema(out);
+    }
+
+    fn decode_key(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+        let at = reader.clone();
+        elements(reader)?.try_into().map_err(|_| at.malformed("an array of another length"))
     }
 }
 
@@ -164,6 +209,10 @@ impl<T: ?Sized> MigrationKey for PhantomData<T> {
     fn encode_key<S: KeySink + ?Sized>(&self, _sink: &mut S) {}
 
     fn write_schema(_out: &mut String) {}
+
+    fn decode_key(_reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+        Ok(PhantomData)
+    }
 }
 
 macro_rules! tuples {
@@ -178,6 +227,11 @@ macro_rules! tuples {
 
             fn write_schema(out: &mut String) {
                 schema_fields(out, &[$($name::write_schema),*]);
+            }
+
+            #[allow(unused_variables)]
+            fn decode_key(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+                Ok(($($name::decode_key(reader)?,)*))
             }
         }
     )*};
@@ -216,12 +270,55 @@ macro_rules! byte_strings {
 
 byte_strings! {
     <> [u8],
-    <> Vec<u8>,
-    <, const N: usize> [u8; N],
-    <> Box<[u8]>,
     <> Rc<[u8]>,
     <> Arc<[u8]>,
     <'a> Cow<'a, [u8]>,
+}
+
+impl ByteKey for Vec<u8> {
+    #[inline]
+    fn encode_bytes<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        sink.write_byte_string(self);
+    }
+
+    fn write_schema(out: &mut String) {
+        out.push_str("bytes");
+    }
+
+    fn decode_bytes(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+        reader.read_byte_string().map(<[u8]>::to_vec)
+    }
+}
+
+impl<const N: usize> ByteKey for [u8; N] {
+    #[inline]
+    fn encode_bytes<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        sink.write_byte_string(self);
+    }
+
+    fn write_schema(out: &mut String) {
+        out.push_str("bytes");
+    }
+
+    fn decode_bytes(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+        let at = reader.clone();
+        reader.read_byte_string()?.try_into().map_err(|_| at.malformed("a byte string of another length"))
+    }
+}
+
+impl ByteKey for Box<[u8]> {
+    #[inline]
+    fn encode_bytes<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        sink.write_byte_string(self);
+    }
+
+    fn write_schema(out: &mut String) {
+        out.push_str("bytes");
+    }
+
+    fn decode_bytes(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+        reader.read_byte_string().map(Box::from)
+    }
 }
 
 impl<T: ByteKey + ?Sized> ByteKey for &T {
@@ -250,6 +347,14 @@ impl<T: ByteKey> ByteKey for Option<T> {
     fn write_schema(out: &mut String) {
         wrapped(out, "option", T::write_schema);
     }
+
+    fn decode_bytes(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+        if reader.read_some()? {
+            T::decode_bytes(reader).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
 }
 
 #[cfg(feature = "uuid")]
@@ -261,6 +366,11 @@ impl ByteKey for uuid::Uuid {
 
     fn write_schema(out: &mut String) {
         out.push_str("bytes");
+    }
+
+    fn decode_bytes(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+        let at = reader.clone();
+        uuid::Uuid::from_slice(reader.read_byte_string()?).map_err(|_| at.malformed("a UUID that is not 16 bytes"))
     }
 }
 
@@ -274,6 +384,10 @@ impl MigrationKey for uuid::Uuid {
 
     fn write_schema(out: &mut String) {
         <Self as ByteKey>::write_schema(out);
+    }
+
+    fn decode_key(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+        Self::decode_bytes(reader)
     }
 }
 
@@ -298,5 +412,9 @@ impl<T: ByteKey> MigrationKey for Bytes<T> {
 
     fn write_schema(out: &mut String) {
         T::write_schema(out);
+    }
+
+    fn decode_key(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+        T::decode_bytes(reader).map(Bytes)
     }
 }
