@@ -243,7 +243,8 @@ where
                     for member in &members {
                         member.gate.set_rate(goal.rate);
                         M::set_phase(&member.proxy, goal.phase);
-                        tokio::time::sleep(Duration::from_millis(3)).await;
+                        // Long enough for writes to land while instances disagree.
+                        tokio::time::sleep(Duration::from_millis(25)).await;
                     }
                 }
             }
@@ -306,9 +307,18 @@ async fn instances_on_their_own_gates_under_chaos_break_the_invariants() {
         let (old, new, control) = (old.clone(), new.clone(), control.clone());
         async move { (old, new, control) }
     };
-    let report = stress::<VersionedMode, _, _, _, _, _>(open, false, Duration::from_secs(6)).await;
-    summary("memory, own gates", &report);
-    assert!(!report.violations.is_empty(), "the checker must catch instances that disagree");
+    // The races are timing-dependent: a run may, rarely, miss them all; three in a row never has.
+    let mut reports = Vec::new();
+    for _ in 0..3 {
+        let report = stress::<VersionedMode, _, _, _, _, _>(&open, false, Duration::from_secs(6)).await;
+        summary("memory, own gates", &report);
+        let caught = !report.violations.is_empty();
+        reports.push(report);
+        if caught {
+            break;
+        }
+    }
+    assert!(reports.iter().any(|r| !r.violations.is_empty()), "the checker must catch instances that disagree");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
