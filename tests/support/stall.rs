@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use zddm::cached::{Cache, Probe};
-use zddm::versioned::{Change, Filled, Lookup, Source, Target, Versioned};
+use zddm::versioned::{Change, Filled, Lookup, Page, Scan, Source, Target, Versioned};
 use zddm::Store;
 
 use crate::faults::{Fault, Injected, Pause, PauseState};
@@ -27,6 +27,7 @@ pub enum Call {
     NextVersion,
     Probe,
     Invalidate,
+    Scan,
 }
 
 impl Call {
@@ -38,6 +39,7 @@ impl Call {
             Call::Delete | Call::Invalidate => zddm::Op::Delete,
             Call::Mark => zddm::Op::Mark,
             Call::Fill => zddm::Op::Fill,
+            Call::Scan => zddm::Op::Scan,
         }
     }
 }
@@ -195,6 +197,16 @@ impl<K: ?Sized + Sync, V: Send + Sync, S: Source<K, V>> Source<K, V> for Stall<S
 
     async fn next_version(&self, key: &K) -> Result<u64, Injected> {
         self.call(Call::NextVersion, self.inner.next_version(key)).await
+    }
+}
+
+impl<K: Send + Sync, V: Send + Sync, S: Scan<K, V>> Scan<K, V> for Stall<S> {
+    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, V>, Injected> {
+        self.call(Call::Scan, self.inner.scan(after, limit)).await
+    }
+
+    async fn estimate(&self) -> Result<Option<u64>, Injected> {
+        self.inner.estimate().await.map_err(|_| Injected { op: zddm::Op::Scan, fault: Fault::Before })
     }
 }
 

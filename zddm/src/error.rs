@@ -29,6 +29,8 @@ pub enum Op {
     Mark,
     /// [`Target::fill`](crate::versioned::Target::fill): a read copying OLD into NEW.
     Fill,
+    /// [`Scan::scan`](crate::versioned::Scan::scan): a backfill or verifier reading OLD in order.
+    Scan,
 }
 
 impl fmt::Display for Side {
@@ -49,6 +51,7 @@ impl fmt::Display for Op {
             Op::Delete => "delete",
             Op::Mark => "mark",
             Op::Fill => "fill",
+            Op::Scan => "scan",
         })
     }
 }

@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod backend;
+pub mod backfill;
 pub mod cached;
 mod error;
 pub mod fleet;

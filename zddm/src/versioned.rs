@@ -57,7 +57,7 @@ pub use self::redis::{RedisSource, RedisTarget};
 pub use memory::{MemorySource, MemoryTarget};
 #[cfg(feature = "postgres")]
 pub use postgres::{PostgresSource, PostgresTarget};
-pub use proxy::{VersionedProxy, VersionedProxyBuilder, DEFAULT_GRACE};
+pub use proxy::{Copied, VersionedProxy, VersionedProxyBuilder, DEFAULT_GRACE};
 pub use slot::Slot;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{KeyedSlot, SqliteSource, SqliteTarget};
@@ -228,6 +228,34 @@ pub trait Target<K: ?Sized, V>: Send + Sync {
     }
 }
 
+/// A batch of OLD's entries in scan order, and where the scan goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<K, V> {
+    /// Keys with their values and versions, in the scan's order.
+    pub entries: Vec<(K, Versioned<V>)>,
+    /// The position after the last entry, to pass to the next [`Scan::scan`]; `None` once the
+    /// scan has passed the last key.
+    pub next: Option<Vec<u8>>,
+}
+
+/// OLD read in a stable order, batch by batch, for a backfill or a verifier.
+///
+/// A position is opaque bytes the scan gave out (the last key's canonical bytes for the stores
+/// zddm lays out); passing it back goes on after it, in a later process too, so a checkpoint holding
+/// it makes a backfill resumable. Keys written after the scan passed their position are not seen
+/// again; they reached NEW through the proxy, which is why a backfill needs no snapshot.
+pub trait Scan<K, V>: Source<K, V> {
+    /// Up to `limit` entries after `after` (from the start if `None`; a `limit` of 0 counts as 1).
+    /// A page shorter than `limit` ends the scan (`next` is `None`).
+    fn scan(&self, after: Option<&[u8]>, limit: usize) -> impl Future<Output = Result<Page<K, V>, Self::Error>> + Send;
+
+    /// About how many keys OLD holds, for progress and an ETA; `None` if the store cannot say
+    /// cheaply.
+    fn estimate(&self) -> impl Future<Output = Result<Option<u64>, Self::Error>> + Send {
+        std::future::ready(Ok(None))
+    }
+}
+
 macro_rules! forward {
     ($($ty:ty),*) => {$(
         impl<K: ?Sized, V, S: Source<K, V> + ?Sized> Source<K, V> for $ty {
@@ -251,6 +279,20 @@ macro_rules! forward {
 
             fn timeout(&self) -> Option<std::time::Duration> {
                 Source::timeout(&**self)
+            }
+        }
+
+        impl<K, V, S: Scan<K, V> + ?Sized> Scan<K, V> for $ty {
+            fn scan(
+                &self,
+                after: Option<&[u8]>,
+                limit: usize,
+            ) -> impl Future<Output = Result<Page<K, V>, Self::Error>> + Send {
+                (**self).scan(after, limit)
+            }
+
+            fn estimate(&self) -> impl Future<Output = Result<Option<u64>, Self::Error>> + Send {
+                (**self).estimate()
             }
         }
 

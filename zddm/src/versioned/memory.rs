@@ -1,11 +1,11 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::key::{KeyError, MigrationKey};
-use crate::versioned::{now_ms, Change, Filled, Lookup, Slot, Source, Target, Versioned};
+use crate::versioned::{now_ms, Change, Filled, Lookup, Page, Scan, Slot, Source, Target, Versioned};
 
 /// A versioned OLD in memory: one counter, taken under the map's lock, versions every write.
 pub struct MemorySource<K: ?Sized, V> {
@@ -14,7 +14,7 @@ pub struct MemorySource<K: ?Sized, V> {
 }
 
 struct SourceState<V> {
-    entries: HashMap<Vec<u8>, Versioned<V>>,
+    entries: BTreeMap<Vec<u8>, Versioned<V>>,
     /// The last version given, to any key.
     last: u64,
 }
@@ -34,7 +34,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<K: ?Sized, V> MemorySource<K, V> {
     /// An empty store.
     pub fn new() -> Self {
-        MemorySource { state: Mutex::new(SourceState { entries: HashMap::new(), last: 0 }), key: PhantomData }
+        MemorySource { state: Mutex::new(SourceState { entries: BTreeMap::new(), last: 0 }), key: PhantomData }
     }
 
     /// How many keys the store holds.
@@ -52,9 +52,7 @@ impl<K: ?Sized, V> MemorySource<K, V> {
     where
         V: Clone,
     {
-        let mut entries: Vec<_> = lock(&self.state).entries.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        entries
+        lock(&self.state).entries.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 
@@ -144,6 +142,26 @@ impl<K: MigrationKey + ?Sized + Sync, V: Clone + Send + Sync> Source<K, V> for M
         let mut state = lock(&self.state);
         state.last += 1;
         Ok(state.last)
+    }
+}
+
+/// In canonical key order; a position is the last key's bytes.
+impl<K: MigrationKey + Send + Sync, V: Clone + Send + Sync> Scan<K, V> for MemorySource<K, V> {
+    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, V>, KeyError> {
+        let state = lock(&self.state);
+        let from = after.map_or(Bound::Unbounded, |after| Bound::Excluded(after.to_vec()));
+        let mut entries = Vec::new();
+        let mut next = None;
+        for (key, found) in state.entries.range((from, Bound::Unbounded)).take(limit.max(1)) {
+            entries.push((K::from_key_bytes(key)?, found.clone()));
+            next = Some(key);
+        }
+        let next = next.filter(|_| entries.len() == limit.max(1)).cloned();
+        Ok(Page { entries, next })
+    }
+
+    async fn estimate(&self) -> Result<Option<u64>, KeyError> {
+        Ok(u64::try_from(lock(&self.state).entries.len()).ok())
     }
 }
 

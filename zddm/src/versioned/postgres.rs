@@ -9,7 +9,7 @@ use crate::store::json::{decode, encode};
 use crate::store::postgres::{lock_key, Pooled};
 use crate::store::PostgresError;
 use crate::store::{from_sql, to_sql};
-use crate::versioned::{Change, Filled, Lookup, Slot, Source, Target, Versioned};
+use crate::versioned::{Change, Filled, Lookup, Page, Scan, Slot, Source, Target, Versioned};
 
 /// A versioned OLD on PostgreSQL: `(key bytea PRIMARY KEY, value text NOT NULL, version bigint NOT
 /// NULL)`, values as JSON, and a sequence `<table>_version_seq` for versions.
@@ -135,6 +135,43 @@ where
         let client = self.pool.client().await?;
         let statement = client.prepare_cached(&format!("SELECT {}_next_version($1)", self.table)).await?;
         Ok(from_sql(client.query_one(&statement, &[&key]).await?.get(0)))
+    }
+}
+
+/// In canonical key order (`bytea` compares bytewise); a position is the last key's bytes.
+impl<K, V> Scan<K, V> for PostgresSource<K, V>
+where
+    K: MigrationKey + Send + Sync,
+    V: Serialize + DeserializeOwned + Send + Sync,
+{
+    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, V>, PostgresError> {
+        let limit = limit.max(1);
+        let client = self.pool.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT key, value, version FROM {} WHERE $1::bytea IS NULL OR key > $1 ORDER BY key LIMIT $2",
+                self.table
+            ))
+            .await?;
+        let rows = client.query(&statement, &[&after, &i64::try_from(limit).unwrap_or(i64::MAX)]).await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key: &[u8] = row.get(0);
+            let value = decode(key, row.get::<_, &str>(1))?;
+            entries.push((K::from_key_bytes(key)?, Versioned { value, version: from_sql(row.get(2)) }));
+        }
+        let next = rows.last().filter(|_| entries.len() == limit).map(|row| row.get::<_, Vec<u8>>(0));
+        Ok(Page { entries, next })
+    }
+
+    /// The planner's estimate (`reltuples`), which `ANALYZE` and autovacuum keep current; a
+    /// table never analysed says nothing.
+    async fn estimate(&self) -> Result<Option<u64>, PostgresError> {
+        let client = self.pool.client().await?;
+        let statement =
+            client.prepare_cached("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)").await?;
+        let row = client.query_opt(&statement, &[&self.table]).await?;
+        Ok(row.map(|row| row.get::<_, i64>(0)).and_then(|n| u64::try_from(n).ok()))
     }
 }
 

@@ -9,7 +9,19 @@ use crate::gate::Gate;
 use crate::key::MigrationKey;
 use crate::proxy::stats::{bump, Counters};
 use crate::proxy::{ConfigError, Phase, PhaseError, Stats};
-use crate::versioned::{Change, Filled, Lookup, Source, Target, Versioned};
+use crate::versioned::{Change, Filled, Lookup, Page, Scan, Source, Target, Versioned};
+
+/// What [`VersionedProxy::copy`] did with an entry of OLD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Copied {
+    /// NEW took it.
+    Copied,
+    /// NEW already holds the key at this version or a newer one (a delete included), or a write
+    /// of it is in flight: nothing changed.
+    Newer,
+    /// The plan does not read this key from NEW yet, so copying it would not be safe.
+    Outside,
+}
 
 /// How long a write's pending mark keeps its key from being repaired by a read, unless set with
 /// [`VersionedProxyBuilder::grace`].
@@ -225,6 +237,47 @@ where
     /// read-through in any instance can overwrite.
     pub async fn delete(&self, key: &K) -> Result<(), Error> {
         self.write(key, None).await
+    }
+
+    /// Copies `found` — OLD's entry for `key`, as a [`Scan`] read it — into NEW where a read of
+    /// the key would: only if the plan reads the key from NEW (so every instance that may run at
+    /// the same time writes it through), and only if NEW holds nothing as new and no write of the
+    /// key is in flight. This is a backfill's one step; [`crate::backfill`] runs it over OLD.
+    pub async fn copy(&self, key: &K, found: &Versioned<V>) -> Result<Copied, Error> {
+        // Fenced, this instance does not know the fleet's coverage: it copies nothing.
+        let (reach, _, _ticket) = self.route(key, |plan, admitted| plan.read_reach(admitted), |_, _| Reach::Old);
+        if matches!(reach, Reach::Old | Reach::Invalidate) {
+            return Ok(Copied::Outside);
+        }
+        match self.inner.new.fill(key, Some(&found.value), found.version, None).await {
+            Ok(Filled::Copied | Filled::Repaired) => {
+                bump(&self.inner.stats.backfills);
+                Ok(Copied::Copied)
+            }
+            Ok(Filled::Refused) => {
+                bump(&self.inner.stats.backfills_skipped);
+                Ok(Copied::Newer)
+            }
+            Err(error) => Err(self.fail(Side::New, Op::Fill, error)),
+        }
+    }
+
+    /// A page of OLD in scan order.
+    pub(crate) async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, V>, Error>
+    where
+        K: Sized,
+        Old: Scan<K, V>,
+    {
+        self.inner.old.scan(after, limit).await.map_err(|e| self.fail(Side::Old, Op::Scan, e))
+    }
+
+    /// OLD's estimate of its size; `None` if it cannot say, or failed to.
+    pub(crate) async fn estimate(&self) -> Option<u64>
+    where
+        K: Sized,
+        Old: Scan<K, V>,
+    {
+        self.inner.old.estimate().await.ok().flatten()
     }
 
     fn route(

@@ -12,7 +12,7 @@ use crate::store::json::{decode, encode};
 use crate::store::sqlite::{open_file, open_memory, prepare_table};
 use crate::store::SqliteError;
 use crate::store::{from_sql, to_sql};
-use crate::versioned::{now_ms, Change, Filled, Lookup, Slot, Source, Target, Versioned};
+use crate::versioned::{now_ms, Change, Filled, Lookup, Page, Scan, Slot, Source, Target, Versioned};
 
 /// A versioned OLD in SQLite: `(key BLOB PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT
 /// NULL)`, values as JSON, and one counter per table in `zddm_versions` that every write (deletes
@@ -104,6 +104,41 @@ impl<K: ?Sized, V> SqliteSource<K, V> {
         change(&transaction, version)?;
         transaction.commit()?;
         Ok(from_sql(version))
+    }
+}
+
+/// In canonical key order (SQLite compares BLOBs with `memcmp`); a position is the last key's bytes.
+impl<K, V> Scan<K, V> for SqliteSource<K, V>
+where
+    K: MigrationKey + Send + Sync,
+    V: Serialize + DeserializeOwned + Send + Sync,
+{
+    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, V>, SqliteError> {
+        let limit = limit.max(1);
+        let connection = lock(&self.connection);
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT key, value, version FROM {} WHERE ?1 IS NULL OR key > ?1 ORDER BY key LIMIT ?2",
+            self.table
+        ))?;
+        let mut rows = statement.query(rusqlite::params![after, i64::try_from(limit).unwrap_or(i64::MAX)])?;
+        let mut entries = Vec::new();
+        let mut last = None;
+        while let Some(row) = rows.next()? {
+            let (key, text, version): (Vec<u8>, String, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            let value = decode(&key, &text)?;
+            entries.push((K::from_key_bytes(&key)?, Versioned { value, version: from_sql(version) }));
+            last = Some(key);
+        }
+        let next = last.filter(|_| entries.len() == limit);
+        Ok(Page { entries, next })
+    }
+
+    async fn estimate(&self) -> Result<Option<u64>, SqliteError> {
+        let connection = lock(&self.connection);
+        let count: i64 = connection
+            .prepare_cached(&format!("SELECT count(*) FROM {}", self.table))?
+            .query_row([], |row| row.get(0))?;
+        Ok(Some(from_sql(count)))
     }
 }
 

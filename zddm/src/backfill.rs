@@ -1,0 +1,269 @@
+//! Backfill: copy the keys nobody reads into NEW, so that NEW can hold everything.
+//!
+//! Read-through moves only the keys someone reads. A backfill pass scans OLD in a stable order,
+//! batch by batch ([`Scan`]), and copies each entry into NEW through the proxy's own safe step
+//! ([`VersionedProxy::copy`]): only keys the plan reads from NEW, only if NEW holds nothing as new,
+//! never over a write in flight — so writers can keep hammering the same keys while it runs. After
+//! every batch it saves a [`Checkpoint`], so a crash or Ctrl-C repeats at most one batch; it pauses
+//! for a rate limit and backs off while the stores are slow or failing; and it reports
+//! [`Progress`] (scanned, copied, skipped as newer, rate, ETA) after every batch.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use zddm::backfill::{Backfill, MemoryCheckpoint};
+//! use zddm::versioned::{MemorySource, MemoryTarget, Source, VersionedProxy};
+//! use zddm::{Gate, Phase, Rate};
+//!
+//! # zddm::block_on(async {
+//! let old = Arc::new(MemorySource::<u64, String>::new());
+//! let new = Arc::new(MemoryTarget::<u64, String>::new());
+//! for id in 0..1_000 {
+//!     old.put(&id, &format!("user {id}")).await?;
+//! }
+//! let proxy = VersionedProxy::new(old.clone(), new.clone(), Gate::new("users", Rate::ALL));
+//! proxy.set_phase(Phase::Live)?;
+//!
+//! let checkpoint = MemoryCheckpoint::new();
+//! let done = Backfill::new(&proxy)
+//!     .batch(100)
+//!     .run(&checkpoint, |_pause| async {}, |progress| println!("{progress}"))
+//!     .await?;
+//! assert_eq!((done.scanned, done.copied), (1_000, 1_000));
+//! assert_eq!(new.values().len(), 1_000);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! The `sleep` argument is the runtime's timer (`tokio::time::sleep`): the library does not pick
+//! a runtime. Several passes over the same OLD may run at once (each key's copy is safe on its
+//! own), but each pass scans all of OLD.
+
+mod checkpoint;
+mod throttle;
+
+use std::fmt;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+pub use checkpoint::{Checkpoint, CheckpointError, Checkpoints, FileCheckpoint, MemoryCheckpoint};
+use throttle::Throttle;
+
+use crate::key::MigrationKey;
+use crate::versioned::{Copied, Scan, Target, VersionedProxy};
+
+/// A backfill pass over a [`VersionedProxy`]'s OLD; configure, then [`run`](Backfill::run).
+pub struct Backfill<'a, K, V, Old, New> {
+    proxy: &'a VersionedProxy<K, V, Old, New>,
+    batch: usize,
+    rate: Option<f64>,
+    slow_per_row: Duration,
+    min_backoff: Duration,
+    max_backoff: Duration,
+    attempts: u32,
+}
+
+/// Where a pass stands, reported after every batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// The counts so far, resumed runs included, and the scan position.
+    pub checkpoint: Checkpoint,
+    /// About how many keys OLD holds, if it can say.
+    pub estimate: Option<u64>,
+    /// Entries scanned per second in this run.
+    pub rate: f64,
+    /// The time left at this rate, if OLD's size is known.
+    pub eta: Option<Duration>,
+}
+
+impl std::ops::Deref for Progress {
+    type Target = Checkpoint;
+
+    fn deref(&self) -> &Checkpoint {
+        &self.checkpoint
+    }
+}
+
+impl fmt::Display for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.checkpoint;
+        write!(f, "scanned {}", c.scanned)?;
+        if let Some(estimate) = self.estimate {
+            write!(f, " of about {estimate}")?;
+        }
+        write!(f, ", copied {}, skipped as newer {}, outside coverage {}", c.copied, c.newer, c.outside)?;
+        write!(f, ", {:.0}/s", self.rate)?;
+        match (c.done, self.eta) {
+            (true, _) => f.write_str(", done"),
+            (false, Some(eta)) => write!(f, ", about {}s left", eta.as_secs()),
+            (false, None) => Ok(()),
+        }
+    }
+}
+
+/// Why a pass stopped before the end. Its checkpoint holds everything done until then.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackfillError {
+    /// A store kept failing: `attempts` batches in a row.
+    #[error("the backfill stopped after {attempts} failed attempts at one batch; run it again to resume")]
+    Store {
+        /// How many attempts failed.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        source: crate::Error,
+    },
+    /// The checkpoint could not be loaded or saved.
+    #[error("the backfill checkpoint failed")]
+    Checkpoint(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// An option is out of range.
+    #[error("{0}")]
+    Config(String),
+}
+
+impl<'a, K, V, Old, New> Backfill<'a, K, V, Old, New>
+where
+    K: MigrationKey + Send + Sync,
+    V: Clone + PartialEq + Send + Sync,
+    Old: Scan<K, V>,
+    New: Target<K, V>,
+{
+    /// A pass with defaults: batches of 500, no rate limit, backing off from 100 ms to 10 s when
+    /// a batch takes over 10 ms per entry or fails, giving up after 10 failed attempts in a row.
+    pub fn new(proxy: &'a VersionedProxy<K, V, Old, New>) -> Self {
+        Backfill {
+            proxy,
+            batch: 500,
+            rate: None,
+            slow_per_row: Duration::from_millis(10),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            attempts: 10,
+        }
+    }
+
+    /// Entries per batch (and per checkpoint): at least 1.
+    pub fn batch(mut self, entries: usize) -> Self {
+        self.batch = entries;
+        self
+    }
+
+    /// At most `per_second` entries scanned per second; must be positive and finite.
+    pub fn rate(mut self, per_second: f64) -> Self {
+        self.rate = Some(per_second);
+        self
+    }
+
+    /// Back off when a batch takes longer than `per_entry` per entry, or fails: pauses from `min`
+    /// doubling up to `max`, shrinking again once batches are fast.
+    pub fn back_off(mut self, per_entry: Duration, min: Duration, max: Duration) -> Self {
+        (self.slow_per_row, self.min_backoff, self.max_backoff) = (per_entry, min, max);
+        self
+    }
+
+    /// Give up after this many failed attempts at one batch (at least 1).
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts;
+        self
+    }
+
+    fn check(&self) -> Result<(), BackfillError> {
+        if self.batch == 0 {
+            return Err(BackfillError::Config("a backfill batch must hold at least 1 entry, not 0".into()));
+        }
+        if let Some(rate) = self.rate.filter(|rate| !(rate.is_finite() && *rate > 0.0)) {
+            return Err(BackfillError::Config(format!(
+                "a backfill rate must be a positive number of entries per second, not {rate}"
+            )));
+        }
+        if self.attempts == 0 {
+            return Err(BackfillError::Config("a backfill needs at least 1 attempt per batch, not 0".into()));
+        }
+        if self.min_backoff > self.max_backoff {
+            return Err(BackfillError::Config(format!(
+                "the backfill's shortest back-off ({:?}) is longer than its longest ({:?})",
+                self.min_backoff, self.max_backoff
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs the pass from `checkpoints`' last checkpoint (or the start) to the end of OLD,
+    /// pausing with `sleep` and calling `report` after every batch; returns the final progress.
+    /// A pass whose checkpoint says it is done does nothing: save a fresh [`Checkpoint`] to run
+    /// it again. Dropping the future stops it; the next run repeats at most one batch.
+    pub async fn run<C, S, F>(
+        &self,
+        checkpoints: &C,
+        sleep: S,
+        mut report: impl FnMut(&Progress),
+    ) -> Result<Progress, BackfillError>
+    where
+        C: Checkpoints,
+        S: Fn(Duration) -> F,
+        F: Future<Output = ()>,
+    {
+        self.check()?;
+        let saved = |error: C::Error| BackfillError::Checkpoint(Box::new(error));
+        let mut checkpoint = checkpoints.load().await.map_err(saved)?.unwrap_or_default();
+        let estimate = self.proxy.estimate().await;
+        let mut throttle = Throttle::new(self.rate, self.slow_per_row, self.min_backoff, self.max_backoff);
+        let (started, scanned_before) = (Instant::now(), checkpoint.scanned);
+        let progress = |checkpoint: &Checkpoint| {
+            let rate = (checkpoint.scanned - scanned_before) as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            let left = estimate.map(|estimate| estimate.saturating_sub(checkpoint.scanned));
+            let eta = left.filter(|_| rate > 0.0).map(|left| Duration::from_secs_f64(left as f64 / rate));
+            Progress { checkpoint: checkpoint.clone(), estimate, rate, eta }
+        };
+        let (mut failures, mut ran) = (0, false);
+        while !checkpoint.done {
+            ran = true;
+            let began = Instant::now();
+            match self.step(&checkpoint).await {
+                Ok((next, rows)) => {
+                    failures = 0;
+                    checkpoint = next;
+                    checkpoints.save(&checkpoint).await.map_err(saved)?;
+                    report(&progress(&checkpoint));
+                    if !checkpoint.done {
+                        let pause = throttle.after_batch(rows, began.elapsed());
+                        if !pause.is_zero() {
+                            sleep(pause).await;
+                        }
+                    }
+                }
+                Err(source) => {
+                    failures += 1;
+                    if failures >= self.attempts {
+                        return Err(BackfillError::Store { attempts: failures, source });
+                    }
+                    sleep(throttle.after_error()).await;
+                }
+            }
+        }
+        let done = progress(&checkpoint);
+        if !ran {
+            report(&done);
+        }
+        Ok(done)
+    }
+
+    /// One batch from `checkpoint`: the checkpoint after it, and how many entries it held. Counts
+    /// change only once the whole batch is through, so a failed batch, repeated, counts once.
+    async fn step(&self, checkpoint: &Checkpoint) -> Result<(Checkpoint, usize), crate::Error> {
+        let page = self.proxy.scan(checkpoint.position.as_deref(), self.batch).await?;
+        let mut next = checkpoint.clone();
+        for (key, found) in &page.entries {
+            match self.proxy.copy(key, found).await? {
+                Copied::Copied => next.copied += 1,
+                Copied::Newer => next.newer += 1,
+                Copied::Outside => next.outside += 1,
+            }
+        }
+        let rows = page.entries.len();
+        next.scanned += rows as u64;
+        next.done = page.next.is_none();
+        next.position = page.next.or(next.position);
+        Ok((next, rows))
+    }
+}
