@@ -254,7 +254,7 @@ tuples! {
 }
 
 macro_rules! byte_strings {
-    ($(<$($lt:lifetime)? $(, const $n:ident: usize)?> $ty:ty),* $(,)?) => {$(
+    ($(<$($lt:lifetime)? $(, const $n:ident: usize)?> $ty:ty $(=> $decode:expr)?),* $(,)?) => {$(
         impl<$($lt)? $(const $n: usize)?> ByteKey for $ty {
             #[inline]
             fn encode_bytes<S: KeySink + ?Sized>(&self, sink: &mut S) {
@@ -264,61 +264,27 @@ macro_rules! byte_strings {
             fn write_schema(out: &mut String) {
                 out.push_str("bytes");
             }
+
+            $(fn decode_bytes(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+                let decode: fn(&mut KeyReader<'_>) -> Result<Self, KeyError> = $decode;
+                decode(reader)
+            })?
         }
     )*};
 }
 
+// Shared and borrowed forms encode but do not read back (`MigrationKey::decode_key`).
 byte_strings! {
     <> [u8],
+    <> Vec<u8> => |reader| reader.read_byte_string().map(<[u8]>::to_vec),
+    <, const N: usize> [u8; N] => |reader| {
+        let at = reader.clone();
+        reader.read_byte_string()?.try_into().map_err(|_| at.malformed("a byte string of another length"))
+    },
+    <> Box<[u8]> => |reader| reader.read_byte_string().map(Box::from),
     <> Rc<[u8]>,
     <> Arc<[u8]>,
     <'a> Cow<'a, [u8]>,
-}
-
-impl ByteKey for Vec<u8> {
-    #[inline]
-    fn encode_bytes<S: KeySink + ?Sized>(&self, sink: &mut S) {
-        sink.write_byte_string(self);
-    }
-
-    fn write_schema(out: &mut String) {
-        out.push_str("bytes");
-    }
-
-    fn decode_bytes(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
-        reader.read_byte_string().map(<[u8]>::to_vec)
-    }
-}
-
-impl<const N: usize> ByteKey for [u8; N] {
-    #[inline]
-    fn encode_bytes<S: KeySink + ?Sized>(&self, sink: &mut S) {
-        sink.write_byte_string(self);
-    }
-
-    fn write_schema(out: &mut String) {
-        out.push_str("bytes");
-    }
-
-    fn decode_bytes(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
-        let at = reader.clone();
-        reader.read_byte_string()?.try_into().map_err(|_| at.malformed("a byte string of another length"))
-    }
-}
-
-impl ByteKey for Box<[u8]> {
-    #[inline]
-    fn encode_bytes<S: KeySink + ?Sized>(&self, sink: &mut S) {
-        sink.write_byte_string(self);
-    }
-
-    fn write_schema(out: &mut String) {
-        out.push_str("bytes");
-    }
-
-    fn decode_bytes(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
-        reader.read_byte_string().map(Box::from)
-    }
 }
 
 impl<T: ByteKey + ?Sized> ByteKey for &T {
