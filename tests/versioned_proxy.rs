@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use zddm::verify::Verify;
 use zddm::versioned::{Change, Lookup, MemorySource, MemoryTarget, Source, Target, VersionedProxy};
 use zddm::{ConfigError, Gate, Op, Phase, PhaseError, Rate, Side};
 use zddm_suite::faults::Fault;
@@ -161,9 +162,13 @@ async fn the_gate_decides_which_writes_touch_new() {
 async fn complete_writes_new_only_and_repairs_pending_keys_from_old() {
     let w = world();
     w.proxy.put(&1, &1).await.unwrap();
-    w.new.fail_next(Call::Apply, Fault::Before);
-    w.proxy.put(&2, &2).await.unwrap(); // left pending
+    w.proxy.put(&2, &1).await.unwrap();
     w.proxy.set_phase(Phase::Live).unwrap();
+    assert_eq!(w.proxy.set_phase(Phase::Complete), Err(PhaseError::Unverified));
+    let report = Verify::new(&w.proxy).run(tokio::time::sleep, |_| {}).await.unwrap();
+    assert!(report.clean(), "{report}");
+    w.new.fail_next(Call::Apply, Fault::Before);
+    w.proxy.put(&2, &2).await.unwrap(); // left pending after the verification
     w.proxy.set_phase(Phase::Complete).unwrap();
     w.proxy.put(&1, &10).await.unwrap();
     assert_eq!(w.old_value(1).await, Some(1), "OLD is no longer written");

@@ -8,7 +8,7 @@
 use std::sync::{Arc, Mutex};
 
 use zddm::cached::{Cache, Probe};
-use zddm::versioned::{Change, Filled, Lookup, Page, Scan, Source, Target, Versioned};
+use zddm::versioned::{Change, Filled, Lookup, Page, Scan, ScanSlots, Source, Target, Versioned};
 use zddm::Store;
 
 use crate::faults::{Fault, Injected, Pause, PauseState};
@@ -201,12 +201,18 @@ impl<K: ?Sized + Sync, V: Send + Sync, S: Source<K, V>> Source<K, V> for Stall<S
 }
 
 impl<K: Send + Sync, V: Send + Sync, S: Scan<K, V>> Scan<K, V> for Stall<S> {
-    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, V>, Injected> {
+    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Versioned<V>>, Injected> {
         self.call(Call::Scan, self.inner.scan(after, limit)).await
     }
 
     async fn estimate(&self) -> Result<Option<u64>, Injected> {
         self.inner.estimate().await.map_err(|_| Injected { op: zddm::Op::Scan, fault: Fault::Before })
+    }
+}
+
+impl<K: Send + Sync, V: Send + Sync, S: ScanSlots<K, V>> ScanSlots<K, V> for Stall<S> {
+    async fn scan_slots(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Lookup<V>>, Injected> {
+        self.call(Call::Scan, self.inner.scan_slots(after, limit)).await
     }
 }
 

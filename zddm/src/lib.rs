@@ -38,6 +38,7 @@ mod key;
 mod proxy;
 mod rate;
 mod store;
+pub mod verify;
 pub mod versioned;
 
 pub use backend::Backend;

@@ -90,6 +90,18 @@ pub enum Lookup<V> {
     },
 }
 
+impl<V> Lookup<V> {
+    /// The same answer with the value, if any, converted.
+    pub(crate) fn try_map<U, E>(self, convert: impl FnOnce(V) -> Result<U, E>) -> Result<Lookup<U>, E> {
+        Ok(match self {
+            Lookup::Hit(value) => Lookup::Hit(convert(value)?),
+            Lookup::Deleted => Lookup::Deleted,
+            Lookup::Miss => Lookup::Miss,
+            Lookup::Pending { token, expired } => Lookup::Pending { token, expired },
+        })
+    }
+}
+
 /// A write's effect on NEW, at OLD's version of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change<V> {
@@ -228,11 +240,12 @@ pub trait Target<K: ?Sized, V>: Send + Sync {
     }
 }
 
-/// A batch of OLD's entries in scan order, and where the scan goes on.
+/// A batch of a store's entries in scan order, and where the scan goes on: OLD's values with their
+/// versions ([`Scan`]), or what NEW holds ([`ScanSlots`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page<K, V> {
-    /// Keys with their values and versions, in the scan's order.
-    pub entries: Vec<(K, Versioned<V>)>,
+pub struct Page<K, E> {
+    /// Keys with what the store holds for them, in the scan's order.
+    pub entries: Vec<(K, E)>,
     /// The position after the last entry, to pass to the next [`Scan::scan`]; `None` once the
     /// scan has passed the last key.
     pub next: Option<Vec<u8>>,
@@ -247,13 +260,29 @@ pub struct Page<K, V> {
 pub trait Scan<K, V>: Source<K, V> {
     /// Up to `limit` entries after `after` (from the start if `None`; a `limit` of 0 counts as 1).
     /// A page shorter than `limit` ends the scan (`next` is `None`).
-    fn scan(&self, after: Option<&[u8]>, limit: usize) -> impl Future<Output = Result<Page<K, V>, Self::Error>> + Send;
+    fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<K, Versioned<V>>, Self::Error>> + Send;
 
     /// About how many keys OLD holds, for progress and an ETA; `None` if the store cannot say
     /// cheaply.
     fn estimate(&self) -> impl Future<Output = Result<Option<u64>, Self::Error>> + Send {
         std::future::ready(Ok(None))
     }
+}
+
+/// NEW read in canonical key order, batch by batch, for a verifier: every key NEW has a slot for,
+/// with what a read would find there.
+pub trait ScanSlots<K, V>: Target<K, V> {
+    /// Up to `limit` slots after the canonical key bytes `after` (from the start if `None`; a
+    /// `limit` of 0 counts as 1); a page shorter than `limit` ends the scan.
+    fn scan_slots(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<K, Lookup<V>>, Self::Error>> + Send;
 }
 
 macro_rules! forward {
@@ -287,12 +316,22 @@ macro_rules! forward {
                 &self,
                 after: Option<&[u8]>,
                 limit: usize,
-            ) -> impl Future<Output = Result<Page<K, V>, Self::Error>> + Send {
+            ) -> impl Future<Output = Result<Page<K, Versioned<V>>, Self::Error>> + Send {
                 (**self).scan(after, limit)
             }
 
             fn estimate(&self) -> impl Future<Output = Result<Option<u64>, Self::Error>> + Send {
                 (**self).estimate()
+            }
+        }
+
+        impl<K, V, S: ScanSlots<K, V> + ?Sized> ScanSlots<K, V> for $ty {
+            fn scan_slots(
+                &self,
+                after: Option<&[u8]>,
+                limit: usize,
+            ) -> impl Future<Output = Result<Page<K, Lookup<V>>, Self::Error>> + Send {
+                (**self).scan_slots(after, limit)
             }
         }
 

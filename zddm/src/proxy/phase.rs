@@ -132,6 +132,13 @@ pub enum PhaseError {
         /// How many keys are in doubt (see `Proxy::keys_in_doubt`).
         count: usize,
     },
+    /// `Complete` stops reading OLD, so NEW must first be shown to hold everything OLD holds.
+    #[error(
+        "cannot complete the migration without evidence that NEW holds everything: run a whole \
+         verification in live (zddm::verify::Verify, or `zddm verify`) that finds NEW clean, after a \
+         backfill (zddm::backfill::Backfill, or `zddm backfill`), then complete"
+    )]
+    Unverified,
     /// The proxy follows a fleet's plan, which changes only through the fleet.
     #[error("this proxy follows its fleet's plan: change the phase with Fleet::set_goal, for every instance at once")]
     InFleet,

@@ -5,7 +5,7 @@ use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::key::{KeyError, MigrationKey};
-use crate::versioned::{now_ms, Change, Filled, Lookup, Page, Scan, Slot, Source, Target, Versioned};
+use crate::versioned::{now_ms, Change, Filled, Lookup, Page, Scan, ScanSlots, Slot, Source, Target, Versioned};
 
 /// A versioned OLD in memory: one counter, taken under the map's lock, versions every write.
 pub struct MemorySource<K: ?Sized, V> {
@@ -147,7 +147,7 @@ impl<K: MigrationKey + ?Sized + Sync, V: Clone + Send + Sync> Source<K, V> for M
 
 /// In canonical key order; a position is the last key's bytes.
 impl<K: MigrationKey + Send + Sync, V: Clone + Send + Sync> Scan<K, V> for MemorySource<K, V> {
-    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, V>, KeyError> {
+    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Versioned<V>>, KeyError> {
         let state = lock(&self.state);
         let from = after.map_or(Bound::Unbounded, |after| Bound::Excluded(after.to_vec()));
         let mut entries = Vec::new();
@@ -162,6 +162,21 @@ impl<K: MigrationKey + Send + Sync, V: Clone + Send + Sync> Scan<K, V> for Memor
 
     async fn estimate(&self) -> Result<Option<u64>, KeyError> {
         Ok(u64::try_from(lock(&self.state).entries.len()).ok())
+    }
+}
+
+impl<K: MigrationKey + Send + Sync, V: Clone + Send + Sync> ScanSlots<K, V> for MemoryTarget<K, V> {
+    async fn scan_slots(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Lookup<V>>, KeyError> {
+        let (slots, now) = (lock(&self.slots), now_ms());
+        let from = after.map_or(Bound::Unbounded, |after| Bound::Excluded(after.to_vec()));
+        let mut entries = Vec::new();
+        let mut next = None;
+        for (key, slot) in slots.range((from, Bound::Unbounded)).take(limit.max(1)) {
+            entries.push((K::from_key_bytes(key)?, slot.lookup(now)));
+            next = Some(key);
+        }
+        let next = next.filter(|_| entries.len() == limit.max(1)).cloned();
+        Ok(Page { entries, next })
     }
 }
 

@@ -9,7 +9,7 @@ use crate::store::json::{decode, encode};
 use crate::store::postgres::{lock_key, Pooled};
 use crate::store::PostgresError;
 use crate::store::{from_sql, to_sql};
-use crate::versioned::{Change, Filled, Lookup, Page, Scan, Slot, Source, Target, Versioned};
+use crate::versioned::{Change, Filled, Lookup, Page, Scan, ScanSlots, Slot, Source, Target, Versioned};
 
 /// A versioned OLD on PostgreSQL: `(key bytea PRIMARY KEY, value text NOT NULL, version bigint NOT
 /// NULL)`, values as JSON, and a sequence `<table>_version_seq` for versions.
@@ -144,7 +144,7 @@ where
     K: MigrationKey + Send + Sync,
     V: Serialize + DeserializeOwned + Send + Sync,
 {
-    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, V>, PostgresError> {
+    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Versioned<V>>, PostgresError> {
         let limit = limit.max(1);
         let client = self.pool.client().await?;
         let statement = client
@@ -354,6 +354,41 @@ where
             .await?;
         let purged = client.execute(&statement, &[&to_sql(older_than_ms)]).await?;
         Ok(usize::try_from(purged).unwrap_or(usize::MAX))
+    }
+}
+
+impl<K, V> ScanSlots<K, V> for PostgresTarget<K, V>
+where
+    K: MigrationKey + Send + Sync,
+    V: Serialize + DeserializeOwned + Send + Sync,
+{
+    async fn scan_slots(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Lookup<V>>, PostgresError> {
+        let limit = limit.max(1);
+        let client = self.pool.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT key, value, deleted, version, pending, pending_until, {NOW} FROM {} \
+                 WHERE $1::bytea IS NULL OR key > $1 ORDER BY key LIMIT $2",
+                self.table
+            ))
+            .await?;
+        let rows = client.query(&statement, &[&after, &i64::try_from(limit).unwrap_or(i64::MAX)]).await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key: &[u8] = row.get(0);
+            let slot = Slot {
+                value: row.get::<_, Option<String>>(1),
+                deleted: row.get(2),
+                version: from_sql(row.get(3)),
+                pending: u32::try_from(row.get::<_, i32>(4)).unwrap_or(0),
+                pending_until: from_sql(row.get(5)),
+                changed_at: 0,
+            };
+            let found = slot.lookup(from_sql(row.get(6))).try_map(|text| decode(key, &text))?;
+            entries.push((K::from_key_bytes(key)?, found));
+        }
+        let next = rows.last().filter(|_| entries.len() == limit).map(|row| row.get::<_, Vec<u8>>(0));
+        Ok(Page { entries, next })
     }
 }
 

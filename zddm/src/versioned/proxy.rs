@@ -9,7 +9,7 @@ use crate::gate::Gate;
 use crate::key::MigrationKey;
 use crate::proxy::stats::{bump, Counters};
 use crate::proxy::{ConfigError, Phase, PhaseError, Stats};
-use crate::versioned::{Change, Filled, Lookup, Page, Scan, Source, Target, Versioned};
+use crate::versioned::{Change, Filled, Lookup, Page, Scan, ScanSlots, Source, Target, Versioned};
 
 /// What [`VersionedProxy::copy`] did with an entry of OLD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +51,10 @@ struct Inner<K: ?Sized, V, Old, New> {
     routing: Routing,
     grace: Duration,
     stats: Counters,
+    /// Local routing only: phase changes so far, and one more than their count when the last
+    /// verification that earns `Complete` began (0: none). Guarded by the mutex, so a check and a
+    /// change of phase cannot interleave with another change.
+    verified: std::sync::Mutex<(u64, u64)>,
     types: PhantomData<fn(&K) -> V>,
 }
 
@@ -106,6 +110,7 @@ impl<K: ?Sized, V, Old: Source<K, V>, New: Target<K, V>> VersionedProxyBuilder<K
                 routing: self.routing,
                 grace: self.grace,
                 stats: Counters::default(),
+                verified: std::sync::Mutex::new((0, 0)),
                 types: PhantomData,
             }),
         }
@@ -189,10 +194,40 @@ impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
 
     /// Moves to `phase`, for this proxy and its clones; returns the previous phase. The same
     /// transitions as [`Proxy::set_phase`](crate::Proxy::set_phase) are refused, and every change
-    /// in a fleet (which moves with [`Fleet::set_goal`]). Keys left pending need no wait here: in
-    /// `Complete` a read of a pending key still repairs it from OLD.
+    /// in a fleet (which moves with [`Fleet::set_goal`]). `Complete` must be earned: it is refused
+    /// ([`PhaseError::Unverified`]) unless a whole [`Verify`](crate::verify::Verify) pass that began
+    /// in `Live`, with no phase change since, found NEW clean. Keys left pending need no wait here:
+    /// in `Complete` a read of a pending key still repairs it from OLD.
     pub fn set_phase(&self, phase: Phase) -> Result<Phase, PhaseError> {
-        self.inner.routing.set_phase(&self.inner.gate, phase)
+        let mut verified = self.inner.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (changes, earned) = *verified;
+        let completing = phase == Phase::Complete && self.phase() == Phase::Live;
+        if completing && matches!(self.inner.routing, Routing::Local(_)) && earned != changes + 1 {
+            return Err(PhaseError::Unverified);
+        }
+        let previous = self.inner.routing.set_phase(&self.inner.gate, phase)?;
+        if previous != phase {
+            verified.0 += 1;
+        }
+        Ok(previous)
+    }
+
+    /// Where this proxy's phase changes stand, for a verification to record when it began.
+    pub(crate) fn verification_epoch(&self) -> u64 {
+        self.inner.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner).0
+    }
+
+    /// Forgets any verification that earned `Complete`: a later one found NEW wrong.
+    pub(crate) fn revoke_verification(&self) {
+        self.inner.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner).1 = 0;
+    }
+
+    /// Records a verification that earns `Complete`, begun at `epoch`.
+    pub(crate) fn record_verification(&self, epoch: u64) {
+        let mut verified = self.inner.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if verified.0 == epoch {
+            verified.1 = epoch + 1;
+        }
     }
 
     /// Counters of what this proxy did so far. `repairs` counts pending keys a read repaired.
@@ -262,8 +297,50 @@ where
         }
     }
 
+    /// Makes NEW agree with OLD for `key` whatever NEW holds — a value NEW has and OLD no longer
+    /// does, a different value, a missing key — where the plan reads the key from NEW: a verifier's
+    /// repair. It draws a version from OLD's counter, then reads OLD, then applies what it read at
+    /// that version. A write of the key that committed before the draw is in what it read; one
+    /// after it has a newer version and wins in NEW. A write in flight keeps its mark.
+    pub async fn repair(&self, key: &K) -> Result<Copied, Error> {
+        let (reach, _, _ticket) = self.route(key, |plan, admitted| plan.read_reach(admitted), |_, _| Reach::Old);
+        if matches!(reach, Reach::Old | Reach::Invalidate) {
+            return Ok(Copied::Outside);
+        }
+        let version = self.inner.old.next_version(key).await.map_err(|e| self.fail(Side::Old, Op::Get, e))?;
+        let found = self.read_old(key).await?;
+        let change = found.as_ref().map_or(Change::Delete, |found| Change::Put(&found.value));
+        self.inner.new.apply(key, change, version, false).await.map_err(|e| self.fail(Side::New, Op::Fill, e))?;
+        bump(&self.inner.stats.repairs);
+        Ok(Copied::Copied)
+    }
+
+    /// What NEW holds for `key`, as a read would find it.
+    pub(crate) async fn lookup_new(&self, key: &K) -> Result<Lookup<V>, Error> {
+        self.inner.new.lookup(key).await.map_err(|e| self.fail(Side::New, Op::Get, e))
+    }
+
+    /// OLD's entry for `key`.
+    pub(crate) async fn get_old(&self, key: &K) -> Result<Option<Versioned<V>>, Error> {
+        self.inner.old.get(key).await.map_err(|e| self.fail(Side::Old, Op::Get, e))
+    }
+
+    /// A page of NEW's slots in canonical key order.
+    pub(crate) async fn scan_new(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Lookup<V>>, Error>
+    where
+        K: Sized,
+        New: ScanSlots<K, V>,
+    {
+        self.inner.new.scan_slots(after, limit).await.map_err(|e| self.fail(Side::New, Op::Scan, e))
+    }
+
+    /// Up to `limit` keys after `after` whose writes have not settled in NEW.
+    pub(crate) async fn pending(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, Error> {
+        self.inner.new.pending_keys(after, limit).await.map_err(|e| self.fail(Side::New, Op::Scan, e))
+    }
+
     /// A page of OLD in scan order.
-    pub(crate) async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, V>, Error>
+    pub(crate) async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Versioned<V>>, Error>
     where
         K: Sized,
         Old: Scan<K, V>,

@@ -12,7 +12,7 @@ use crate::store::json::{decode, encode};
 use crate::store::sqlite::{open_file, open_memory, prepare_table};
 use crate::store::SqliteError;
 use crate::store::{from_sql, to_sql};
-use crate::versioned::{now_ms, Change, Filled, Lookup, Page, Scan, Slot, Source, Target, Versioned};
+use crate::versioned::{now_ms, Change, Filled, Lookup, Page, Scan, ScanSlots, Slot, Source, Target, Versioned};
 
 /// A versioned OLD in SQLite: `(key BLOB PRIMARY KEY, value TEXT NOT NULL, version INTEGER NOT
 /// NULL)`, values as JSON, and one counter per table in `zddm_versions` that every write (deletes
@@ -113,7 +113,7 @@ where
     K: MigrationKey + Send + Sync,
     V: Serialize + DeserializeOwned + Send + Sync,
 {
-    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, V>, SqliteError> {
+    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Versioned<V>>, SqliteError> {
         let limit = limit.max(1);
         let connection = lock(&self.connection);
         let mut statement = connection.prepare_cached(&format!(
@@ -250,6 +250,32 @@ impl<K: ?Sized, V> SqliteTarget<K, V> {
             ])?;
         transaction.commit()?;
         Ok(out)
+    }
+}
+
+impl<K, V> ScanSlots<K, V> for SqliteTarget<K, V>
+where
+    K: MigrationKey + Send + Sync,
+    V: Serialize + DeserializeOwned + Send + Sync,
+{
+    async fn scan_slots(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Lookup<V>>, SqliteError> {
+        let limit = limit.max(1);
+        let connection = lock(&self.connection);
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT key, value, deleted, version, pending, pending_until, changed_at FROM {} \
+             WHERE ?1 IS NULL OR key > ?1 ORDER BY key LIMIT ?2",
+            self.table
+        ))?;
+        let mut rows = statement.query(params![after, i64::try_from(limit).unwrap_or(i64::MAX)])?;
+        let (mut entries, mut last, now) = (Vec::new(), None, now_ms());
+        while let Some(row) = rows.next()? {
+            let key: Vec<u8> = row.get(0)?;
+            let found = slot(row, 1)?.lookup(now).try_map(|text| decode(&key, &text))?;
+            entries.push((K::from_key_bytes(&key)?, found));
+            last = Some(key);
+        }
+        let next = last.filter(|_| entries.len() == limit);
+        Ok(Page { entries, next })
     }
 }
 
