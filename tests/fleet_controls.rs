@@ -1,6 +1,7 @@
 //! Every control record store behaves alike: the first record created wins, advancing is a
 //! compare-and-set on the epoch, acknowledgements are one entry per instance on the store's
-//! clock, and a record zddm never wrote is reported, not misread. Memory, SQLite, PostgreSQL and
+//! clock, a verification's epoch is kept and withdrawn, and a record zddm never wrote is reported,
+//! not misread. Memory, SQLite, PostgreSQL and
 //! Redis, two handles each (as two instances have).
 
 use std::future::Future;
@@ -16,6 +17,7 @@ fn record(salt: &str) -> Record {
         epoch: 0,
         plan: Plan::start(Phase::ReadThrough),
         goal: Goal { phase: Phase::ReadThrough, rate: Rate::NONE },
+        verified: None,
     }
 }
 
@@ -44,6 +46,14 @@ async fn conforms<C: Control, F: Future<Output = C>>(open: impl Fn() -> F, name:
     two.leave("a").await.unwrap();
     let (members, _) = one.members().await.unwrap();
     assert_eq!(members.iter().map(|m| m.instance.as_str()).collect::<Vec<_>>(), ["b"], "{name}");
+
+    // A verification's epoch is kept with the record, and withdrawn.
+    one.set_verified(Some(1)).await.unwrap();
+    assert_eq!(two.load().await.unwrap().verified, Some(1), "{name}");
+    two.set_verified(Some(7)).await.unwrap();
+    assert_eq!(one.load().await.unwrap().verified, Some(7), "{name}");
+    one.set_verified(None).await.unwrap();
+    assert_eq!(two.load().await.unwrap().verified, None, "{name}");
 }
 
 #[tokio::test(flavor = "current_thread")]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use zddm::fleet::{Control, Fleet, FleetConfig, FleetError, Goal, Member, MemoryControl, Plan, Record};
+use zddm::verify::Verify;
 use zddm::versioned::{Lookup, MemorySource, MemoryTarget, Source, Target, VersionedProxy};
 use zddm::{Phase, Rate};
 
@@ -64,6 +65,11 @@ impl Control for Flaky {
     async fn leave(&self, instance: &str) -> Result<(), Down> {
         self.check()?;
         self.inner.leave(instance).await.unwrap();
+        Ok(())
+    }
+    async fn set_verified(&self, epoch: Option<u64>) -> Result<(), Down> {
+        self.check()?;
+        self.inner.set_verified(epoch).await.unwrap();
         Ok(())
     }
 }
@@ -128,8 +134,16 @@ async fn an_instance_that_loses_the_record_fences_itself_and_the_fleet_moves_on(
     assert_eq!(old.get(&1).await.unwrap().map(|found| found.value), Some(11));
     assert_eq!(proxy_b.get(&1).await.unwrap(), Some(11));
 
-    // Entering Complete waits even for a silent instance, until it is forgotten.
-    b.set_goal(Goal { phase: Phase::Complete, rate: Rate::ALL }).await.unwrap();
+    // Entering Complete waits even for a silent instance, until it is forgotten. It must be
+    // earned first: in `Live`, by a verification recorded at the fleet's epoch.
+    let complete = Goal { phase: Phase::Complete, rate: Rate::ALL };
+    b.set_goal(Goal { phase: Phase::Live, rate: Rate::ALL }).await.unwrap();
+    settle(&[&b]).await;
+    let refused = b.set_goal(complete).await.unwrap_err();
+    assert!(refused.to_string().contains("run a whole verification in live"), "{refused}");
+    let report = Verify::new(&proxy_b).run(tokio::time::sleep, |_| {}).await.unwrap();
+    assert!(report.earns_complete() && b.record_verification(&report).await.unwrap(), "{report}");
+    b.set_goal(complete).await.unwrap();
     for _ in 0..20 {
         b.poll().await.unwrap();
     }
@@ -151,6 +165,13 @@ async fn a_forgotten_instance_no_longer_holds_complete_back() {
     let a = Fleet::join(record.clone(), "a", "forget", CONFIG).await.unwrap();
     let gone = Fleet::join(record.clone(), "crashed", "forget", CONFIG).await.unwrap();
     drop(gone);
+    let (old, new) = (MemorySource::<u64, u64>::new(), MemoryTarget::<u64, u64>::new());
+    let proxy = VersionedProxy::in_fleet(&old, &new, &a);
+    a.set_goal(Goal { phase: Phase::Live, rate: Rate::ALL }).await.unwrap();
+    tokio::time::sleep(CONFIG.dead_after + Duration::from_millis(50)).await;
+    settle(&[&a]).await;
+    let report = Verify::new(&proxy).run(tokio::time::sleep, |_| {}).await.unwrap();
+    assert!(a.record_verification(&report).await.unwrap(), "{report}");
     a.set_goal(Goal { phase: Phase::Complete, rate: Rate::ALL }).await.unwrap();
     tokio::time::sleep(CONFIG.dead_after + Duration::from_millis(50)).await;
     for _ in 0..20 {

@@ -79,6 +79,17 @@ pub struct Record {
     pub plan: Plan,
     /// Where the operator wants the fleet.
     pub goal: Goal,
+    /// The epoch at which a whole verification that found NEW clean began, if one was recorded
+    /// ([`Fleet::record_verification`]). `Complete` needs it to be the current epoch, in `Live`.
+    pub verified: Option<u64>,
+}
+
+impl Record {
+    /// Whether the goal may be `Complete`: in `Live` (or there already), with a verification
+    /// recorded at this epoch.
+    pub fn may_complete(&self) -> bool {
+        self.plan.phase == Phase::Complete || (self.plan.phase == Phase::Live && self.verified == Some(self.epoch))
+    }
 }
 
 /// One instance's row: the epoch it last acknowledged, and when (the control store's clock, ms).
@@ -121,6 +132,9 @@ pub trait Control: Send + Sync {
 
     /// Removes `instance`'s row: it has stopped (or an operator knows it is gone for good).
     fn leave(&self, instance: &str) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Sets [`Record::verified`]; `None` withdraws it.
+    fn set_verified(&self, epoch: Option<u64>) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
 /// How a fleet member times its contact with the record.
@@ -198,6 +212,8 @@ pub(crate) struct Cell {
     plan: AtomicU64,
     switches: AtomicU64,
     in_flight: [AtomicUsize; 2],
+    /// The epoch of the plan applied, for a verification to say when it began.
+    pub(crate) epoch: AtomicU64,
     origin: Instant,
     contact_ms: AtomicU64,
     fence_after_ms: u64,
@@ -225,6 +241,7 @@ impl Cell {
             plan: AtomicU64::new(plan.pack()),
             switches: AtomicU64::new(0),
             in_flight: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            epoch: AtomicU64::new(0),
             origin: Instant::now(),
             contact_ms: AtomicU64::new(0),
             fence_after_ms: u64::try_from(fence_after.as_millis()).unwrap_or(u64::MAX),
@@ -375,6 +392,7 @@ impl<C: Control> Fleet<C> {
             epoch: 0,
             plan: Plan::start(Phase::ReadThrough),
             goal: Goal { phase: Phase::ReadThrough, rate: Rate::NONE },
+            verified: None,
         };
         let record = control.open(&initial).await.map_err(self::control)?;
         if record.salt != salt {
@@ -382,6 +400,7 @@ impl<C: Control> Fleet<C> {
         }
         control.acknowledge(instance, record.epoch).await.map_err(self::control)?;
         let cell = Arc::new(Cell::new(record.plan, config.fence_after));
+        cell.epoch.store(record.epoch, Ordering::Release);
         cell.touch();
         Ok(Fleet {
             control,
@@ -423,10 +442,32 @@ impl<C: Control> Fleet<C> {
     }
 
     /// Asks the fleet to move toward `goal`; the steps are taken by the members' polls.
+    /// `Complete` must be earned: the fleet must be in `Live` with a verification recorded at its
+    /// current epoch ([`record_verification`](Fleet::record_verification)), or this fails with
+    /// [`PhaseError::Unverified`].
     pub async fn set_goal(&self, goal: Goal) -> Result<(), FleetError> {
         let record = self.control.load().await.map_err(control)?;
         record.plan.check_goal(&goal)?;
+        if goal.phase == Phase::Complete && !record.may_complete() {
+            return Err(FleetError::Goal(PhaseError::Unverified));
+        }
         self.control.set_goal(&goal).await.map_err(control)
+    }
+
+    /// Records a verification's outcome with the fleet's record: one that earns `Complete` (whole,
+    /// clean, begun in `Live`) at the epoch it began, if the fleet is still at that epoch; one that
+    /// found NEW wrong withdraws any earlier one. Returns whether `Complete` may now be set as the
+    /// goal.
+    pub async fn record_verification(&self, report: &crate::verify::Report) -> Result<bool, FleetError> {
+        let record = self.control.load().await.map_err(control)?;
+        if report.earns_complete() && report.epoch == record.epoch && record.plan.phase == Phase::Live {
+            self.control.set_verified(Some(record.epoch)).await.map_err(control)?;
+            return Ok(true);
+        }
+        if !report.clean() {
+            self.control.set_verified(None).await.map_err(control)?;
+        }
+        Ok(record.may_complete())
     }
 
     /// Removes another instance's row: it is gone for good (a crashed host), so the fleet stops
@@ -491,6 +532,7 @@ impl<C: Control> Fleet<C> {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             if record.epoch > state.0 && self.cell.switch(record.plan) {
                 *state = (record.epoch, false);
+                self.cell.epoch.store(record.epoch, Ordering::Release);
             }
             *state
         };
@@ -502,7 +544,10 @@ impl<C: Control> Fleet<C> {
             self.state.lock().unwrap_or_else(PoisonError::into_inner).1 = true;
         }
         let (members, now) = self.control.members().await.map_err(control)?;
-        let next = record.plan.step_toward(&record.goal);
+        // `Complete` only from a verified `Live`, even with the goal set: a later verification may
+        // have withdrawn it.
+        let next =
+            record.plan.step_toward(&record.goal).filter(|next| next.phase != Phase::Complete || record.may_complete());
         let dead_after = u64::try_from(self.config.dead_after.as_millis()).unwrap_or(u64::MAX);
         // Entering `Complete` stops OLD's writes for good: it waits for every member, even silent.
         let everyone = next.is_some_and(|next| next.phase == Phase::Complete);
@@ -551,6 +596,10 @@ macro_rules! forward {
             fn leave(&self, instance: &str) -> impl Future<Output = Result<(), Self::Error>> + Send {
                 (**self).leave(instance)
             }
+
+            fn set_verified(&self, epoch: Option<u64>) -> impl Future<Output = Result<(), Self::Error>> + Send {
+                (**self).set_verified(epoch)
+            }
         }
     )*};
 }
@@ -566,6 +615,7 @@ pub(crate) fn record_from_columns(
     rates: [i64; 3],
     goal_phase: &str,
     goal_rate: i64,
+    verified: Option<i64>,
 ) -> Result<Record, String> {
     let phase_of = |text: &str| text.parse::<Phase>().map_err(|_| text.to_owned());
     let rate_of = |ppm: i64| u32::try_from(ppm).ok().and_then(|ppm| Rate::from_ppm(ppm).ok()).ok_or(ppm.to_string());
@@ -578,5 +628,6 @@ pub(crate) fn record_from_columns(
     if !plan.is_valid() {
         return Err(format!("{plan:?}"));
     }
-    Ok(Record { salt, epoch, plan, goal: Goal { phase: phase_of(goal_phase)?, rate: rate_of(goal_rate)? } })
+    let verified = verified.map(|epoch| u64::try_from(epoch).map_err(|_| epoch.to_string())).transpose()?;
+    Ok(Record { salt, epoch, plan, goal: Goal { phase: phase_of(goal_phase)?, rate: rate_of(goal_rate)? }, verified })
 }

@@ -101,6 +101,10 @@ impl Keys {
 pub struct Report {
     /// The plan when the pass began; a pass counts toward `Complete` only if it was `Live`.
     pub started: Plan,
+    /// When the pass began: the fleet's epoch, for a proxy in a fleet (see
+    /// [`Fleet::record_verification`](crate::fleet::Fleet::record_verification)); for one on its
+    /// own, how many phase changes it had made.
+    pub epoch: u64,
     /// Whether every key was compared (no sample).
     pub whole: bool,
     /// Keys compared.
@@ -123,9 +127,10 @@ pub struct Report {
 }
 
 impl Report {
-    fn new(started: Plan, whole: bool) -> Self {
+    fn new(started: Plan, epoch: u64, whole: bool) -> Self {
         Report {
             started,
+            epoch,
             whole,
             checked: 0,
             transient: 0,
@@ -294,7 +299,7 @@ where
         let started = self.proxy.plan();
         let epoch = self.proxy.verification_epoch();
         let sample = self.sample.map(|rate| Gate::new("zddm verify sample", rate));
-        let mut report = Report::new(started, sample.is_none());
+        let mut report = Report::new(started, epoch, sample.is_none());
         let mut suspects: Vec<(Vec<u8>, K)> = Vec::new();
         let admitted = |key: &K| sample.as_ref().map_or(true, |gate| gate.admits(key));
 

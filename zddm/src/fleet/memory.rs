@@ -91,4 +91,9 @@ impl Control for MemoryControl {
         self.lock().members.remove(instance);
         Ok(())
     }
+
+    async fn set_verified(&self, epoch: Option<u64>) -> Result<(), NoRecord> {
+        self.lock().record.as_mut().ok_or(NoRecord)?.verified = epoch;
+        Ok(())
+    }
 }

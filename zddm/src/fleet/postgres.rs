@@ -40,7 +40,8 @@ impl PostgresControl {
             ],
             "(name, salt, epoch, phase, read_ppm, write_ppm, invalidate_ppm, goal_phase, goal_ppm)",
             "CREATE TABLE IF NOT EXISTS zddm_fleet_members (name text NOT NULL, instance text NOT NULL, \
-             epoch bigint NOT NULL, seen_ms bigint NOT NULL, PRIMARY KEY (name, instance))",
+             epoch bigint NOT NULL, seen_ms bigint NOT NULL, PRIMARY KEY (name, instance)); \
+             CREATE TABLE IF NOT EXISTS zddm_fleet_verified (name text PRIMARY KEY, epoch bigint NOT NULL)",
         )
         .await?;
         Ok(PostgresControl { pool, name: name.to_owned() })
@@ -50,15 +51,16 @@ impl PostgresControl {
         let client = self.pool.client().await?;
         let statement = client
             .prepare_cached(
-                "SELECT salt, epoch, phase, read_ppm, write_ppm, invalidate_ppm, goal_phase, goal_ppm \
-                 FROM zddm_fleet WHERE name = $1",
+                "SELECT f.salt, f.epoch, f.phase, f.read_ppm, f.write_ppm, f.invalidate_ppm, f.goal_phase, \
+                 f.goal_ppm, v.epoch FROM zddm_fleet f LEFT JOIN zddm_fleet_verified v ON v.name = f.name \
+                 WHERE f.name = $1",
             )
             .await?;
         let Some(row) = client.query_opt(&statement, &[&self.name]).await? else { return Ok(None) };
         let epoch: i64 = row.get(1);
         let epoch = u64::try_from(epoch).map_err(|_| PostgresError::Record { found: epoch.to_string() })?;
         let rates = [row.get(3), row.get(4), row.get(5)];
-        record_from_columns(row.get(0), epoch, row.get(2), rates, row.get(6), row.get(7))
+        record_from_columns(row.get(0), epoch, row.get(2), rates, row.get(6), row.get(7), row.get(8))
             .map(Some)
             .map_err(|found| PostgresError::Record { found })
     }
@@ -159,6 +161,19 @@ impl Control for PostgresControl {
             }
         }
         Ok((members, now))
+    }
+
+    async fn set_verified(&self, epoch: Option<u64>) -> Result<(), PostgresError> {
+        let client = self.pool.client().await?;
+        match epoch {
+            Some(epoch) => {
+                let sql = "INSERT INTO zddm_fleet_verified VALUES ($1, $2) \
+                           ON CONFLICT (name) DO UPDATE SET epoch = excluded.epoch";
+                client.execute(sql, &[&self.name, &to_sql(epoch)]).await?
+            }
+            None => client.execute("DELETE FROM zddm_fleet_verified WHERE name = $1", &[&self.name]).await?,
+        };
+        Ok(())
     }
 
     async fn leave(&self, instance: &str) -> Result<(), PostgresError> {

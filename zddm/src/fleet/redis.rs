@@ -65,16 +65,28 @@ impl RedisControl {
     }
 
     async fn read(&self) -> Result<Option<Record>, RedisError> {
-        let fields: Vec<Option<String>> = redis::cmd("HMGET")
+        let mut fields: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(&self.record)
-            .arg(&["salt", "epoch", "phase", "read_ppm", "write_ppm", "invalidate_ppm", "goal_phase", "goal_ppm"])
+            .arg(&[
+                "salt",
+                "epoch",
+                "phase",
+                "read_ppm",
+                "write_ppm",
+                "invalidate_ppm",
+                "goal_phase",
+                "goal_ppm",
+                "verified",
+            ])
             .query_async(&mut self.connection.clone())
             .await?;
+        let verified = fields.pop().flatten();
         let Some(fields) = fields.into_iter().collect::<Option<Vec<String>>>() else { return Ok(None) };
         let number = |text: &str| text.parse::<i64>().map_err(|_| RedisError::Field { found: text.to_owned() });
         let epoch = u64::try_from(number(&fields[1])?).map_err(|_| RedisError::Field { found: fields[1].clone() })?;
         let rates = [number(&fields[3])?, number(&fields[4])?, number(&fields[5])?];
-        record_from_columns(fields[0].clone(), epoch, &fields[2], rates, &fields[6], number(&fields[7])?)
+        let verified = verified.as_deref().map(number).transpose()?;
+        record_from_columns(fields[0].clone(), epoch, &fields[2], rates, &fields[6], number(&fields[7])?, verified)
             .map(Some)
             .map_err(|found| RedisError::Field { found })
     }
@@ -119,6 +131,15 @@ impl Control for RedisControl {
             .invoke_async(&mut self.connection.clone())
             .await?;
         Ok(changed == 1)
+    }
+
+    async fn set_verified(&self, epoch: Option<u64>) -> Result<(), RedisError> {
+        let command = match epoch {
+            Some(epoch) => redis::cmd("HSET").arg(&self.record).arg("verified").arg(epoch.to_string()).clone(),
+            None => redis::cmd("HDEL").arg(&self.record).arg("verified").clone(),
+        };
+        command.query_async::<()>(&mut self.connection.clone()).await?;
+        Ok(())
     }
 
     async fn set_goal(&self, goal: &Goal) -> Result<(), RedisError> {

@@ -21,7 +21,8 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS zddm_fleet (name TEXT PRIMARY K
     epoch INTEGER NOT NULL, phase TEXT NOT NULL, read_ppm INTEGER NOT NULL, write_ppm INTEGER NOT NULL, \
     invalidate_ppm INTEGER NOT NULL, goal_phase TEXT NOT NULL, goal_ppm INTEGER NOT NULL); \
     CREATE TABLE IF NOT EXISTS zddm_fleet_members (name TEXT NOT NULL, instance TEXT NOT NULL, \
-    epoch INTEGER NOT NULL, seen_ms INTEGER NOT NULL, PRIMARY KEY (name, instance))";
+    epoch INTEGER NOT NULL, seen_ms INTEGER NOT NULL, PRIMARY KEY (name, instance)); \
+    CREATE TABLE IF NOT EXISTS zddm_fleet_verified (name TEXT PRIMARY KEY, epoch INTEGER NOT NULL)";
 
 impl SqliteControl {
     /// Opens (or creates) the control tables in the database file at `path`, for the fleet `name`.
@@ -38,8 +39,9 @@ impl SqliteControl {
     fn read(connection: &Connection, name: &str) -> Result<Option<Record>, SqliteError> {
         let row = connection
             .prepare_cached(
-                "SELECT salt, epoch, phase, read_ppm, write_ppm, invalidate_ppm, goal_phase, goal_ppm \
-                 FROM zddm_fleet WHERE name = ?1",
+                "SELECT f.salt, f.epoch, f.phase, f.read_ppm, f.write_ppm, f.invalidate_ppm, f.goal_phase, \
+                 f.goal_ppm, v.epoch FROM zddm_fleet f LEFT JOIN zddm_fleet_verified v ON v.name = f.name \
+                 WHERE f.name = ?1",
             )?
             .query_row([name], |row| {
                 Ok((
@@ -49,12 +51,13 @@ impl SqliteControl {
                     [row.get::<_, i64>(3)?, row.get::<_, i64>(4)?, row.get::<_, i64>(5)?],
                     row.get::<_, String>(6)?,
                     row.get::<_, i64>(7)?,
+                    row.get::<_, Option<i64>>(8)?,
                 ))
             })
             .optional()?;
-        let Some((salt, epoch, phase, rates, goal_phase, goal_ppm)) = row else { return Ok(None) };
+        let Some((salt, epoch, phase, rates, goal_phase, goal_ppm, verified)) = row else { return Ok(None) };
         let epoch = u64::try_from(epoch).map_err(|_| SqliteError::Record { found: epoch.to_string() })?;
-        record_from_columns(salt, epoch, &phase, rates, &goal_phase, goal_ppm)
+        record_from_columns(salt, epoch, &phase, rates, &goal_phase, goal_ppm, verified)
             .map(Some)
             .map_err(|found| SqliteError::Record { found })
     }
@@ -130,6 +133,18 @@ impl Control for SqliteControl {
             })
         })?;
         Ok((rows.collect::<Result<_, _>>()?, now_ms()))
+    }
+
+    async fn set_verified(&self, epoch: Option<u64>) -> Result<(), SqliteError> {
+        let connection = self.lock();
+        match epoch {
+            Some(epoch) => connection.execute(
+                "INSERT INTO zddm_fleet_verified VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET epoch = excluded.epoch",
+                params![self.name, to_sql(epoch)],
+            )?,
+            None => connection.execute("DELETE FROM zddm_fleet_verified WHERE name = ?1", params![self.name])?,
+        };
+        Ok(())
     }
 
     async fn leave(&self, instance: &str) -> Result<(), SqliteError> {

@@ -212,9 +212,12 @@ impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
         Ok(previous)
     }
 
-    /// Where this proxy's phase changes stand, for a verification to record when it began.
+    /// When a verification begins: the fleet's epoch, or how many phase changes this proxy made.
     pub(crate) fn verification_epoch(&self) -> u64 {
-        self.inner.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner).0
+        match &self.inner.routing {
+            Routing::Fleet(cell) => cell.epoch.load(std::sync::atomic::Ordering::Acquire),
+            Routing::Local(_) => self.inner.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner).0,
+        }
     }
 
     /// Forgets any verification that earned `Complete`: a later one found NEW wrong.
