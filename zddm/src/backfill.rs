@@ -39,6 +39,9 @@
 //! own), but each pass scans all of OLD.
 
 mod checkpoint;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod ranges;
 mod throttle;
 
 use std::fmt;
@@ -46,6 +49,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub use checkpoint::{Checkpoint, CheckpointError, Checkpoints, FileCheckpoint, MemoryCheckpoint};
+#[cfg(feature = "postgres")]
+pub use postgres::{PostgresClaim, PostgresRanges, RangeError};
+pub use ranges::{ranges, Claim, Range, Ranges};
 use throttle::Throttle;
 
 use crate::key::MigrationKey;
@@ -60,6 +66,7 @@ pub struct Backfill<'a, K, V, Old, New> {
     min_backoff: Duration,
     max_backoff: Duration,
     attempts: u32,
+    range: Option<Range>,
 }
 
 /// Where a pass stands, reported after every batch.
@@ -139,7 +146,14 @@ where
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
             attempts: 10,
+            range: None,
         }
+    }
+
+    /// Only the keys of `range` (a pass over one part of the key space; see [`work`](Backfill::work)).
+    pub fn range(mut self, range: Range) -> Self {
+        self.range = Some(range);
+        self
     }
 
     /// Entries per batch (and per checkpoint): at least 1.
@@ -206,6 +220,9 @@ where
         self.check()?;
         let saved = |error: C::Error| BackfillError::Checkpoint(Box::new(error));
         let mut checkpoint = checkpoints.load().await.map_err(saved)?.unwrap_or_default();
+        if checkpoint.position.is_none() {
+            checkpoint.position = self.range.as_ref().and_then(|range| range.start.clone());
+        }
         let estimate = self.proxy.estimate().await;
         let mut throttle = Throttle::new(self.rate, self.slow_per_row, self.min_backoff, self.max_backoff);
         let (started, scanned_before) = (Instant::now(), checkpoint.scanned);
@@ -248,10 +265,113 @@ where
         Ok(done)
     }
 
+    /// Boundaries that split OLD into `parts` ranges of about as many keys each, from one scan of
+    /// OLD (two if OLD cannot estimate its size). For [`Ranges::plan`], by one worker.
+    pub async fn split(&self, parts: u32) -> Result<Vec<Range>, BackfillError> {
+        if parts == 0 {
+            return Err(BackfillError::Config("a backfill needs at least 1 range, not 0".into()));
+        }
+        let store = |source| BackfillError::Store { attempts: 1, source };
+        let batch = self.batch.max(1000);
+        let total = match self.proxy.estimate().await {
+            Some(total) => total,
+            None => {
+                let (mut total, mut after) = (0u64, None);
+                loop {
+                    let page = self.proxy.scan(after.as_deref(), batch).await.map_err(store)?;
+                    total += page.entries.len() as u64;
+                    match page.next {
+                        Some(next) => after = Some(next),
+                        None => break total,
+                    }
+                }
+            }
+        };
+        let step = total.div_ceil(u64::from(parts)).max(1);
+        let (mut boundaries, mut seen, mut after) = (Vec::new(), 0u64, None::<Vec<u8>>);
+        'scan: loop {
+            let page = self.proxy.scan(after.as_deref(), batch).await.map_err(store)?;
+            for (key, _) in &page.entries {
+                seen += 1;
+                if seen % step == 0 && boundaries.len() + 1 < parts as usize {
+                    boundaries.push(key.try_key_bytes().map_err(|e| BackfillError::Config(e.to_string()))?);
+                }
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break 'scan,
+            }
+        }
+        Ok(ranges(&boundaries))
+    }
+
+    /// One worker of a pass split over several: plans the ranges if nobody has (splitting OLD
+    /// into `parts`), then takes ranges no other worker holds and backfills each, its checkpoint
+    /// kept in its range, until every range is done. A range whose worker died is taken over
+    /// once the store has released its lock; meanwhile this worker waits `idle` between looks.
+    pub async fn work<R, S, F>(
+        &self,
+        ranges: &R,
+        parts: u32,
+        idle: Duration,
+        sleep: S,
+        mut report: impl FnMut(&Range, &Progress),
+    ) -> Result<Vec<Checkpoint>, BackfillError>
+    where
+        R: Ranges,
+        S: Fn(Duration) -> F,
+        F: Future<Output = ()>,
+    {
+        let control = |error: R::Error| BackfillError::Checkpoint(Box::new(error));
+        if !ranges.planned().await.map_err(control)? {
+            let split = self.split(parts).await?;
+            ranges.plan(&split).await.map_err(control)?;
+        }
+        loop {
+            match ranges.claim().await.map_err(control)? {
+                Some(claim) => {
+                    let range = claim.range().clone();
+                    let pass = Backfill { range: Some(range.clone()), ..self.clone_options() };
+                    let outcome = pass.run(&claim, &sleep, |progress| report(&range, progress)).await;
+                    claim.release().await.map_err(control)?;
+                    outcome?;
+                }
+                None => {
+                    let checkpoints = ranges.checkpoints().await.map_err(control)?;
+                    if checkpoints.iter().all(|checkpoint| checkpoint.done) {
+                        return Ok(checkpoints);
+                    }
+                    sleep(idle).await;
+                }
+            }
+        }
+    }
+
+    fn clone_options(&self) -> Self {
+        Backfill {
+            proxy: self.proxy,
+            batch: self.batch,
+            rate: self.rate,
+            slow_per_row: self.slow_per_row,
+            min_backoff: self.min_backoff,
+            max_backoff: self.max_backoff,
+            attempts: self.attempts,
+            range: self.range.clone(),
+        }
+    }
+
     /// One batch from `checkpoint`: the checkpoint after it, and how many entries it held. Counts
     /// change only once the whole batch is through, so a failed batch, repeated, counts once.
     async fn step(&self, checkpoint: &Checkpoint) -> Result<(Checkpoint, usize), crate::Error> {
-        let page = self.proxy.scan(checkpoint.position.as_deref(), self.batch).await?;
+        let mut page = self.proxy.scan(checkpoint.position.as_deref(), self.batch).await?;
+        if let Some(end) = self.range.as_ref().and_then(|range| range.end.as_deref()) {
+            // The range ends at `end`: what lies beyond is the next range's.
+            let before = page.entries.len();
+            page.entries.retain(|(key, _)| key.try_key_bytes().is_ok_and(|bytes| bytes.as_slice() <= end));
+            if page.entries.len() < before || page.next.as_deref().is_some_and(|next| next >= end) {
+                page.next = None;
+            }
+        }
         let mut next = checkpoint.clone();
         for (key, found) in &page.entries {
             match self.proxy.copy(key, found).await? {
