@@ -55,7 +55,7 @@ async fn conforms<T: Target<u64, u64>>(target: T, name: &str, seed: u64, steps: 
                 version
             }
         };
-        let what = match choices.below(7) {
+        let what = match choices.below(8) {
             0 | 1 => {
                 let seen = target.lookup(&key).await.unwrap();
                 let expected = slot.lookup(now());
@@ -106,7 +106,24 @@ async fn conforms<T: Target<u64, u64>>(target: T, name: &str, seed: u64, steps: 
                 assert_eq!(filled, slot.fill(value, v, model_token, now()), "{name}, step {step}: fill of {key}");
                 "fill"
             }
-            _ => unreachable!("seven choices"),
+            7 => {
+                // A backfill's batch: every key, each at a version near its own.
+                let batch: Vec<(u64, u64, u64)> = (0..3)
+                    .map(|k| {
+                        let current = model.get(&k).map_or(0, |slot| slot.version);
+                        (k, choices.below(1000), (current + choices.below(3)).saturating_sub(1))
+                    })
+                    .collect();
+                let entries: Vec<(&u64, &u64, u64)> = batch.iter().map(|(k, v, ver)| (k, v, *ver)).collect();
+                let filled = target.fill_many(&entries).await.unwrap();
+                let expected: Vec<Filled> = batch
+                    .iter()
+                    .map(|(k, v, ver)| model.entry(*k).or_default().fill(Some(*v), *ver, None, now()))
+                    .collect();
+                assert_eq!(filled, expected, "{name}, step {step}: fill_many {batch:?}");
+                "fill_many"
+            }
+            _ => unreachable!("eight choices"),
         };
         let _ = what;
     }

@@ -109,6 +109,17 @@ impl<K: ?Sized, V, S: crate::versioned::Target<K, V>> crate::versioned::Target<K
         self.__zddm_store.fill(key, value, version, token)
     }
 
+    fn fill_many(
+        &self,
+        entries: &[(&K, &V, u64)],
+    ) -> impl std::future::Future<Output = Result<Vec<crate::versioned::Filled>, Self::Error>> + Send
+    where
+        K: Sync,
+        V: Sync,
+    {
+        self.__zddm_store.fill_many(entries)
+    }
+
     fn pending_keys(
         &self,
         after: Option<&[u8]>,

@@ -373,8 +373,8 @@ where
             }
         }
         let mut next = checkpoint.clone();
-        for (key, found) in &page.entries {
-            match self.proxy.copy(key, found).await? {
+        for copied in self.proxy.copy_many(&page.entries).await? {
+            match copied {
                 Copied::Copied => next.copied += 1,
                 Copied::Newer => next.newer += 1,
                 Copied::Outside => next.outside += 1,

@@ -221,6 +221,24 @@ pub trait Target<K: ?Sized, V>: Send + Sync {
         token: Option<u64>,
     ) -> impl Future<Output = Result<Filled, Self::Error>> + Send;
 
+    /// [`fill`](Target::fill) for many keys at once, without tokens (a backfill's batch of OLD's
+    /// entries, keys distinct); each key's fill is atomic on its own, and the outcomes come back in
+    /// order. The default fills one key after another; a store overrides it to take the batch in
+    /// one round trip or transaction.
+    fn fill_many(&self, entries: &[(&K, &V, u64)]) -> impl Future<Output = Result<Vec<Filled>, Self::Error>> + Send
+    where
+        K: Sync,
+        V: Sync,
+    {
+        async move {
+            let mut out = Vec::with_capacity(entries.len());
+            for (key, value, version) in entries {
+                out.push(self.fill(key, Some(value), *version, None).await?);
+            }
+            Ok(out)
+        }
+    }
+
     /// Up to `limit` canonical keys after `after` (in byte order) whose writes have not settled: for
     /// a verifier to check first.
     fn pending_keys(
@@ -364,6 +382,17 @@ macro_rules! forward {
                 token: Option<u64>,
             ) -> impl Future<Output = Result<Filled, Self::Error>> + Send {
                 (**self).fill(key, value, version, token)
+            }
+
+            fn fill_many(
+                &self,
+                entries: &[(&K, &V, u64)],
+            ) -> impl Future<Output = Result<Vec<Filled>, Self::Error>> + Send
+            where
+                K: Sync,
+                V: Sync,
+            {
+                (**self).fill_many(entries)
             }
 
             fn pending_keys(

@@ -203,6 +203,23 @@ impl<K: MigrationKey + ?Sized + Sync, V: Clone + Send + Sync> Target<K, V> for M
         self.with(key, |slot, now| slot.fill(value.cloned(), version, token, now))
     }
 
+    async fn fill_many(&self, entries: &[(&K, &V, u64)]) -> Result<Vec<Filled>, KeyError>
+    where
+        K: Sync,
+        V: Sync,
+    {
+        let keys = entries.iter().map(|(key, _, _)| key.try_key_bytes()).collect::<Result<Vec<_>, _>>()?;
+        let (mut slots, now) = (lock(&self.slots), now_ms());
+        Ok(keys
+            .into_iter()
+            .zip(entries)
+            .map(|(key, (_, value, version))| {
+                let slot = slots.entry(key).or_default();
+                slot.fill(Some((*value).clone()), *version, None, now)
+            })
+            .collect())
+    }
+
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, KeyError> {
         let slots = lock(&self.slots);
         let from = after.map_or(Bound::Unbounded, |after| Bound::Excluded(after.to_vec()));

@@ -331,6 +331,38 @@ where
         })
     }
 
+    /// One statement: [`Slot::fill`] without a token, in SQL, for the whole batch; the keys it
+    /// took come back.
+    async fn fill_many(&self, entries: &[(&K, &V, u64)]) -> Result<Vec<Filled>, PostgresError>
+    where
+        K: Sync,
+        V: Sync,
+    {
+        let (mut keys, mut values, mut versions) = (Vec::new(), Vec::new(), Vec::new());
+        for (key, value, version) in entries {
+            keys.push(key.try_key_bytes()?);
+            values.push(encode(*value)?);
+            versions.push(to_sql(*version));
+        }
+        let client = self.pool.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "INSERT INTO {t} AS s (key, value, deleted, version, pending, pending_until, changed_at) \
+                 SELECT k, v, false, ver, 0, 0, {NOW} FROM unnest($1::bytea[], $2::text[], $3::bigint[]) AS u(k, v, ver) \
+                 WHERE ver > 0 \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, deleted = false, version = excluded.version, \
+                   changed_at = excluded.changed_at \
+                 WHERE s.pending = 0 AND (excluded.version > s.version \
+                   OR (s.value IS NULL AND NOT s.deleted AND excluded.version = s.version)) \
+                 RETURNING key",
+                t = self.table
+            ))
+            .await?;
+        let taken: std::collections::HashSet<Vec<u8>> =
+            client.query(&statement, &[&keys, &values, &versions]).await?.iter().map(|row| row.get(0)).collect();
+        Ok(keys.iter().map(|key| if taken.contains(key) { Filled::Copied } else { Filled::Refused }).collect())
+    }
+
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, PostgresError> {
         let client = self.pool.client().await?;
         let statement = client

@@ -300,6 +300,47 @@ where
         }
     }
 
+    /// [`copy`](VersionedProxy::copy) for a batch of a scan's entries (keys distinct), in one
+    /// [`Target::fill_many`]; the outcomes in order.
+    pub async fn copy_many(&self, entries: &[(K, Versioned<V>)]) -> Result<Vec<Copied>, Error>
+    where
+        K: Sized,
+    {
+        let mut tickets = Vec::with_capacity(entries.len());
+        let mut covered = Vec::with_capacity(entries.len());
+        let mut out = Vec::with_capacity(entries.len());
+        for (key, found) in entries {
+            let (reach, _, ticket) = self.route(key, |plan, admitted| plan.read_reach(admitted), |_, _| Reach::Old);
+            if matches!(reach, Reach::Old | Reach::Invalidate) {
+                out.push(Copied::Outside);
+            } else {
+                // Held until the fills are done, as a read holds its own.
+                tickets.push(ticket);
+                covered.push((key, &found.value, found.version));
+                out.push(Copied::Copied);
+            }
+        }
+        if covered.is_empty() {
+            return Ok(out);
+        }
+        let filled = self.inner.new.fill_many(&covered).await.map_err(|e| self.fail(Side::New, Op::Fill, e))?;
+        drop(tickets);
+        let mut filled = filled.into_iter();
+        for copied in out.iter_mut().filter(|copied| **copied == Copied::Copied) {
+            *copied = match filled.next() {
+                Some(Filled::Copied | Filled::Repaired) => {
+                    bump(&self.inner.stats.backfills);
+                    Copied::Copied
+                }
+                _ => {
+                    bump(&self.inner.stats.backfills_skipped);
+                    Copied::Newer
+                }
+            };
+        }
+        Ok(out)
+    }
+
     /// Makes NEW agree with OLD for `key` whatever NEW holds — a value NEW has and OLD no longer
     /// does, a different value, a missing key — where the plan reads the key from NEW: a verifier's
     /// repair. It draws a version from OLD's counter, then reads OLD, then applies what it read at

@@ -220,34 +220,51 @@ impl<K: ?Sized, V> SqliteTarget<K, V> {
 
     /// One slot changed by `change` in one immediate transaction.
     fn change<T>(&self, key: &[u8], change: impl FnOnce(&mut Slot<String>, u64) -> T) -> Result<T, SqliteError> {
+        let mut change = Some(change);
+        let mut out = self.change_many(&[key], |_, slot, now| change.take().map(|change| change(slot, now)))?;
+        Ok(out.pop().flatten().expect("one key, one change"))
+    }
+
+    /// Each of `keys`' slots changed by `change` (given the key's index), all in one immediate
+    /// transaction: one commit (one fsync) for a batch.
+    fn change_many<T>(
+        &self,
+        keys: &[&[u8]],
+        mut change: impl FnMut(usize, &mut Slot<String>, u64) -> T,
+    ) -> Result<Vec<T>, SqliteError> {
         let mut connection = lock(&self.connection);
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut current = transaction
-            .prepare_cached(&format!(
+        let mut out = Vec::with_capacity(keys.len());
+        {
+            let mut read = transaction.prepare_cached(&format!(
                 "SELECT value, deleted, version, pending, pending_until, changed_at FROM {} WHERE key = ?1",
                 self.table
-            ))?
-            .query_row([key], |row| slot(row, 0))
-            .optional()?
-            .unwrap_or_default();
-        let out = change(&mut current, now_ms());
-        transaction
-            .prepare_cached(&format!(
+            ))?;
+            let mut write = transaction.prepare_cached(&format!(
                 "INSERT INTO {} (key, value, deleted, version, pending, pending_until, changed_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(key) DO UPDATE SET value = excluded.value, \
                  deleted = excluded.deleted, version = excluded.version, pending = excluded.pending, \
                  pending_until = excluded.pending_until, changed_at = excluded.changed_at",
                 self.table
-            ))?
-            .execute(params![
-                key,
-                current.value,
-                current.deleted,
-                to_sql(current.version),
-                current.pending,
-                to_sql(current.pending_until),
-                to_sql(current.changed_at)
-            ])?;
+            ))?;
+            let now = now_ms();
+            for (i, key) in keys.iter().enumerate() {
+                let mut current = read.query_row([key], |row| slot(row, 0)).optional()?.unwrap_or_default();
+                let before = current.clone();
+                out.push(change(i, &mut current, now));
+                if current != before {
+                    write.execute(params![
+                        key,
+                        current.value,
+                        current.deleted,
+                        to_sql(current.version),
+                        current.pending,
+                        to_sql(current.pending_until),
+                        to_sql(current.changed_at)
+                    ])?;
+                }
+            }
+        }
         transaction.commit()?;
         Ok(out)
     }
@@ -340,6 +357,19 @@ where
     async fn fill(&self, key: &K, value: Option<&V>, version: u64, token: Option<u64>) -> Result<Filled, SqliteError> {
         let value = value.map(encode).transpose()?;
         self.change(&key.try_key_bytes()?, |slot, now| slot.fill(value, version, token, now))
+    }
+
+    async fn fill_many(&self, entries: &[(&K, &V, u64)]) -> Result<Vec<Filled>, SqliteError>
+    where
+        K: Sync,
+        V: Sync,
+    {
+        let mut rows = Vec::with_capacity(entries.len());
+        for (key, value, version) in entries {
+            rows.push((key.try_key_bytes()?, encode(*value)?, *version));
+        }
+        let keys: Vec<&[u8]> = rows.iter().map(|(key, _, _)| key.as_slice()).collect();
+        self.change_many(&keys, |i, slot, now| slot.fill(Some(rows[i].1.clone()), rows[i].2, None, now))
     }
 
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, SqliteError> {
