@@ -30,6 +30,19 @@ pub(crate) fn to_sql(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// The condition of a scan that goes on after the key in parameter 1, or starts (`None`). Two
+/// statements rather than `$1 IS NULL OR key > $1`: a cached plan of that cannot seek the index to
+/// the position, so every page would read the table from its start.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn after_key(after: Option<&[u8]>, postgres: bool) -> &'static str {
+    match (after.is_some(), postgres) {
+        (true, true) => "key > $1",
+        (false, true) => "$1::bytea IS NULL",
+        (true, false) => "key > ?1",
+        (false, false) => "?1 IS NULL",
+    }
+}
+
 /// The reverse of [`to_sql`]; a negative value can only come from outside zddm and reads as 0.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) fn from_sql(n: i64) -> u64 {

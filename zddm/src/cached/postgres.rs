@@ -143,9 +143,10 @@ where
 
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, PostgresError> {
         let client = self.pool.client().await?;
+        let after_key = crate::store::after_key(after, true);
         let statement = client
             .prepare_cached(&format!(
-                "SELECT key FROM {} WHERE pending > 0 AND ($1::bytea IS NULL OR key > $1) ORDER BY key LIMIT $2",
+                "SELECT key FROM {} WHERE pending > 0 AND {after_key} ORDER BY key LIMIT $2",
                 self.table
             ))
             .await?;

@@ -149,8 +149,9 @@ where
 
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, SqliteError> {
         let connection = self.lock();
+        let after_key = crate::store::after_key(after, false);
         let mut statement = connection.prepare_cached(&format!(
-            "SELECT key FROM {} WHERE pending > 0 AND (?1 IS NULL OR key > ?1) ORDER BY key LIMIT ?2",
+            "SELECT key FROM {} WHERE pending > 0 AND {after_key} ORDER BY key LIMIT ?2",
             self.table
         ))?;
         let rows = statement.query_map(params![after, to_sql(limit as u64)], |row| row.get(0))?;

@@ -411,14 +411,12 @@ impl<K: ?Sized, V: DeserializeOwned> PostgresStore<K, V> {
     /// canonical key bytes.
     pub async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, V)>, PostgresError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let after_key = crate::store::after_key(after, true);
         let rows = self
             .client()
             .await?
             .query(
-                &format!(
-                    "SELECT key, value FROM {} WHERE $1::bytea IS NULL OR key > $1 ORDER BY key LIMIT $2",
-                    self.table
-                ),
+                &format!("SELECT key, value FROM {} WHERE {after_key} ORDER BY key LIMIT $2", self.table),
                 &[&after, &limit],
             )
             .await?;

@@ -189,8 +189,9 @@ impl<K: ?Sized, V: DeserializeOwned> SqliteStore<K, V> {
     pub fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, V)>, SqliteError> {
         let connection = self.lock();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let after_key = crate::store::after_key(after, false);
         let mut statement = connection.prepare_cached(&format!(
-            "SELECT key, value FROM {} WHERE ?1 IS NULL OR key > ?1 ORDER BY key LIMIT ?2",
+            "SELECT key, value FROM {} WHERE {after_key} ORDER BY key LIMIT ?2",
             self.table
         ))?;
         let mut rows = statement.query(params![after, limit])?;

@@ -147,9 +147,10 @@ where
     async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Versioned<V>>, PostgresError> {
         let limit = limit.max(1);
         let client = self.pool.client().await?;
+        let after_key = crate::store::after_key(after, true);
         let statement = client
             .prepare_cached(&format!(
-                "SELECT key, value, version FROM {} WHERE $1::bytea IS NULL OR key > $1 ORDER BY key LIMIT $2",
+                "SELECT key, value, version FROM {} WHERE {after_key} ORDER BY key LIMIT $2",
                 self.table
             ))
             .await?;
@@ -365,9 +366,10 @@ where
 
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, PostgresError> {
         let client = self.pool.client().await?;
+        let after_key = crate::store::after_key(after, true);
         let statement = client
             .prepare_cached(&format!(
-                "SELECT key FROM {} WHERE pending > 0 AND ($1::bytea IS NULL OR key > $1) ORDER BY key LIMIT $2",
+                "SELECT key FROM {} WHERE pending > 0 AND {after_key} ORDER BY key LIMIT $2",
                 self.table
             ))
             .await?;
@@ -397,10 +399,11 @@ where
     async fn scan_slots(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Lookup<V>>, PostgresError> {
         let limit = limit.max(1);
         let client = self.pool.client().await?;
+        let after_key = crate::store::after_key(after, true);
         let statement = client
             .prepare_cached(&format!(
                 "SELECT key, value, deleted, version, pending, pending_until, {NOW} FROM {} \
-                 WHERE $1::bytea IS NULL OR key > $1 ORDER BY key LIMIT $2",
+                 WHERE {after_key} ORDER BY key LIMIT $2",
                 self.table
             ))
             .await?;

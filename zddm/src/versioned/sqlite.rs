@@ -116,8 +116,9 @@ where
     async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Versioned<V>>, SqliteError> {
         let limit = limit.max(1);
         let connection = lock(&self.connection);
+        let after_key = crate::store::after_key(after, false);
         let mut statement = connection.prepare_cached(&format!(
-            "SELECT key, value, version FROM {} WHERE ?1 IS NULL OR key > ?1 ORDER BY key LIMIT ?2",
+            "SELECT key, value, version FROM {} WHERE {after_key} ORDER BY key LIMIT ?2",
             self.table
         ))?;
         let mut rows = statement.query(rusqlite::params![after, i64::try_from(limit).unwrap_or(i64::MAX)])?;
@@ -278,9 +279,10 @@ where
     async fn scan_slots(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Lookup<V>>, SqliteError> {
         let limit = limit.max(1);
         let connection = lock(&self.connection);
+        let after_key = crate::store::after_key(after, false);
         let mut statement = connection.prepare_cached(&format!(
             "SELECT key, value, deleted, version, pending, pending_until, changed_at FROM {} \
-             WHERE ?1 IS NULL OR key > ?1 ORDER BY key LIMIT ?2",
+             WHERE {after_key} ORDER BY key LIMIT ?2",
             self.table
         ))?;
         let mut rows = statement.query(params![after, i64::try_from(limit).unwrap_or(i64::MAX)])?;
@@ -374,8 +376,9 @@ where
 
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, SqliteError> {
         let connection = lock(&self.connection);
+        let after_key = crate::store::after_key(after, false);
         let mut statement = connection.prepare_cached(&format!(
-            "SELECT key FROM {} WHERE pending > 0 AND (?1 IS NULL OR key > ?1) ORDER BY key LIMIT ?2",
+            "SELECT key FROM {} WHERE pending > 0 AND {after_key} ORDER BY key LIMIT ?2",
             self.table
         ))?;
         let rows = statement.query_map(params![after, to_sql(limit as u64)], |row| row.get(0))?;
