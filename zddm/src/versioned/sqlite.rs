@@ -370,8 +370,27 @@ where
         for (key, value, version) in entries {
             rows.push((key.try_key_bytes()?, encode(*value)?, *version));
         }
-        let keys: Vec<&[u8]> = rows.iter().map(|(key, _, _)| key.as_slice()).collect();
-        self.change_many(&keys, |i, slot, now| slot.fill(Some(rows[i].1.clone()), rows[i].2, None, now))
+        // `Slot::fill` without a token, in SQL: one statement per key and no read, one commit.
+        let mut connection = lock(&self.connection);
+        let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut out = Vec::with_capacity(rows.len());
+        {
+            let mut fill = transaction.prepare_cached(&format!(
+                "INSERT INTO {} (key, value, deleted, version, pending, pending_until, changed_at) \
+                 VALUES (?1, ?2, 0, ?3, 0, 0, ?4) ON CONFLICT(key) DO UPDATE SET value = excluded.value, deleted = 0, \
+                 version = excluded.version, changed_at = excluded.changed_at \
+                 WHERE pending = 0 AND (excluded.version > version \
+                   OR (value IS NULL AND deleted = 0 AND excluded.version = version))",
+                self.table
+            ))?;
+            let now = to_sql(now_ms());
+            for (key, text, version) in &rows {
+                let taken = *version > 0 && fill.execute(params![key, text, to_sql(*version), now])? == 1;
+                out.push(if taken { Filled::Copied } else { Filled::Refused });
+            }
+        }
+        transaction.commit()?;
+        Ok(out)
     }
 
     async fn pending_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, SqliteError> {
