@@ -459,15 +459,7 @@ impl<C: Control> Fleet<C> {
     /// found NEW wrong withdraws any earlier one. Returns whether `Complete` may now be set as the
     /// goal.
     pub async fn record_verification(&self, report: &crate::verify::Report) -> Result<bool, FleetError> {
-        let record = self.control.load().await.map_err(control)?;
-        if report.earns_complete() && report.epoch == record.epoch && record.plan.phase == Phase::Live {
-            self.control.set_verified(Some(record.epoch)).await.map_err(control)?;
-            return Ok(true);
-        }
-        if !report.clean() {
-            self.control.set_verified(None).await.map_err(control)?;
-        }
-        Ok(record.may_complete())
+        record_verification(&self.control, report).await
     }
 
     /// Removes another instance's row: it is gone for good (a crashed host), so the fleet stops
@@ -562,6 +554,20 @@ impl<C: Control> Fleet<C> {
         }
         Ok(Poll { epoch, acknowledged, advanced, moving: next.is_some(), waiting_for })
     }
+}
+
+/// [`Fleet::record_verification`] for an operator who is not a member of the fleet (a command
+/// that ran the verification with the record's epoch in [`Report::epoch`](crate::verify::Report)).
+pub async fn record_verification<C: Control>(control: &C, report: &crate::verify::Report) -> Result<bool, FleetError> {
+    let record = control.load().await.map_err(self::control)?;
+    if report.earns_complete() && report.epoch == record.epoch && record.plan.phase == Phase::Live {
+        control.set_verified(Some(record.epoch)).await.map_err(self::control)?;
+        return Ok(true);
+    }
+    if !report.clean() {
+        control.set_verified(None).await.map_err(self::control)?;
+    }
+    Ok(record.may_complete())
 }
 
 macro_rules! forward {

@@ -8,7 +8,7 @@
 mod impls;
 mod schema;
 
-pub use impls::Bytes;
+pub use impls::{Bytes, RawKey};
 pub use schema::schema_fields;
 
 /// A value that can be a migration key: it has a canonical, stable byte encoding.

@@ -44,7 +44,7 @@ pub mod versioned;
 pub use backend::Backend;
 pub use error::{BoxError, Error, Op, Side};
 pub use gate::{Admission, Gate};
-pub use key::{schema_fields, ByteKey, Bytes, KeyError, KeyReader, KeySink, MigrationKey};
+pub use key::{schema_fields, ByteKey, Bytes, KeyError, KeyReader, KeySink, MigrationKey, RawKey};
 pub use proxy::{block_on, BlockingProxy, ConfigError, Mismatch, Phase, PhaseError, Proxy, ProxyBuilder, Stats};
 pub use rate::{Rate, RateError};
 pub use store::{Blocking, BlockingStore, MemoryStore, Store};

@@ -357,6 +357,43 @@ impl MigrationKey for uuid::Uuid {
     }
 }
 
+/// A key given by its canonical bytes, for tools that move keys without knowing their type (a
+/// backfill or verification from the command line): it encodes to exactly these bytes and reads
+/// back whatever bytes it is given. The bytes must be a canonical encoding; nothing checks that.
+///
+/// ```
+/// use zddm::{MigrationKey, RawKey};
+///
+/// let bytes = (7u32, "A-1").key_bytes();
+/// let raw = RawKey::from_key_bytes(&bytes).unwrap();
+/// assert_eq!(raw.key_bytes(), bytes);
+/// assert_eq!(raw.to_string(), "00000000000000070000000341 2d31".replace(' ', ""));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct RawKey(pub Vec<u8>);
+
+impl MigrationKey for RawKey {
+    #[inline]
+    fn encode_key<S: KeySink + ?Sized>(&self, sink: &mut S) {
+        sink.write_raw(&self.0);
+    }
+
+    fn write_schema(out: &mut String) {
+        out.push_str("raw");
+    }
+
+    fn decode_key(reader: &mut KeyReader<'_>) -> Result<Self, KeyError> {
+        reader.read_raw(reader.remaining()).map(|bytes| RawKey(bytes.to_vec()))
+    }
+}
+
+/// Lowercase hex of the bytes.
+impl std::fmt::Display for RawKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
 /// Marks a value as a byte string where no attribute can: in a tuple key, or as a whole key.
 ///
 /// ```

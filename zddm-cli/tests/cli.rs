@@ -1,0 +1,231 @@
+//! The `zddm` command as an operator runs it, over SQLite files: a migration from an empty NEW to
+//! `complete` with the command alone (and one instance of the application, which polls the fleet),
+//! the errors a mistake gets, Ctrl-C in the middle of a backfill, and a closed pipe.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use zddm::fleet::{Fleet, FleetConfig, Goal, SqliteControl};
+use zddm::versioned::{Lookup, Source, SqliteSource, SqliteTarget, Target};
+use zddm::{Phase, Rate};
+
+const KEYS: u64 = 200;
+
+fn zddm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zddm")).args(args).output().expect("the command runs")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    old: PathBuf,
+    new: PathBuf,
+    control: PathBuf,
+}
+
+impl World {
+    async fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new, control) = (dir.path().join("old.db"), dir.path().join("new.db"), dir.path().join("control.db"));
+        let source = SqliteSource::<u64, String>::open(&old, "orders").unwrap();
+        for key in 0..KEYS {
+            source.put(&key, &format!("order {key}")).await.unwrap();
+        }
+        World { _dir: dir, old, new, control }
+    }
+
+    fn url(path: &Path) -> String {
+        format!("sqlite:{}", path.display())
+    }
+
+    /// `command` with the stores and the fleet's record.
+    fn args(&self, command: &str) -> Vec<String> {
+        let mut args = vec![command.to_owned()];
+        if command == "backfill" || command == "verify" {
+            args.extend(
+                ["--old", &Self::url(&self.old), "--new", &Self::url(&self.new), "--table", "orders"].map(String::from),
+            );
+        }
+        args.extend(["--control", &Self::url(&self.control), "--fleet", "orders"].map(String::from));
+        args
+    }
+
+    fn run(&self, command: &str, extra: &[&str]) -> Output {
+        let mut args = self.args(command);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        zddm(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    async fn new_holds(&self, key: u64) -> Lookup<String> {
+        SqliteTarget::<u64, String>::open(&self.new, "orders").unwrap().lookup(&key).await.unwrap()
+    }
+}
+
+/// The application's one instance: it polls the fleet until the plan stops moving.
+async fn settle(fleet: &Fleet<SqliteControl>) {
+    for _ in 0..50 {
+        if !fleet.poll().await.unwrap().moving {
+            return;
+        }
+    }
+    panic!("the fleet did not settle");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_from_empty_new_to_complete_with_the_command() {
+    let world = World::new().await;
+    let app =
+        Fleet::join(SqliteControl::open(&world.control, "orders").unwrap(), "app", "orders", FleetConfig::default())
+            .await
+            .unwrap();
+
+    // Not in live yet: the passes refuse, saying what to run.
+    let (_, err) = text(&world.run("backfill", &[]));
+    assert!(err.contains("is in read-through, not live") && err.contains("zddm phase live"), "{err}");
+
+    let out = world.run("gate", &["100%"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = world.run("phase", &["live"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    settle(&app).await;
+    let (status, _) = text(&world.run("status", &[]));
+    assert!(status.contains("plan: live") && status.contains("app: epoch"), "{status}");
+
+    let (_, err) = text(&world.run("phase", &["complete"]));
+    assert!(err.contains("run a whole verification in live"), "{err}");
+
+    let checkpoint = world.old.with_file_name("backfill.checkpoint").display().to_string();
+    let out = world.run("backfill", &["--batch", "64", "--checkpoint", &checkpoint]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains(&format!("backfill done: scanned {KEYS}")), "{stdout}");
+    assert_eq!(world.new_holds(7).await, Lookup::Hit("order 7".into()));
+
+    // A writer that bypasses zddm: verification finds it, repairs it, and fails the pass.
+    SqliteSource::<u64, String>::open(&world.old, "orders")
+        .unwrap()
+        .put(&5, &"changed behind zddm's back".into())
+        .await
+        .unwrap();
+    let out = world.run("verify", &["--recheck-after", "0"]);
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("1 differing") && stdout.contains("1 repaired") && stdout.contains("differing: key"),
+        "{stdout}"
+    );
+    assert_eq!(world.new_holds(5).await, Lookup::Hit("changed behind zddm's back".into()));
+
+    let out = world.run("verify", &["--recheck-after", "0"]);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("clean") && stdout.contains("complete may be set"), "{stdout}");
+    let out = world.run("phase", &["complete"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    settle(&app).await;
+    assert_eq!(app.plan().phase, Phase::Complete);
+    let (status, _) = text(&world.run("status", &[]));
+    assert!(status.contains("plan: complete"), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mistakes_get_a_message_that_says_what_to_do_and_never_a_password() {
+    let out = zddm(&["--help"]);
+    assert!(out.status.success() && text(&out).0.contains("backfill") && text(&out).0.contains("verify"));
+    let out = zddm(&["backfill", "--olde", "x"]);
+    assert_eq!(out.status.code(), Some(2), "clap's usage error");
+    assert!(text(&out).1.contains("unexpected argument '--olde'"), "{:?}", text(&out));
+
+    let out = zddm(&["verify", "--old", "mysql://ada:s3cret@db/shop", "--new", "x.db", "--table", "orders", "--live"]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("is not a store this command knows") && err.contains("ada:***@db"), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+
+    let out = zddm(&[
+        "backfill",
+        "--old",
+        "postgres://ada:s3cret@127.0.0.1:1/shop",
+        "--new",
+        "x.db",
+        "--table",
+        "orders",
+        "--live",
+    ]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!err.contains("s3cret") && err.contains("127.0.0.1"), "{err}");
+
+    let world = World::new().await;
+    let out =
+        zddm(&["backfill", "--old", &World::url(&world.old), "--new", &World::url(&world.new), "--table", "orders"]);
+    assert!(text(&out).1.contains("--control URL --fleet NAME"), "{:?}", text(&out));
+    let out = world.run("gate", &["150%"]);
+    assert!(text(&out).1.contains("150%"), "{:?}", text(&out));
+    let out = world.run("phase", &["sideways"]);
+    assert!(text(&out).1.contains("unknown phase"), "{:?}", text(&out));
+    let out = world.run("status", &[]);
+    assert!(text(&out).1.contains("no fleet named \"orders\""), "{:?}", text(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_a_backfill_that_resumes_from_its_checkpoint() {
+    let world = World::new().await;
+    let checkpoint = world.old.with_file_name("pass.checkpoint");
+    let mut args = vec!["backfill".to_owned()];
+    args.extend(
+        ["--old", &World::url(&world.old), "--new", &World::url(&world.new), "--table", "orders", "--live"]
+            .map(String::from),
+    );
+    args.extend(
+        ["--batch", "10", "--rate", "100", "--checkpoint", &checkpoint.display().to_string()].map(String::from),
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_zddm"))
+        .args(&args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{:?}", text(&out));
+    assert!(text(&out).1.contains("resumes from its last checkpoint"), "{:?}", text(&out));
+    let saved = std::fs::read_to_string(&checkpoint).unwrap();
+    assert!(saved.contains("done false"), "{saved}");
+
+    // Run again, unthrottled: it goes on from the checkpoint.
+    let rate = args.iter().position(|a| a == "--rate").unwrap();
+    let resumed: Vec<&str> =
+        args.iter().enumerate().filter(|(i, _)| *i != rate && *i != rate + 1).map(|(_, a)| a.as_str()).collect();
+    let out = zddm(&resumed);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(std::fs::read_to_string(&checkpoint).unwrap().contains("done true"));
+    for key in [0, KEYS / 2, KEYS - 1] {
+        assert_eq!(world.new_holds(key).await, Lookup::Hit(format!("order {key}")));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_ends_the_output_quietly() {
+    let world = World::new().await;
+    let fleet =
+        Fleet::join(SqliteControl::open(&world.control, "orders").unwrap(), "app", "orders", FleetConfig::default())
+            .await
+            .unwrap();
+    fleet.set_goal(Goal { phase: Phase::ReadThrough, rate: Rate::ALL }).await.unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zddm"))
+        .args(world.args("status"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone, as with `| head -0`
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(!text(&out).1.contains("panicked"), "{:?}", text(&out));
+}
