@@ -75,6 +75,32 @@ impl<K: ?Sized, V, S: crate::versioned::Source<K, V>> crate::versioned::Source<K
     }
 }
 
+impl<K, V, S: crate::versioned::Scan<K, V>> crate::versioned::Scan<K, V> for Backend<S> {
+    fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<crate::versioned::Page<K, crate::versioned::Versioned<V>>, Self::Error>>
+           + Send {
+        self.__zddm_store.scan(after, limit)
+    }
+
+    fn estimate(&self) -> impl std::future::Future<Output = Result<Option<u64>, Self::Error>> + Send {
+        self.__zddm_store.estimate()
+    }
+}
+
+impl<K, V, S: crate::versioned::ScanSlots<K, V>> crate::versioned::ScanSlots<K, V> for Backend<S> {
+    fn scan_slots(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<crate::versioned::Page<K, crate::versioned::Lookup<V>>, Self::Error>> + Send
+    {
+        self.__zddm_store.scan_slots(after, limit)
+    }
+}
+
 impl<K: ?Sized, V, S: crate::versioned::Target<K, V>> crate::versioned::Target<K, V> for Backend<S> {
     type Error = S::Error;
 
