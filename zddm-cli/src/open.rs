@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use zddm::fleet::{PostgresControl, RedisControl, SqliteControl};
-use zddm::versioned::{PostgresSource, PostgresTarget, RedisTarget, SqliteSource, SqliteTarget};
+use zddm::versioned::{PostgresSource, PostgresTable, PostgresTarget, RedisTarget, SqliteSource, SqliteTarget};
 use zddm::RawKey;
 
 use crate::fail::{redact, Failure};
@@ -44,10 +44,18 @@ impl Url {
     }
 }
 
-/// OLD: a versioned source zddm laid out.
+/// OLD: a versioned source zddm laid out, or an existing table read through its key columns.
 pub enum Old {
     Sqlite(SqliteSource<RawKey, Json>),
     Postgres(PostgresSource<RawKey, Json>),
+    Table(PostgresTable<RawKey, Json>),
+}
+
+/// An existing table's key and version columns.
+pub struct Columns<'a> {
+    pub keys: &'a [String],
+    pub version: &'a str,
+    pub sequence: Option<&'a str>,
 }
 
 /// NEW: a versioned target zddm laid out.
@@ -64,7 +72,25 @@ pub enum Control {
     Redis(RedisControl),
 }
 
-pub async fn old(url: &Url, table: &str, connections: usize) -> Result<Old, Failure> {
+pub async fn old(url: &Url, table: &str, columns: Option<Columns<'_>>, connections: usize) -> Result<Old, Failure> {
+    if let Some(columns) = columns {
+        let Url::Postgres(url) = url else {
+            return Err(Failure::Input(
+                "--key-columns reads an existing table of any schema, on PostgreSQL only so far: on SQLite, OLD must be \
+                 a table zddm's versioned source laid out"
+                    .into(),
+            ));
+        };
+        let keys: Vec<&str> = columns.keys.iter().map(String::as_str).collect();
+        let sequence = columns.sequence.map_or_else(|| format!("{table}_{}_seq", columns.version), str::to_owned);
+        let source = PostgresTable::connect(url, table, &keys, columns.version, &sequence, connections).await.map_err(
+            |error| match error {
+                zddm::versioned::TableError::Store(error) => Failure::store(error),
+                other => Failure::Input(other.to_string()),
+            },
+        )?;
+        return Ok(Old::Table(source));
+    }
     Ok(match url {
         Url::Sqlite(path) => Old::Sqlite(SqliteSource::open(path, table).map_err(Failure::store)?),
         Url::Postgres(url) => {

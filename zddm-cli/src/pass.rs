@@ -25,9 +25,22 @@ pub struct Stores {
     /// NEW: sqlite:PATH, postgres://… or redis://… (zddm's versioned target).
     #[arg(long, value_name = "URL")]
     new: String,
-    /// The table (on Redis: the key prefix) on both sides.
+    /// The table (on Redis: the key prefix), on both sides unless --new-table says otherwise.
     #[arg(long, value_name = "NAME")]
     table: String,
+    /// NEW's table, if it is not named as OLD's.
+    #[arg(long, value_name = "NAME")]
+    new_table: Option<String>,
+    /// OLD is an existing PostgreSQL table of any schema: these columns (comma-separated, in key
+    /// order) make the key, the rest of the row (a JSON object) the value.
+    #[arg(long, value_name = "COLUMNS", value_delimiter = ',', requires = "version_column")]
+    key_columns: Vec<String>,
+    /// The existing table's version column, which its writers bump from a sequence.
+    #[arg(long, value_name = "COLUMN", requires = "key_columns")]
+    version_column: Option<String>,
+    /// The sequence the versions come from (default TABLE_COLUMN_seq).
+    #[arg(long, value_name = "NAME", requires = "key_columns")]
+    version_sequence: Option<String>,
     /// The fleet's control record (sqlite:PATH, postgres://…, redis://…); the fleet must be in live.
     #[arg(long, value_name = "URL", requires = "fleet", conflicts_with = "live")]
     control: Option<String>,
@@ -113,6 +126,18 @@ async fn fleet(stores: &Stores) -> Result<Fleet, Failure> {
     Ok(Fleet { salt: record.salt.clone(), epoch: record.epoch, control: Some(control) })
 }
 
+async fn open_stores(stores: &Stores) -> Result<(Old, New), Failure> {
+    let columns = stores.version_column.as_deref().map(|version| open::Columns {
+        keys: &stores.key_columns,
+        version,
+        sequence: stores.version_sequence.as_deref(),
+    });
+    let old = open::old(&Url::parse(&stores.old, "old")?, &stores.table, columns, stores.connections).await?;
+    let new_table = stores.new_table.as_deref().unwrap_or(&stores.table);
+    let new = open::new(&Url::parse(&stores.new, "new")?, new_table, stores.connections).await?;
+    Ok((old, new))
+}
+
 fn proxy<O: Scan<RawKey, Json>, N: Target<RawKey, Json>>(
     old: O,
     new: N,
@@ -143,8 +168,7 @@ fn bar(estimate: Option<u64>) -> ProgressBar {
 pub async fn backfill(args: BackfillArgs) -> Result<ExitCode, Failure> {
     let stores = &args.stores;
     let fleet = fleet(stores).await?;
-    let old = open::old(&Url::parse(&stores.old, "old")?, &stores.table, stores.connections).await?;
-    let new = open::new(&Url::parse(&stores.new, "new")?, &stores.table, stores.connections).await?;
+    let (old, new) = open_stores(stores).await?;
     match (old, new) {
         (Old::Sqlite(o), New::Sqlite(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
         (Old::Sqlite(o), New::Postgres(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
@@ -152,6 +176,9 @@ pub async fn backfill(args: BackfillArgs) -> Result<ExitCode, Failure> {
         (Old::Postgres(o), New::Sqlite(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
         (Old::Postgres(o), New::Postgres(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
         (Old::Postgres(o), New::Redis(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
+        (Old::Table(o), New::Sqlite(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
+        (Old::Table(o), New::Postgres(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
+        (Old::Table(o), New::Redis(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
     }
 }
 
@@ -210,13 +237,14 @@ async fn run_backfill<O: Scan<RawKey, Json>, N: Target<RawKey, Json>>(
 pub async fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
     let stores = &args.stores;
     let fleet = fleet(stores).await?;
-    let old = open::old(&Url::parse(&stores.old, "old")?, &stores.table, stores.connections).await?;
-    let new = open::new(&Url::parse(&stores.new, "new")?, &stores.table, stores.connections).await?;
+    let (old, new) = open_stores(stores).await?;
     match (old, new) {
         (Old::Sqlite(o), New::Sqlite(n)) => run_verify(&args, &fleet, proxy(o, n, &fleet.salt)?).await,
         (Old::Sqlite(o), New::Postgres(n)) => run_verify(&args, &fleet, proxy(o, n, &fleet.salt)?).await,
         (Old::Postgres(o), New::Sqlite(n)) => run_verify(&args, &fleet, proxy(o, n, &fleet.salt)?).await,
         (Old::Postgres(o), New::Postgres(n)) => run_verify(&args, &fleet, proxy(o, n, &fleet.salt)?).await,
+        (Old::Table(o), New::Sqlite(n)) => run_verify(&args, &fleet, proxy(o, n, &fleet.salt)?).await,
+        (Old::Table(o), New::Postgres(n)) => run_verify(&args, &fleet, proxy(o, n, &fleet.salt)?).await,
         (_, New::Redis(_)) => Err(Failure::Input(
             "--new on Redis cannot be scanned in key order, which verification needs: the Redis target has no \
              ordered scan yet"

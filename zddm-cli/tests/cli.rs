@@ -229,3 +229,65 @@ async fn a_closed_pipe_ends_the_output_quietly() {
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(!text(&out).1.contains("panicked"), "{:?}", text(&out));
 }
+
+/// An existing `orders` table of the application's own schema, as OLD: backfilled and verified
+/// through its key and version columns, from the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_orders_table_is_backfilled_and_verified_from_the_command_line() {
+    let server = zddm_suite::servers::PostgresServer::start();
+    let url = server.url();
+    let (app, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    app.batch_execute(
+        "CREATE SEQUENCE orders_version_seq;
+         CREATE TABLE orders (tenant integer NOT NULL, id text NOT NULL, customer text NOT NULL, placed date,
+             version bigint NOT NULL DEFAULT nextval('orders_version_seq'), PRIMARY KEY (tenant, id));
+         CREATE FUNCTION orders_bump_version() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN NEW.version := nextval('orders_version_seq'); RETURN NEW; END $$;
+         CREATE TRIGGER orders_version BEFORE INSERT OR UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION orders_bump_version();
+         INSERT INTO orders (tenant, id, customer, placed)
+             SELECT n % 5, 'order-' || n, 'customer ' || n, date '2026-01-01' + n FROM generate_series(1, 300) n;",
+    )
+    .await
+    .unwrap();
+    let table = ["--table", "orders", "--key-columns", "tenant,id", "--version-column", "version"];
+    let stores = ["--old", &url, "--new", &url, "--new-table", "orders_v2", "--live"];
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("orders.checkpoint").display().to_string();
+    let backfill: Vec<&str> =
+        ["backfill"].into_iter().chain(stores).chain(table).chain(["--checkpoint", &checkpoint]).collect();
+    let out = zddm(&backfill);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("scanned 300") && stdout.contains("copied 300"), "{stdout}");
+
+    let verify: Vec<&str> = ["verify"].into_iter().chain(stores).chain(table).chain(["--recheck-after", "0"]).collect();
+    let out = zddm(&verify);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(text(&out).0.contains("checked 300 keys: 0 missing"), "{:?}", text(&out));
+
+    app.execute("UPDATE orders SET customer = 'moved' WHERE tenant = 2 AND id = 'order-7'", &[]).await.unwrap();
+    let out = zddm(&verify);
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    assert!(text(&out).0.contains("1 differing") && text(&out).0.contains("1 repaired"), "{:?}", text(&out));
+    let out = zddm(&verify);
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    let out = zddm(&[
+        "verify",
+        "--old",
+        &url,
+        "--new",
+        &url,
+        "--table",
+        "orders",
+        "--key-columns",
+        "tenant,number",
+        "--version-column",
+        "version",
+        "--live",
+    ]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("no column \"number\"") && err.contains("tenant integer"), "{err}");
+}

@@ -88,6 +88,10 @@ impl<K, V, S: crate::versioned::Scan<K, V>> crate::versioned::Scan<K, V> for Bac
     fn estimate(&self) -> impl std::future::Future<Output = Result<Option<u64>, Self::Error>> + Send {
         self.__zddm_store.estimate()
     }
+
+    fn canonical(&self) -> bool {
+        self.__zddm_store.canonical()
+    }
 }
 
 impl<K, V, S: crate::versioned::ScanSlots<K, V>> crate::versioned::ScanSlots<K, V> for Backend<S> {

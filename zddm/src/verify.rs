@@ -322,8 +322,11 @@ where
         }
         let first_look: std::collections::HashSet<Vec<u8>> = suspects.iter().map(|(bytes, _)| bytes.clone()).collect();
 
+        if !self.proxy.old_canonical() {
+            self.look_up(&mut report, &mut suspects, &first_look, &admitted, &mut progress).await?;
+        }
         let (mut old, mut new) = (Cursor::new(), Cursor::new());
-        loop {
+        while self.proxy.old_canonical() {
             if old.buffer.is_empty() && !old.done {
                 old.fill(self.proxy.scan(old.after.as_deref(), self.batch).await?)?;
             }
@@ -401,6 +404,61 @@ where
             self.proxy.revoke_verification();
         }
         Ok(report)
+    }
+
+    /// The walk for an OLD whose scan is not in canonical order: OLD's keys each looked up in NEW,
+    /// then NEW's keys with a value or a mark each looked up in OLD (the ones OLD lacks).
+    async fn look_up(
+        &self,
+        report: &mut Report,
+        suspects: &mut Vec<(Vec<u8>, K)>,
+        first_look: &std::collections::HashSet<Vec<u8>>,
+        admitted: &impl Fn(&K) -> bool,
+        progress: &mut impl FnMut(&Report),
+    ) -> Result<(), VerifyError> {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.proxy.scan(after.as_deref(), self.batch).await?;
+            for (key, found) in page.entries {
+                if !admitted(&key) {
+                    continue;
+                }
+                report.checked += 1;
+                let lookup = self.proxy.lookup_new(&key).await?;
+                let bytes = key.try_key_bytes().map_err(|e| VerifyError::Config(e.to_string()))?;
+                if Verdict::of(Some(&found.value), &lookup) != Verdict::Agrees && !first_look.contains(&bytes) {
+                    suspects.push((bytes, key));
+                }
+            }
+            progress(report);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self.proxy.scan_new(after.as_deref(), self.batch).await?;
+            let last = page.entries.last().map(|(key, _)| key.try_key_bytes());
+            for (key, lookup) in page.entries {
+                if !admitted(&key) || matches!(lookup, Lookup::Miss | Lookup::Deleted) {
+                    continue;
+                }
+                if self.proxy.get_old(&key).await?.is_some() {
+                    continue; // compared above
+                }
+                report.checked += 1;
+                let bytes = key.try_key_bytes().map_err(|e| VerifyError::Config(e.to_string()))?;
+                if !first_look.contains(&bytes) {
+                    suspects.push((bytes, key));
+                }
+            }
+            progress(report);
+            match (page.next, last) {
+                (Some(_), Some(Ok(last))) => after = Some(last),
+                _ => return Ok(()),
+            }
+        }
     }
 
     async fn look(&self, key: &K) -> Result<Verdict, VerifyError> {

@@ -51,6 +51,8 @@ mod redis;
 mod slot;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "postgres")]
+mod table;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisSource, RedisTarget};
@@ -61,6 +63,8 @@ pub use proxy::{Copied, VersionedProxy, VersionedProxyBuilder, DEFAULT_GRACE};
 pub use slot::Slot;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{KeyedSlot, SqliteSource, SqliteTarget};
+#[cfg(feature = "postgres")]
+pub use table::{KeyKind, PostgresTable, TableError};
 
 /// A value with the version OLD gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,6 +293,12 @@ pub trait Scan<K, V>: Source<K, V> {
     fn estimate(&self) -> impl Future<Output = Result<Option<u64>, Self::Error>> + Send {
         std::future::ready(Ok(None))
     }
+
+    /// Whether the scan runs in canonical key order (each position the last key's canonical
+    /// bytes), so that a verifier can walk it side by side with NEW; otherwise it looks each key up.
+    fn canonical(&self) -> bool {
+        true
+    }
 }
 
 /// NEW read in canonical key order, batch by batch, for a verifier: every key NEW has a slot for,
@@ -340,6 +350,10 @@ macro_rules! forward {
 
             fn estimate(&self) -> impl Future<Output = Result<Option<u64>, Self::Error>> + Send {
                 (**self).estimate()
+            }
+
+            fn canonical(&self) -> bool {
+                (**self).canonical()
             }
         }
 

@@ -392,6 +392,15 @@ where
         self.inner.old.scan(after, limit).await.map_err(|e| self.fail(Side::Old, Op::Scan, e))
     }
 
+    /// Whether OLD's scan runs in canonical key order.
+    pub(crate) fn old_canonical(&self) -> bool
+    where
+        K: Sized,
+        Old: Scan<K, V>,
+    {
+        self.inner.old.canonical()
+    }
+
     /// OLD's estimate of its size; `None` if it cannot say, or failed to.
     pub(crate) async fn estimate(&self) -> Option<u64>
     where

@@ -1,0 +1,125 @@
+//! An existing PostgreSQL table of any schema as OLD (`PostgresTable`): the application's `orders`
+//! table, keyed by (tenant, id), with a version column its writers bump through a trigger, is
+//! backfilled into a zddm NEW table, verified (its scan is not in canonical key order, so the
+//! verifier looks keys up), and a writer that bypasses zddm is found and repaired.
+
+use serde::{Deserialize, Serialize};
+use zddm::backfill::{Backfill, MemoryCheckpoint};
+use zddm::verify::Verify;
+use zddm::versioned::{Lookup, PostgresTable, PostgresTarget, Scan, Source, TableError, Target, VersionedProxy};
+use zddm::{Gate, MigrationKey, Phase, Rate};
+use zddm_suite::servers::PostgresServer;
+
+/// The application's key: the same kinds as the key columns, in their order.
+#[derive(Debug, Clone, PartialEq, MigrationKey)]
+struct OrderKey {
+    tenant: i64,
+    id: String,
+}
+
+/// The row without its version: what NEW holds for each key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Order {
+    tenant: i64,
+    id: String,
+    customer: String,
+    total_cents: i64,
+}
+
+const SCHEMA: &str = "
+    CREATE SEQUENCE orders_version_seq;
+    CREATE TABLE orders (tenant bigint NOT NULL, id text NOT NULL, customer text NOT NULL, total_cents bigint NOT NULL,
+        version bigint NOT NULL DEFAULT nextval('orders_version_seq'), PRIMARY KEY (tenant, id));
+    CREATE FUNCTION orders_bump_version() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN NEW.version := nextval('orders_version_seq'); RETURN NEW; END $$;
+    CREATE TRIGGER orders_version BEFORE INSERT OR UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION orders_bump_version();";
+
+async fn client(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_table_is_backfilled_and_verified_through_its_key_columns() {
+    let server = PostgresServer::start();
+    let url = server.url();
+    let app = client(&url).await;
+    app.batch_execute(SCHEMA).await.unwrap();
+    // Negative tenants and ids of several lengths: the table's order is not canonical key order.
+    for tenant in [-2i64, 1, 30] {
+        for n in 0..40 {
+            let id = format!("o{}", n * 7);
+            app.execute(
+                "INSERT INTO orders (tenant, id, customer, total_cents) VALUES ($1, $2, $3, $4)",
+                &[&tenant, &id, &format!("c{n}"), &(i64::from(n) * 100)],
+            )
+            .await
+            .unwrap();
+        }
+    }
+
+    let old = PostgresTable::<OrderKey, Order>::connect(
+        &url,
+        "orders",
+        &["tenant", "id"],
+        "version",
+        "orders_version_seq",
+        2,
+    )
+    .await
+    .unwrap();
+    assert!(!old.canonical());
+    let key = OrderKey { tenant: -2, id: "o14".into() };
+    let found = old.get(&key).await.unwrap().unwrap();
+    assert_eq!(found.value, Order { tenant: -2, id: "o14".into(), customer: "c2".into(), total_cents: 200 });
+    let page = old.scan(None, 7).await.unwrap();
+    let again = old.scan(page.next.as_deref(), 200).await.unwrap();
+    assert_eq!(page.entries.len() + again.entries.len(), 120, "a position resumes the scan");
+    assert!(matches!(old.put(&key, &found.value).await, Err(TableError::ReadOnly { .. })));
+
+    let new = PostgresTarget::<OrderKey, Order>::connect(&url, "orders_v2", 2).await.unwrap();
+    let proxy = VersionedProxy::new(&old, &new, Gate::new("orders", Rate::ALL));
+    proxy.set_phase(Phase::Live).unwrap();
+    let done = Backfill::new(&proxy).batch(16).run(&MemoryCheckpoint::new(), tokio::time::sleep, |_| {}).await.unwrap();
+    assert_eq!((done.scanned, done.copied), (120, 120));
+    assert_eq!(new.lookup(&key).await.unwrap(), Lookup::Hit(found.value.clone()));
+    let clean = Verify::new(&proxy).batch(16).run(tokio::time::sleep, |_| {}).await.unwrap();
+    assert!(clean.clean() && clean.checked == 120, "{clean}");
+
+    // Writers that bypass zddm: the trigger versions their update, not their delete.
+    app.execute("UPDATE orders SET total_cents = 1 WHERE tenant = 1 AND id = 'o7'", &[]).await.unwrap();
+    app.execute("DELETE FROM orders WHERE tenant = 30 AND id = 'o0'", &[]).await.unwrap();
+    let report =
+        Verify::new(&proxy).recheck_after(std::time::Duration::ZERO).run(tokio::time::sleep, |_| {}).await.unwrap();
+    let keys = |examples: &[Vec<u8>]| examples.iter().map(|k| OrderKey::from_key_bytes(k).unwrap()).collect::<Vec<_>>();
+    assert_eq!(keys(&report.differs.examples), [OrderKey { tenant: 1, id: "o7".into() }], "{report}");
+    assert_eq!(keys(&report.extra.examples), [OrderKey { tenant: 30, id: "o0".into() }], "{report}");
+    assert_eq!((report.repaired, report.unresolved.count), (2, 0), "{report}");
+    let updated = new.lookup(&OrderKey { tenant: 1, id: "o7".into() }).await.unwrap();
+    assert!(matches!(updated, Lookup::Hit(Order { total_cents: 1, .. })), "{updated:?}");
+    assert_eq!(new.lookup(&OrderKey { tenant: 30, id: "o0".into() }).await.unwrap(), Lookup::Deleted);
+    let clean = Verify::new(&proxy).run(tokio::time::sleep, |_| {}).await.unwrap();
+    assert!(clean.earns_complete(), "{clean}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_columns_are_named_with_what_the_table_has() {
+    let server = PostgresServer::start();
+    let url = server.url();
+    client(&url).await.batch_execute(SCHEMA).await.unwrap();
+    let open = |keys: &'static [&'static str], version: &'static str| {
+        let url = url.clone();
+        async move {
+            PostgresTable::<OrderKey, Order>::connect(&url, "orders", keys, version, "orders_version_seq", 1).await
+        }
+    };
+    let error = open(&["tenant", "number"], "version").await.unwrap_err().to_string();
+    assert!(error.contains("no column \"number\"") && error.contains("tenant bigint, id text"), "{error}");
+    let error = open(&["tenant"], "revision").await.unwrap_err().to_string();
+    assert!(error.contains("no column \"revision\""), "{error}");
+    let error = open(&[], "version").await.unwrap_err().to_string();
+    assert!(error.contains("at least one key column"), "{error}");
+    let error = open(&["Tenant"], "version").await.unwrap_err().to_string();
+    assert!(error.contains("not a plain identifier"), "{error}");
+}
