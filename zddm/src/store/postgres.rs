@@ -159,6 +159,21 @@ impl std::error::Error for PostgresConnectError {
 
 /// The advisory lock that serialises the creation of `table`: the first 8 bytes of a SHA-256 of
 /// its name, so that every instance, of any process, computes the same key.
+/// `table`'s columns in the current schema, in order: name and `information_schema` data type.
+pub(crate) async fn columns(
+    client: &impl tokio_postgres::GenericClient,
+    table: &str,
+) -> Result<Vec<(String, String)>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_name = $1 AND table_schema = current_schema() ORDER BY ordinal_position",
+            &[&table],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
 pub(crate) fn lock_key(table: &str) -> i64 {
     let digest = Sha256::digest(format!("zddm table {table}").as_bytes());
     let mut bytes = [0; 8];
@@ -338,14 +353,7 @@ impl Pooled {
         let transaction = client.transaction().await?;
         transaction.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key(table)]).await?;
         transaction.batch_execute(create).await?;
-        let rows = transaction
-            .query(
-                "SELECT column_name::text, data_type::text FROM information_schema.columns \
-                 WHERE table_name = $1 AND table_schema = current_schema() ORDER BY ordinal_position",
-                &[&table],
-            )
-            .await?;
-        let columns: Vec<(String, String)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        let columns = columns(&*transaction, table).await?;
         let matches = columns.len() == expected.len()
             && columns.iter().zip(expected).all(|(found, want)| found.0 == want.0 && found.1 == want.1);
         if !matches {

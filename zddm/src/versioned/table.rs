@@ -197,14 +197,7 @@ impl<K: ?Sized, V> PostgresTable<K, V> {
         }
         let pool = Pooled::new(url, table, connections)?;
         let client = pool.client().await.map_err(TableError::Store)?;
-        let rows = client
-            .query(
-                "SELECT column_name::text, data_type::text FROM information_schema.columns \
-                 WHERE table_name = $1 AND table_schema = current_schema() ORDER BY ordinal_position",
-                &[&table],
-            )
-            .await?;
-        let columns: Vec<(String, String)> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        let columns = crate::store::postgres::columns(&**client, table).await?;
         let find = |name: &str| {
             columns.iter().find(|(column, _)| column == name).ok_or_else(|| TableError::NoColumn {
                 table: table.to_owned(),
