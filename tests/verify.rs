@@ -8,11 +8,11 @@ use std::time::Duration;
 use zddm::backfill::{Backfill, MemoryCheckpoint};
 use zddm::verify::Verify;
 use zddm::versioned::{
-    Change, Lookup, MemorySource, MemoryTarget, PostgresSource, PostgresTarget, Scan, ScanSlots, Source, SqliteSource,
-    SqliteTarget, Target, VersionedProxy,
+    Change, Lookup, MemorySource, MemoryTarget, PostgresSource, PostgresTarget, RedisSource, RedisTarget, Scan,
+    ScanSlots, Source, SqliteSource, SqliteTarget, Target, VersionedProxy,
 };
 use zddm::{Gate, MigrationKey, Phase, PhaseError, Rate};
-use zddm_suite::servers::PostgresServer;
+use zddm_suite::servers::{PostgresServer, RedisServer};
 
 fn value(key: u64, round: u64) -> String {
     format!("value {key} of round {round}")
@@ -52,7 +52,11 @@ where
     };
     let report = quick().run(tokio::time::sleep, |_| {}).await.unwrap();
     fixer.await.unwrap();
-    let keys = |examples: &[Vec<u8>]| examples.iter().map(|k| u64::from_key_bytes(k).unwrap()).collect::<Vec<_>>();
+    let keys = |examples: &[Vec<u8>]| {
+        let mut keys = examples.iter().map(|k| u64::from_key_bytes(k).unwrap()).collect::<Vec<_>>();
+        keys.sort();
+        keys
+    };
     assert_eq!(keys(&report.missing.examples), [100], "{name}: {report}");
     assert_eq!(keys(&report.extra.examples), [1], "{name}: {report}");
     assert_eq!(keys(&report.differs.examples), [2, 3], "{name}: {report}");
@@ -111,6 +115,24 @@ async fn planted_differences_are_found_repaired_and_complete_is_earned_over_post
     let old = PostgresSource::connect(&server.url(), "old_orders", 2).await.unwrap();
     let new = PostgresTarget::connect(&server.url(), "new_orders", 2).await.unwrap();
     planted(old, new, "postgres").await;
+}
+
+/// Redis scans in its hash order: the verifier looks keys up instead of walking side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_differences_are_found_repaired_and_complete_is_earned_over_redis() {
+    let server = RedisServer::start();
+    let old = RedisSource::connect(&server.url(), "old_orders").await.unwrap();
+    let new = RedisTarget::connect(&server.url(), "new_orders").await.unwrap();
+    assert!(!Scan::<u64, String>::canonical(&old) && !ScanSlots::<u64, String>::canonical(&new));
+    planted(old, new, "redis").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planted_differences_are_found_repaired_and_complete_is_earned_from_postgres_to_redis() {
+    let (pg, redis) = (PostgresServer::start(), RedisServer::start());
+    let old = PostgresSource::connect(&pg.url(), "old_orders", 2).await.unwrap();
+    let new = RedisTarget::connect(&redis.url(), "new_orders").await.unwrap();
+    planted(old, new, "postgres → redis").await;
 }
 
 #[tokio::test]

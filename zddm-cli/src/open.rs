@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use zddm::fleet::{PostgresControl, RedisControl, SqliteControl};
-use zddm::versioned::{PostgresSource, PostgresTable, PostgresTarget, RedisTarget, SqliteSource, SqliteTarget};
+use zddm::versioned::{
+    PostgresSource, PostgresTable, PostgresTarget, RedisSource, RedisTarget, SqliteSource, SqliteTarget,
+};
 use zddm::RawKey;
 
 use crate::fail::{redact, Failure};
@@ -49,6 +51,7 @@ pub enum Old {
     Sqlite(SqliteSource<RawKey, Json>),
     Postgres(PostgresSource<RawKey, Json>),
     Table(PostgresTable<RawKey, Json>),
+    Redis(RedisSource<RawKey, Json>),
 }
 
 /// An existing table's key and version columns.
@@ -96,13 +99,7 @@ pub async fn old(url: &Url, table: &str, columns: Option<Columns<'_>>, connectio
         Url::Postgres(url) => {
             Old::Postgres(PostgresSource::connect(url, table, connections).await.map_err(Failure::store)?)
         }
-        Url::Redis(_) => {
-            return Err(Failure::Input(
-                "--old on Redis cannot be scanned in key order, which backfill and verify need: the Redis source \
-                 has no ordered scan yet; keep OLD on SQLite or PostgreSQL"
-                    .into(),
-            ))
-        }
+        Url::Redis(url) => Old::Redis(RedisSource::connect(url, table).await.map_err(Failure::store)?),
     })
 }
 
@@ -123,6 +120,30 @@ pub async fn control(url: &Url, fleet: &str) -> Result<Control, Failure> {
         Url::Redis(url) => Control::Redis(RedisControl::connect(url, fleet).await.map_err(Failure::store)?),
     })
 }
+
+/// Runs `$body` with `$o` and `$n` bound to OLD's and NEW's stores, whatever their kinds.
+macro_rules! with_stores {
+    ($old:expr, $new:expr, $o:ident, $n:ident => $body:expr) => {
+        match $old {
+            $crate::open::Old::Sqlite($o) => $crate::open::with_new!($new, $n => $body),
+            $crate::open::Old::Postgres($o) => $crate::open::with_new!($new, $n => $body),
+            $crate::open::Old::Table($o) => $crate::open::with_new!($new, $n => $body),
+            $crate::open::Old::Redis($o) => $crate::open::with_new!($new, $n => $body),
+        }
+    };
+}
+pub(crate) use with_stores;
+
+macro_rules! with_new {
+    ($new:expr, $n:ident => $body:expr) => {
+        match $new {
+            $crate::open::New::Sqlite($n) => $body,
+            $crate::open::New::Postgres($n) => $body,
+            $crate::open::New::Redis($n) => $body,
+        }
+    };
+}
+pub(crate) use with_new;
 
 /// Runs `$body` with `$c` bound to the control record's store, whatever its kind.
 macro_rules! with_control {

@@ -14,7 +14,7 @@ use zddm::{Gate, Phase, Rate, RawKey};
 
 use crate::fail::{say, Failure};
 use crate::json::Json;
-use crate::open::{self, with_control, New, Old, Url};
+use crate::open::{self, with_control, with_stores, New, Old, Url};
 
 /// OLD, NEW and where the fleet stands.
 #[derive(Debug, Args)]
@@ -169,17 +169,7 @@ pub async fn backfill(args: BackfillArgs) -> Result<ExitCode, Failure> {
     let stores = &args.stores;
     let fleet = fleet(stores).await?;
     let (old, new) = open_stores(stores).await?;
-    match (old, new) {
-        (Old::Sqlite(o), New::Sqlite(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
-        (Old::Sqlite(o), New::Postgres(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
-        (Old::Sqlite(o), New::Redis(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
-        (Old::Postgres(o), New::Sqlite(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
-        (Old::Postgres(o), New::Postgres(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
-        (Old::Postgres(o), New::Redis(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
-        (Old::Table(o), New::Sqlite(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
-        (Old::Table(o), New::Postgres(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
-        (Old::Table(o), New::Redis(n)) => run_backfill(&args, proxy(o, n, &fleet.salt)?).await,
-    }
+    with_stores!(old, new, o, n => run_backfill(&args, proxy(o, n, &fleet.salt)?).await)
 }
 
 async fn run_backfill<O: Scan<RawKey, Json>, N: Target<RawKey, Json>>(
@@ -238,19 +228,7 @@ pub async fn verify(args: VerifyArgs) -> Result<ExitCode, Failure> {
     let stores = &args.stores;
     let fleet = fleet(stores).await?;
     let (old, new) = open_stores(stores).await?;
-    match (old, new) {
-        (Old::Sqlite(o), New::Sqlite(n)) => run_verify(&args, &fleet, proxy(o, n, &fleet.salt)?).await,
-        (Old::Sqlite(o), New::Postgres(n)) => run_verify(&args, &fleet, proxy(o, n, &fleet.salt)?).await,
-        (Old::Postgres(o), New::Sqlite(n)) => run_verify(&args, &fleet, proxy(o, n, &fleet.salt)?).await,
-        (Old::Postgres(o), New::Postgres(n)) => run_verify(&args, &fleet, proxy(o, n, &fleet.salt)?).await,
-        (Old::Table(o), New::Sqlite(n)) => run_verify(&args, &fleet, proxy(o, n, &fleet.salt)?).await,
-        (Old::Table(o), New::Postgres(n)) => run_verify(&args, &fleet, proxy(o, n, &fleet.salt)?).await,
-        (_, New::Redis(_)) => Err(Failure::Input(
-            "--new on Redis cannot be scanned in key order, which verification needs: the Redis target has no \
-             ordered scan yet"
-                .into(),
-        )),
-    }
+    with_stores!(old, new, o, n => run_verify(&args, &fleet, proxy(o, n, &fleet.salt)?).await)
 }
 
 async fn run_verify<O: Scan<RawKey, Json>, N: ScanSlots<RawKey, Json>>(

@@ -90,7 +90,7 @@ impl<K, V, S: crate::versioned::Scan<K, V>> crate::versioned::Scan<K, V> for Bac
     }
 
     fn canonical(&self) -> bool {
-        self.__zddm_store.canonical()
+        crate::versioned::Scan::canonical(&self.__zddm_store)
     }
 }
 
@@ -102,6 +102,10 @@ impl<K, V, S: crate::versioned::ScanSlots<K, V>> crate::versioned::ScanSlots<K, 
     ) -> impl std::future::Future<Output = Result<crate::versioned::Page<K, crate::versioned::Lookup<V>>, Self::Error>> + Send
     {
         self.__zddm_store.scan_slots(after, limit)
+    }
+
+    fn canonical(&self) -> bool {
+        crate::versioned::ScanSlots::canonical(&self.__zddm_store)
     }
 }
 

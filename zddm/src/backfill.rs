@@ -323,6 +323,13 @@ where
         F: Future<Output = ()>,
     {
         let control = |error: R::Error| BackfillError::Checkpoint(Box::new(error));
+        if !self.proxy.old_canonical() {
+            return Err(BackfillError::Config(
+                "ranges split OLD in canonical key order, and this OLD scans in another order: run one worker \
+                 (Backfill::run) instead"
+                    .into(),
+            ));
+        }
         if !ranges.planned().await.map_err(control)? {
             let split = self.split(parts).await?;
             ranges.plan(&split).await.map_err(control)?;

@@ -322,50 +322,10 @@ where
         }
         let first_look: std::collections::HashSet<Vec<u8>> = suspects.iter().map(|(bytes, _)| bytes.clone()).collect();
 
-        if !self.proxy.old_canonical() {
+        if self.proxy.old_canonical() && self.proxy.new_canonical() {
+            self.side_by_side(&mut report, &mut suspects, &first_look, &admitted, &mut progress).await?;
+        } else {
             self.look_up(&mut report, &mut suspects, &first_look, &admitted, &mut progress).await?;
-        }
-        let (mut old, mut new) = (Cursor::new(), Cursor::new());
-        while self.proxy.old_canonical() {
-            if old.buffer.is_empty() && !old.done {
-                old.fill(self.proxy.scan(old.after.as_deref(), self.batch).await?)?;
-            }
-            if new.buffer.is_empty() && !new.done {
-                new.fill(self.proxy.scan_new(new.after.as_deref(), self.batch).await?)?;
-            }
-            let order = match (old.buffer.front(), new.buffer.front()) {
-                (None, None) => break,
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (Some(o), Some(n)) => o.0.cmp(&n.0),
-            };
-            let (bytes, key, verdict) = match order {
-                std::cmp::Ordering::Less => {
-                    let (bytes, key, found) = old.buffer.pop_front().expect("checked above");
-                    let verdict = Verdict::of(Some(&found.value), &Lookup::Miss);
-                    (bytes, key, verdict)
-                }
-                std::cmp::Ordering::Greater => {
-                    let (bytes, key, lookup) = new.buffer.pop_front().expect("checked above");
-                    (bytes, key, Verdict::of(None, &lookup))
-                }
-                std::cmp::Ordering::Equal => {
-                    let (bytes, key, found) = old.buffer.pop_front().expect("checked above");
-                    let (_, _, lookup) = new.buffer.pop_front().expect("checked above");
-                    let verdict = Verdict::of(Some(&found.value), &lookup);
-                    (bytes, key, verdict)
-                }
-            };
-            if !admitted(&key) {
-                continue;
-            }
-            report.checked += 1;
-            if verdict != Verdict::Agrees && !first_look.contains(&bytes) {
-                suspects.push((bytes, key));
-            }
-            if report.checked % self.batch as u64 == 0 {
-                progress(&report);
-            }
         }
         progress(&report);
 
@@ -406,7 +366,55 @@ where
         Ok(report)
     }
 
-    /// The walk for an OLD whose scan is not in canonical order: OLD's keys each looked up in NEW,
+    /// The walk for an OLD and a NEW that both scan in canonical key order: both side by side,
+    /// one page of each at a time.
+    async fn side_by_side(
+        &self,
+        report: &mut Report,
+        suspects: &mut Vec<(Vec<u8>, K)>,
+        first_look: &std::collections::HashSet<Vec<u8>>,
+        admitted: &impl Fn(&K) -> bool,
+        progress: &mut impl FnMut(&Report),
+    ) -> Result<(), VerifyError> {
+        let (mut old, mut new) = (Cursor::new(), Cursor::new());
+        loop {
+            if old.buffer.is_empty() && !old.done {
+                old.fill(self.proxy.scan(old.after.as_deref(), self.batch).await?)?;
+            }
+            if new.buffer.is_empty() && !new.done {
+                new.fill(self.proxy.scan_new(new.after.as_deref(), self.batch).await?)?;
+            }
+            let order = match (old.buffer.front(), new.buffer.front()) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some(o), Some(n)) => o.0.cmp(&n.0),
+            };
+            let old_entry = if order.is_gt() { None } else { old.buffer.pop_front() };
+            let new_entry = if order.is_lt() { None } else { new.buffer.pop_front() };
+            let (bytes, key, verdict) = match (old_entry, new_entry) {
+                (Some((bytes, key, found)), None) => (bytes, key, Verdict::of(Some(&found.value), &Lookup::Miss)),
+                (None, Some((bytes, key, lookup))) => (bytes, key, Verdict::of(None, &lookup)),
+                (Some((bytes, key, found)), Some((_, _, lookup))) => {
+                    (bytes, key, Verdict::of(Some(&found.value), &lookup))
+                }
+                (None, None) => break,
+            };
+            if !admitted(&key) {
+                continue;
+            }
+            report.checked += 1;
+            if verdict != Verdict::Agrees && !first_look.contains(&bytes) {
+                suspects.push((bytes, key));
+            }
+            if report.checked % self.batch as u64 == 0 {
+                progress(report);
+            }
+        }
+        Ok(())
+    }
+
+    /// The walk when OLD or NEW does not scan in canonical order: OLD's keys each looked up in NEW,
     /// then NEW's keys with a value or a mark each looked up in OLD (the ones OLD lacks).
     async fn look_up(
         &self,
@@ -437,9 +445,9 @@ where
             }
         }
         let mut after: Option<Vec<u8>> = None;
+        let mut seen = std::collections::HashSet::new();
         loop {
             let page = self.proxy.scan_new(after.as_deref(), self.batch).await?;
-            let last = page.entries.last().map(|(key, _)| key.try_key_bytes());
             for (key, lookup) in page.entries {
                 if !admitted(&key) || matches!(lookup, Lookup::Miss | Lookup::Deleted) {
                     continue;
@@ -447,16 +455,20 @@ where
                 if self.proxy.get_old(&key).await?.is_some() {
                     continue; // compared above
                 }
-                report.checked += 1;
                 let bytes = key.try_key_bytes().map_err(|e| VerifyError::Config(e.to_string()))?;
+                // A hash-ordered scan may give a key twice.
+                if !seen.insert(bytes.clone()) {
+                    continue;
+                }
+                report.checked += 1;
                 if !first_look.contains(&bytes) {
                     suspects.push((bytes, key));
                 }
             }
             progress(report);
-            match (page.next, last) {
-                (Some(_), Some(Ok(last))) => after = Some(last),
-                _ => return Ok(()),
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(()),
             }
         }
     }

@@ -280,8 +280,9 @@ pub struct Page<K, E> {
 /// it makes a backfill resumable. Keys written after the scan passed their position are not seen
 /// again; they reached NEW through the proxy, which is why a backfill needs no snapshot.
 pub trait Scan<K, V>: Source<K, V> {
-    /// Up to `limit` entries after `after` (from the start if `None`; a `limit` of 0 counts as 1).
-    /// A page shorter than `limit` ends the scan (`next` is `None`).
+    /// About `limit` entries after `after` (from the start if `None`; a `limit` of 0 counts as 1):
+    /// at most `limit` for the stores zddm lays out in SQL, where a shorter page ends the scan;
+    /// `next` is `None` once the scan is over.
     fn scan(
         &self,
         after: Option<&[u8]>,
@@ -304,13 +305,19 @@ pub trait Scan<K, V>: Source<K, V> {
 /// NEW read in canonical key order, batch by batch, for a verifier: every key NEW has a slot for,
 /// with what a read would find there.
 pub trait ScanSlots<K, V>: Target<K, V> {
-    /// Up to `limit` slots after the canonical key bytes `after` (from the start if `None`; a
-    /// `limit` of 0 counts as 1); a page shorter than `limit` ends the scan.
+    /// About `limit` slots after the position `after` (from the start if `None`; a `limit` of 0
+    /// counts as 1); `next` is `None` once the scan is over. In canonical order, a position is the
+    /// last key's canonical bytes.
     fn scan_slots(
         &self,
         after: Option<&[u8]>,
         limit: usize,
     ) -> impl Future<Output = Result<Page<K, Lookup<V>>, Self::Error>> + Send;
+
+    /// Whether the scan runs in canonical key order; see [`Scan::canonical`].
+    fn canonical(&self) -> bool {
+        true
+    }
 }
 
 macro_rules! forward {
@@ -353,7 +360,7 @@ macro_rules! forward {
             }
 
             fn canonical(&self) -> bool {
-                (**self).canonical()
+                Scan::canonical(&**self)
             }
         }
 
@@ -364,6 +371,10 @@ macro_rules! forward {
                 limit: usize,
             ) -> impl Future<Output = Result<Page<K, Lookup<V>>, Self::Error>> + Send {
                 (**self).scan_slots(after, limit)
+            }
+
+            fn canonical(&self) -> bool {
+                ScanSlots::canonical(&**self)
             }
         }
 

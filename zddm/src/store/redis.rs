@@ -111,6 +111,34 @@ pub(crate) async fn connect(url: &str, prefix: &str) -> Result<ConnectionManager
 
 /// Every key under `prefix` (without the prefix), in byte order: one `SCAN` of the prefix. For
 /// maintenance (listing, purging), never for the request path.
+/// One `SCAN` step over `prefix`: the keys (prefix stripped) and the cursor to go on from, `None`
+/// once the iteration is over. `count` is Redis's hint, not a limit.
+pub(crate) async fn scan_step(
+    connection: &ConnectionManager,
+    prefix: &[u8],
+    cursor: u64,
+    count: usize,
+) -> Result<(Vec<Vec<u8>>, Option<u64>), RedisError> {
+    let mut pattern = Vec::with_capacity(prefix.len() + 1);
+    for &byte in prefix {
+        if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
+            pattern.push(b'\\');
+        }
+        pattern.push(byte);
+    }
+    pattern.push(b'*');
+    let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(&pattern)
+        .arg("COUNT")
+        .arg(count.max(1))
+        .query_async(&mut connection.clone())
+        .await?;
+    let keys = batch.into_iter().filter_map(|key| key.strip_prefix(prefix).map(<[u8]>::to_vec)).collect();
+    Ok((keys, (next != 0).then_some(next)))
+}
+
 pub(crate) async fn keys_under(connection: &ConnectionManager, prefix: &[u8]) -> Result<Vec<Vec<u8>>, RedisError> {
     let mut pattern = Vec::with_capacity(prefix.len() + 1);
     for &byte in prefix {

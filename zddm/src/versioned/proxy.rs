@@ -398,7 +398,16 @@ where
         K: Sized,
         Old: Scan<K, V>,
     {
-        self.inner.old.canonical()
+        Scan::canonical(&self.inner.old)
+    }
+
+    /// Whether NEW's scan runs in canonical key order.
+    pub(crate) fn new_canonical(&self) -> bool
+    where
+        K: Sized,
+        New: ScanSlots<K, V>,
+    {
+        ScanSlots::canonical(&self.inner.new)
     }
 
     /// OLD's estimate of its size; `None` if it cannot say, or failed to.

@@ -8,9 +8,9 @@ use serde::Serialize;
 
 use crate::key::MigrationKey;
 use crate::store::json::{decode, encode};
-use crate::store::redis::{connect, keys_under, pending_under};
+use crate::store::redis::{connect, keys_under, pending_under, scan_step};
 use crate::store::RedisError;
-use crate::versioned::{Change, Filled, Lookup, Slot, Source, Target, Versioned};
+use crate::versioned::{Change, Filled, Lookup, Page, Scan, ScanSlots, Slot, Source, Target, Versioned};
 
 /// A versioned OLD on Redis: one hash per key, `prefix:` ‖ canonical key bytes, with the value
 /// (`v`, JSON) and its version (`ver`). A write's version is the larger of the key's last version
@@ -382,6 +382,75 @@ where
             purged += usize::try_from(gone).unwrap_or(0);
         }
         Ok(purged)
+    }
+}
+
+/// The `SCAN` cursor as a position, in decimal.
+fn cursor(after: Option<&[u8]>) -> Result<u64, RedisError> {
+    after.map_or(Ok(0), |after| {
+        std::str::from_utf8(after).ok().and_then(|text| text.parse().ok()).ok_or_else(|| RedisError::Field {
+            found: format!("a scan position {after:02x?} this store did not give out"),
+        })
+    })
+}
+
+fn position(next: Option<u64>) -> Option<Vec<u8>> {
+    next.map(|next| next.to_string().into_bytes())
+}
+
+/// In Redis's hash order (`SCAN` over the prefix: no canonical key order, so verification looks keys
+/// up); a position is the `SCAN` cursor, which survives restarts. A key may come twice, and a page
+/// may hold more or fewer entries than asked.
+impl<K, V> Scan<K, V> for RedisSource<K, V>
+where
+    K: MigrationKey + Send + Sync,
+    V: Serialize + DeserializeOwned + Send + Sync,
+{
+    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Versioned<V>>, RedisError> {
+        let (keys, next) = scan_step(&self.connection, &self.prefix, cursor(after)?, limit).await?;
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("HMGET").arg(entry(&self.prefix, key)).arg("v").arg("ver");
+        }
+        let fields: Vec<(Option<String>, Option<String>)> =
+            if keys.is_empty() { Vec::new() } else { pipe.query_async(&mut self.connection.clone()).await? };
+        let mut entries = Vec::with_capacity(keys.len());
+        for (key, fields) in keys.iter().zip(fields) {
+            // A deleted key keeps its version for a while, without a value: nothing to copy.
+            if let (Some(text), Some(version)) = fields {
+                entries.push((
+                    K::from_key_bytes(key)?,
+                    Versioned { value: decode(key, &text)?, version: parse(&version)? },
+                ));
+            }
+        }
+        Ok(Page { entries, next: position(next) })
+    }
+
+    fn canonical(&self) -> bool {
+        false
+    }
+}
+
+/// In Redis's hash order, as [`RedisSource`]'s scan: each key's slot read with the lookup script.
+impl<K, V> ScanSlots<K, V> for RedisTarget<K, V>
+where
+    K: MigrationKey + Send + Sync,
+    V: Serialize + DeserializeOwned + Send + Sync,
+{
+    async fn scan_slots(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Lookup<V>>, RedisError> {
+        let (keys, next) = scan_step(&self.connection, &self.prefix, cursor(after)?, limit).await?;
+        let mut entries = Vec::with_capacity(keys.len());
+        for key in keys {
+            let key = K::from_key_bytes(&key)?;
+            let found = self.lookup(&key).await?;
+            entries.push((key, found));
+        }
+        Ok(Page { entries, next: position(next) })
+    }
+
+    fn canonical(&self) -> bool {
+        false
     }
 }
 
