@@ -134,6 +134,32 @@ async fn a_read_racing_a_write_cannot_land_what_it_read() {
     assert_eq!(proxy.get(&1).await.unwrap(), Some(11));
 }
 
+/// A backfill's copy takes its lease before it reads OLD, as a read does: a write that lands while
+/// the backfill reads voids the lease, and the value read never lands.
+#[tokio::test(flavor = "current_thread")]
+async fn a_backfill_racing_a_write_cannot_land_what_it_read() {
+    use zddm::backfill::{Backfill, MemoryCheckpoint};
+    let (proxy, old, new) = world();
+    for key in 0..4 {
+        old.inner().put(&key, &10).await.unwrap();
+    }
+    proxy.set_phase(Phase::Live).unwrap();
+    let pause = old.pause_next(Call::Get);
+    let (backfill, checkpoint) = (Backfill::new(&proxy), MemoryCheckpoint::new());
+    let (done, write) = tokio::join!(backfill.run(&checkpoint, tokio::time::sleep, |_| {}), async {
+        pause.reached().await; // the backfill is reading key 0 from OLD
+        let written = proxy.put(&0, &11).await;
+        pause.release();
+        written
+    });
+    write.unwrap();
+    let done = done.unwrap();
+    assert_eq!((done.copied, done.newer), (3, 1), "{done}");
+    assert!(!matches!(new.inner().probe(&0).await.unwrap(), Probe::Hit(10)), "the stale read landed");
+    assert_eq!(proxy.get(&0).await.unwrap(), Some(11));
+    assert_eq!(new.inner().probe(&3).await.unwrap(), Probe::Hit(10), "the others were copied");
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn a_write_abandoned_between_old_and_new_is_repaired_after_the_grace_period() {
     let (proxy, old, new) = world();

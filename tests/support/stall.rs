@@ -210,6 +210,14 @@ impl<K: Send + Sync, V: Send + Sync, S: Scan<K, V>> Scan<K, V> for Stall<S> {
     }
 }
 
+impl<K: Send + Sync, S: zddm::cached::ScanKeys<K>> zddm::cached::ScanKeys<K> for Stall<S> {
+    type Error = Injected;
+
+    async fn scan_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, ()>, Injected> {
+        self.call(Call::Scan, self.inner.scan_keys(after, limit)).await
+    }
+}
+
 impl<K: Send + Sync, V: Send + Sync, S: ScanSlots<K, V>> ScanSlots<K, V> for Stall<S> {
     async fn scan_slots(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Lookup<V>>, Injected> {
         self.call(Call::Scan, self.inner.scan_slots(after, limit)).await

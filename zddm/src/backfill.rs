@@ -54,12 +54,98 @@ pub use postgres::{PostgresClaim, PostgresRanges, RangeError};
 pub use ranges::{ranges, Claim, Range, Ranges};
 use throttle::Throttle;
 
+use crate::cached::{Cache, CachedProxy, ScanKeys};
 use crate::key::MigrationKey;
-use crate::versioned::{Copied, Scan, Target, VersionedProxy};
+use crate::store::Store;
+use crate::versioned::{Copied, Page, Scan, Target, Versioned, VersionedProxy};
 
-/// A backfill pass over a [`VersionedProxy`]'s OLD; configure, then [`run`](Backfill::run).
-pub struct Backfill<'a, K, V, Old, New> {
-    proxy: &'a VersionedProxy<K, V, Old, New>,
+/// What a backfill runs over: OLD scanned in a stable order, and each batch copied into NEW the way
+/// a read would copy it — [`VersionedProxy`] (versioned mode: OLD's entries with their versions,
+/// filled if newer) and [`CachedProxy`] (unversioned mode: OLD's keys, each read again under a
+/// lease and filled only while the lease holds, as a read-through does).
+pub trait Pass: Sync {
+    /// The key type.
+    type Key: MigrationKey + Send + Sync;
+    /// What the scan gives with each key.
+    type Entry: Send + Sync;
+
+    /// A page of OLD.
+    fn scan(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<Self::Key, Self::Entry>, crate::Error>> + Send;
+
+    /// The page's entries copied into NEW where safe; the outcomes in order.
+    fn copy_many(
+        &self,
+        entries: &[(Self::Key, Self::Entry)],
+    ) -> impl Future<Output = Result<Vec<Copied>, crate::Error>> + Send;
+
+    /// About how many keys OLD holds, if it says.
+    fn estimate(&self) -> impl Future<Output = Option<u64>> + Send;
+
+    /// Whether OLD scans in canonical key order (ranges need it).
+    fn canonical(&self) -> bool;
+}
+
+impl<K, V, Old, New> Pass for VersionedProxy<K, V, Old, New>
+where
+    K: MigrationKey + Send + Sync,
+    V: Clone + PartialEq + Send + Sync,
+    Old: Scan<K, V>,
+    New: Target<K, V>,
+{
+    type Key = K;
+    type Entry = Versioned<V>;
+
+    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Versioned<V>>, crate::Error> {
+        VersionedProxy::scan(self, after, limit).await
+    }
+
+    async fn copy_many(&self, entries: &[(K, Versioned<V>)]) -> Result<Vec<Copied>, crate::Error> {
+        VersionedProxy::copy_many(self, entries).await
+    }
+
+    async fn estimate(&self) -> Option<u64> {
+        VersionedProxy::estimate(self).await
+    }
+
+    fn canonical(&self) -> bool {
+        self.old_canonical()
+    }
+}
+
+impl<K, V, Old, New> Pass for CachedProxy<K, V, Old, New>
+where
+    K: MigrationKey + Send + Sync,
+    V: Clone + PartialEq + Send + Sync,
+    Old: Store<K, V> + ScanKeys<K>,
+    New: Cache<K, V>,
+{
+    type Key = K;
+    type Entry = ();
+
+    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, ()>, crate::Error> {
+        self.scan_keys(after, limit).await
+    }
+
+    async fn copy_many(&self, entries: &[(K, ())]) -> Result<Vec<Copied>, crate::Error> {
+        self.copy_keys(entries).await
+    }
+
+    async fn estimate(&self) -> Option<u64> {
+        None
+    }
+
+    fn canonical(&self) -> bool {
+        true
+    }
+}
+
+/// A backfill pass over a proxy's OLD ([`Pass`]); configure, then [`run`](Backfill::run).
+pub struct Backfill<'a, P> {
+    proxy: &'a P,
     batch: usize,
     rate: Option<f64>,
     slow_per_row: Duration,
@@ -128,16 +214,10 @@ pub enum BackfillError {
     Config(String),
 }
 
-impl<'a, K, V, Old, New> Backfill<'a, K, V, Old, New>
-where
-    K: MigrationKey + Send + Sync,
-    V: Clone + PartialEq + Send + Sync,
-    Old: Scan<K, V>,
-    New: Target<K, V>,
-{
+impl<'a, P: Pass> Backfill<'a, P> {
     /// A pass with defaults: batches of 500, no rate limit, backing off from 100 ms to 10 s when
     /// a batch takes over 10 ms per entry or fails, giving up after 10 failed attempts in a row.
-    pub fn new(proxy: &'a VersionedProxy<K, V, Old, New>) -> Self {
+    pub fn new(proxy: &'a P) -> Self {
         Backfill {
             proxy,
             batch: 500,
@@ -323,7 +403,7 @@ where
         F: Future<Output = ()>,
     {
         let control = |error: R::Error| BackfillError::Checkpoint(Box::new(error));
-        if !self.proxy.old_canonical() {
+        if !self.proxy.canonical() {
             return Err(BackfillError::Config(
                 "ranges split OLD in canonical key order, and this OLD scans in another order: run one worker \
                  (Backfill::run) instead"

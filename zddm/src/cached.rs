@@ -111,6 +111,71 @@ pub trait Cache<K: ?Sized, V>: Send + Sync {
     }
 }
 
+/// OLD's keys in a stable order, batch by batch: what a backfill in unversioned mode walks. Each
+/// key's value is read again under a lease before it is copied, so the scan's own values are not
+/// needed. The plain stores (memory, SQLite, PostgreSQL, Redis) scan in canonical key order; a
+/// position is the last key's canonical bytes.
+pub trait ScanKeys<K>: Send + Sync {
+    /// The store's own error type.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// About `limit` keys after `after` (from the start if `None`); `next` is `None` once the scan
+    /// is over.
+    fn scan_keys(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl Future<Output = Result<crate::versioned::Page<K, ()>, Self::Error>> + Send;
+}
+
+impl<K, S: ScanKeys<K> + ?Sized> ScanKeys<K> for Arc<S> {
+    type Error = S::Error;
+
+    fn scan_keys(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl Future<Output = Result<crate::versioned::Page<K, ()>, Self::Error>> + Send {
+        (**self).scan_keys(after, limit)
+    }
+}
+
+impl<K, S: ScanKeys<K> + ?Sized> ScanKeys<K> for &S {
+    type Error = S::Error;
+
+    fn scan_keys(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl Future<Output = Result<crate::versioned::Page<K, ()>, Self::Error>> + Send {
+        (**self).scan_keys(after, limit)
+    }
+}
+
+impl<K, S: ScanKeys<K>> ScanKeys<K> for crate::Blocking<S> {
+    type Error = S::Error;
+
+    fn scan_keys(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl Future<Output = Result<crate::versioned::Page<K, ()>, Self::Error>> + Send {
+        self.0.scan_keys(after, limit)
+    }
+}
+
+/// A page of keys from a scan that returned `(canonical bytes, value)` pairs, at most `limit`.
+pub(crate) fn key_page<K: crate::MigrationKey, V, E: From<crate::KeyError>>(
+    rows: Vec<(Vec<u8>, V)>,
+    limit: usize,
+) -> Result<crate::versioned::Page<K, ()>, E> {
+    let full = rows.len() >= limit.max(1);
+    let next = rows.last().filter(|_| full).map(|(key, _)| key.clone());
+    let entries =
+        rows.into_iter().map(|(key, _)| K::from_key_bytes(&key).map(|key| (key, ()))).collect::<Result<_, _>>()?;
+    Ok(crate::versioned::Page { entries, next })
+}
+
 macro_rules! forward {
     ($($ty:ty),*) => {$(
         impl<K: ?Sized, V, C: Cache<K, V> + ?Sized> Cache<K, V> for $ty {

@@ -183,6 +183,55 @@ where
         Ok(value)
     }
 
+    /// A page of OLD's keys.
+    pub(crate) async fn scan_keys(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<crate::versioned::Page<K, ()>, Error>
+    where
+        K: Sized,
+        Old: crate::cached::ScanKeys<K>,
+    {
+        self.inner.old.scan_keys(after, limit).await.map_err(|e| self.fail(Side::Old, Op::Scan, e))
+    }
+
+    /// A backfill's copy of each key, as a read-through makes it: only keys the plan reads from
+    /// NEW; a lease from NEW first, then OLD's value read, then the fill, which lands only while
+    /// the lease holds (a write since voids it). A cached key, or one a write holds, is `Newer`.
+    pub(crate) async fn copy_keys(&self, keys: &[(K, ())]) -> Result<Vec<crate::versioned::Copied>, Error>
+    where
+        K: Sized,
+    {
+        use crate::versioned::Copied;
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, ()) in keys {
+            let (reach, _, _ticket) = self.inner.routing.route(
+                &self.inner.gate,
+                key,
+                |plan, admitted| plan.read_reach(admitted),
+                |_, _| Reach::Old,
+            );
+            if matches!(reach, Reach::Old | Reach::Invalidate) {
+                out.push(Copied::Outside);
+                continue;
+            }
+            let token = match self.inner.new.probe(key).await.map_err(|e| self.fail(Side::New, Op::Get, e))? {
+                Probe::Leased(token) => token,
+                Probe::Hit(_) | Probe::Absent | Probe::Busy => {
+                    out.push(Copied::Newer);
+                    continue;
+                }
+            };
+            let value = self.inner.old.get(key).await.map_err(|e| self.fail(Side::Old, Op::Get, e))?;
+            let filled =
+                self.inner.new.fill(key, value.as_ref(), token).await.map_err(|e| self.fail(Side::New, Op::Fill, e))?;
+            bump(if filled { &self.inner.stats.backfills } else { &self.inner.stats.backfills_skipped });
+            out.push(if filled { Copied::Copied } else { Copied::Newer });
+        }
+        Ok(out)
+    }
+
     /// A fill is a courtesy to later reads: its failure never fails this one.
     async fn fill(&self, key: &K, value: Option<&V>, token: u64) {
         let stats = &self.inner.stats;

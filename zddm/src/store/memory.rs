@@ -51,6 +51,20 @@ impl<K: ?Sized, V> MemoryStore<K, V> {
     }
 }
 
+/// In canonical key order; each page sorts the keys after the position (a store for tests and
+/// demos, not for millions of keys).
+impl<K: MigrationKey + Send + Sync, V: Send + Sync> crate::cached::ScanKeys<K> for MemoryStore<K, V> {
+    type Error = KeyError;
+
+    async fn scan_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<crate::versioned::Page<K, ()>, KeyError> {
+        let mut keys: Vec<Vec<u8>> =
+            self.read().keys().filter(|key| after.map_or(true, |after| key.as_slice() > after)).cloned().collect();
+        keys.sort();
+        keys.truncate(limit.max(1));
+        crate::cached::key_page(keys.into_iter().map(|key| (key, ())).collect(), limit)
+    }
+}
+
 impl<K: ?Sized, V> Default for MemoryStore<K, V> {
     fn default() -> Self {
         Self::new()

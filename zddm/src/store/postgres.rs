@@ -540,3 +540,20 @@ impl<K: ?Sized, V> fmt::Debug for PostgresStore<K, V> {
             .finish_non_exhaustive()
     }
 }
+
+/// In canonical key order, through [`PostgresStore::scan`].
+impl<K, V> crate::cached::ScanKeys<K> for PostgresStore<K, V>
+where
+    K: MigrationKey + Send + Sync,
+    V: serde::de::DeserializeOwned + Send + Sync,
+{
+    type Error = PostgresError;
+
+    async fn scan_keys(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<crate::versioned::Page<K, ()>, PostgresError> {
+        crate::cached::key_page(self.scan(after, limit).await?, limit)
+    }
+}

@@ -370,3 +370,16 @@ impl<K: ?Sized, V> fmt::Debug for RedisStore<K, V> {
         f.debug_struct("RedisStore").field("prefix", &String::from_utf8_lossy(&self.prefix)).finish_non_exhaustive()
     }
 }
+
+/// In canonical key order, through [`RedisStore::scan`].
+impl<K, V> crate::cached::ScanKeys<K> for RedisStore<K, V>
+where
+    K: MigrationKey + Send + Sync,
+    V: serde::de::DeserializeOwned + Send + Sync,
+{
+    type Error = RedisError;
+
+    async fn scan_keys(&self, after: Option<&[u8]>, limit: usize) -> Result<crate::versioned::Page<K, ()>, RedisError> {
+        crate::cached::key_page(self.scan(after, limit).await?, limit)
+    }
+}

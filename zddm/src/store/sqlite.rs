@@ -293,3 +293,20 @@ impl<K: ?Sized, V> fmt::Debug for SqliteStore<K, V> {
         f.debug_struct("SqliteStore").field("table", &self.table).finish_non_exhaustive()
     }
 }
+
+/// In canonical key order, through [`SqliteStore::scan`].
+impl<K, V> crate::cached::ScanKeys<K> for SqliteStore<K, V>
+where
+    K: MigrationKey + Send + Sync,
+    V: serde::de::DeserializeOwned + Send + Sync,
+{
+    type Error = SqliteError;
+
+    async fn scan_keys(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<crate::versioned::Page<K, ()>, SqliteError> {
+        crate::cached::key_page(self.scan(after, limit)?, limit)
+    }
+}
