@@ -144,6 +144,39 @@ async fn killed_at_random_points_and_resumed_new_ends_equal_to_old_over_redis() 
     killed_and_resumed(old, new, &MemoryCheckpoint::new(), "redis").await;
 }
 
+/// Runs `pass` while `writers` tasks put and delete hot keys through `write` (a value to put,
+/// `None` to delete); the pass's outcome and how many writes were made meanwhile.
+async fn with_writers<T, W, F>(writers: u64, write: W, pass: impl std::future::Future<Output = T>) -> (T, u64)
+where
+    W: Fn(u64, Option<String>) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = ()> + Send,
+{
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let (write, stop) = (write.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut round = 1;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // Hot keys spread over the key space, so the scan meets them mid-run.
+                    let key = (round * 7 + w * 13) % 24 * (KEYS / 24);
+                    write(key, (round % 5 != 0).then(|| value(key, round))).await;
+                    round += 1;
+                    tokio::task::yield_now().await;
+                }
+                round - 1
+            })
+        })
+        .collect();
+    let outcome = pass.await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut writes = 0;
+    for task in tasks {
+        writes += task.await.unwrap();
+    }
+    (outcome, writes)
+}
+
 /// Writers put and delete a few hot keys through the proxy while the backfill copies them.
 async fn hammered<O, N>(old: O, new: N, name: &str)
 where
@@ -156,35 +189,22 @@ where
     let (old, new) = (Arc::new(old), Arc::new(new));
     let proxy = VersionedProxy::new(old.clone(), new.clone(), Gate::new("backfill", Rate::ALL));
     proxy.set_phase(Phase::Live).unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writers: Vec<_> = (0..4u64)
-        .map(|w| {
-            let (proxy, stop) = (proxy.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut round = 1;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    // Hot keys spread over the key space, so the scan meets them mid-run.
-                    let key = (round * 7 + w * 13) % 24 * (KEYS / 24);
-                    if round % 5 == 0 {
-                        proxy.delete(&key).await.unwrap();
-                    } else {
-                        proxy.put(&key, &value(key, round)).await.unwrap();
-                    }
-                    round += 1;
-                    tokio::task::yield_now().await;
+    let write = {
+        let proxy = proxy.clone();
+        move |key: u64, value: Option<String>| {
+            let proxy = proxy.clone();
+            async move {
+                match value {
+                    Some(value) => proxy.put(&key, &value).await.unwrap(),
+                    None => proxy.delete(&key).await.unwrap(),
                 }
-                round
-            })
-        })
-        .collect();
+            }
+        }
+    };
     // Slowed down, so the writers overlap the whole pass even over memory.
-    let backfill = Backfill::new(&proxy).batch(16).rate(1_500.0);
-    let done = backfill.run(&MemoryCheckpoint::new(), tokio::time::sleep, |_| {}).await.unwrap();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut writes = 0;
-    for writer in writers {
-        writes += writer.await.unwrap();
-    }
+    let (backfill, checkpoint) = (Backfill::new(&proxy).batch(16).rate(1_500.0), MemoryCheckpoint::new());
+    let (done, writes) = with_writers(4, write, backfill.run(&checkpoint, tokio::time::sleep, |_| {})).await;
+    let done = done.unwrap();
     eprintln!("{name}: {writes} writes during the backfill; {done}");
     assert!(writes > 30, "{name}: the writers must overlap the backfill ({writes} writes)");
     assert_new_equals_old(&*old, &*new, name).await;
@@ -306,33 +326,21 @@ where
     let proxy = CachedProxy::new(old.clone(), new.clone(), Gate::new("backfill", Rate::ALL));
     proxy.set_phase(Phase::Live).unwrap();
     proxy.get(&3).await.unwrap(); // one key cached already
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writers: Vec<_> = (0..3u64)
-        .map(|w| {
-            let (proxy, stop) = (proxy.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut round = 1;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let key = (round * 7 + w * 13) % 24 * (KEYS / 24);
-                    if round % 5 == 0 {
-                        proxy.delete(&key).await.unwrap();
-                    } else {
-                        proxy.put(&key, &value(key, round)).await.unwrap();
-                    }
-                    round += 1;
-                    tokio::task::yield_now().await;
+    let write = {
+        let proxy = proxy.clone();
+        move |key: u64, value: Option<String>| {
+            let proxy = proxy.clone();
+            async move {
+                match value {
+                    Some(value) => proxy.put(&key, &value).await.unwrap(),
+                    None => proxy.delete(&key).await.unwrap(),
                 }
-                round
-            })
-        })
-        .collect();
-    let backfill = Backfill::new(&proxy).batch(16).rate(1_500.0);
-    let done = backfill.run(&MemoryCheckpoint::new(), tokio::time::sleep, |_| {}).await.unwrap();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut writes = 0;
-    for writer in writers {
-        writes += writer.await.unwrap();
-    }
+            }
+        }
+    };
+    let (backfill, checkpoint) = (Backfill::new(&proxy).batch(16).rate(1_500.0), MemoryCheckpoint::new());
+    let (done, writes) = with_writers(3, write, backfill.run(&checkpoint, tokio::time::sleep, |_| {})).await;
+    let done = done.unwrap();
     eprintln!("{name}: {writes} writes during the backfill; {done}");
     assert!(writes > 30 && done.copied > KEYS / 2 && done.newer >= 1, "{name}: {done}");
     let mut stale = Vec::new();

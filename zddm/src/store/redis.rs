@@ -111,14 +111,8 @@ pub(crate) async fn connect(url: &str, prefix: &str) -> Result<ConnectionManager
 
 /// Every key under `prefix` (without the prefix), in byte order: one `SCAN` of the prefix. For
 /// maintenance (listing, purging), never for the request path.
-/// One `SCAN` step over `prefix`: the keys (prefix stripped) and the cursor to go on from, `None`
-/// once the iteration is over. `count` is Redis's hint, not a limit.
-pub(crate) async fn scan_step(
-    connection: &ConnectionManager,
-    prefix: &[u8],
-    cursor: u64,
-    count: usize,
-) -> Result<(Vec<Vec<u8>>, Option<u64>), RedisError> {
+/// The `SCAN` pattern matching every key that starts with `prefix`, glob characters escaped.
+fn pattern(prefix: &[u8]) -> Vec<u8> {
     let mut pattern = Vec::with_capacity(prefix.len() + 1);
     for &byte in prefix {
         if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
@@ -127,6 +121,18 @@ pub(crate) async fn scan_step(
         pattern.push(byte);
     }
     pattern.push(b'*');
+    pattern
+}
+
+/// One `SCAN` step over `prefix`: the keys (prefix stripped) and the cursor to go on from, `None`
+/// once the iteration is over. `count` is Redis's hint, not a limit.
+pub(crate) async fn scan_step(
+    connection: &ConnectionManager,
+    prefix: &[u8],
+    cursor: u64,
+    count: usize,
+) -> Result<(Vec<Vec<u8>>, Option<u64>), RedisError> {
+    let pattern = pattern(prefix);
     let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
         .arg(cursor)
         .arg("MATCH")
@@ -140,14 +146,7 @@ pub(crate) async fn scan_step(
 }
 
 pub(crate) async fn keys_under(connection: &ConnectionManager, prefix: &[u8]) -> Result<Vec<Vec<u8>>, RedisError> {
-    let mut pattern = Vec::with_capacity(prefix.len() + 1);
-    for &byte in prefix {
-        if matches!(byte, b'*' | b'?' | b'[' | b']' | b'\\') {
-            pattern.push(b'\\');
-        }
-        pattern.push(byte);
-    }
-    pattern.push(b'*');
+    let pattern = pattern(prefix);
     let mut connection = connection.clone();
     let (mut cursor, mut keys) = (0u64, Vec::new());
     loop {
