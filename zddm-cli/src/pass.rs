@@ -19,7 +19,8 @@ use crate::open::{self, with_control, with_stores, New, Old, Url};
 /// OLD, NEW and where the fleet stands.
 #[derive(Debug, Args)]
 pub struct Stores {
-    /// OLD: sqlite:PATH or postgres://… (a table zddm's versioned source laid out).
+    /// OLD: sqlite:PATH, postgres://… or redis://… (zddm's versioned source; on PostgreSQL, any
+    /// table with --key-columns).
     #[arg(long, value_name = "URL")]
     old: String,
     /// NEW: sqlite:PATH, postgres://… or redis://… (zddm's versioned target).
