@@ -219,52 +219,38 @@ impl<K: ?Sized, V> SqliteTarget<K, V> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// One slot changed by `change` in one immediate transaction.
+    /// One slot changed by `change` in one immediate transaction; written back only if it changed.
     fn change<T>(&self, key: &[u8], change: impl FnOnce(&mut Slot<String>, u64) -> T) -> Result<T, SqliteError> {
-        let mut change = Some(change);
-        let mut out = self.change_many(&[key], |_, slot, now| change.take().map(|change| change(slot, now)))?;
-        Ok(out.pop().flatten().expect("one key, one change"))
-    }
-
-    /// Each of `keys`' slots changed by `change` (given the key's index), all in one immediate
-    /// transaction: one commit (one fsync) for a batch.
-    fn change_many<T>(
-        &self,
-        keys: &[&[u8]],
-        mut change: impl FnMut(usize, &mut Slot<String>, u64) -> T,
-    ) -> Result<Vec<T>, SqliteError> {
         let mut connection = lock(&self.connection);
         let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut out = Vec::with_capacity(keys.len());
-        {
-            let mut read = transaction.prepare_cached(&format!(
+        let mut current = transaction
+            .prepare_cached(&format!(
                 "SELECT value, deleted, version, pending, pending_until, changed_at FROM {} WHERE key = ?1",
                 self.table
-            ))?;
-            let mut write = transaction.prepare_cached(&format!(
-                "INSERT INTO {} (key, value, deleted, version, pending, pending_until, changed_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(key) DO UPDATE SET value = excluded.value, \
-                 deleted = excluded.deleted, version = excluded.version, pending = excluded.pending, \
-                 pending_until = excluded.pending_until, changed_at = excluded.changed_at",
-                self.table
-            ))?;
-            let now = now_ms();
-            for (i, key) in keys.iter().enumerate() {
-                let mut current = read.query_row([key], |row| slot(row, 0)).optional()?.unwrap_or_default();
-                let before = current.clone();
-                out.push(change(i, &mut current, now));
-                if current != before {
-                    write.execute(params![
-                        key,
-                        current.value,
-                        current.deleted,
-                        to_sql(current.version),
-                        current.pending,
-                        to_sql(current.pending_until),
-                        to_sql(current.changed_at)
-                    ])?;
-                }
-            }
+            ))?
+            .query_row([key], |row| slot(row, 0))
+            .optional()?
+            .unwrap_or_default();
+        let before = current.clone();
+        let out = change(&mut current, now_ms());
+        if current != before {
+            transaction
+                .prepare_cached(&format!(
+                    "INSERT INTO {} (key, value, deleted, version, pending, pending_until, changed_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(key) DO UPDATE SET value = excluded.value, \
+                     deleted = excluded.deleted, version = excluded.version, pending = excluded.pending, \
+                     pending_until = excluded.pending_until, changed_at = excluded.changed_at",
+                    self.table
+                ))?
+                .execute(params![
+                    key,
+                    current.value,
+                    current.deleted,
+                    to_sql(current.version),
+                    current.pending,
+                    to_sql(current.pending_until),
+                    to_sql(current.changed_at)
+                ])?;
         }
         transaction.commit()?;
         Ok(out)
