@@ -2,7 +2,7 @@
 //!
 //! Read-through moves only the keys someone reads. A backfill pass scans OLD in a stable order,
 //! batch by batch ([`Scan`]), and copies each entry into NEW through the proxy's own safe step
-//! ([`VersionedProxy::copy`]): only keys the plan reads from NEW, only if NEW holds nothing as new,
+//! ([`VersionedProxy::copy_many`]): only keys the plan reads from NEW, only if NEW holds nothing as new,
 //! never over a write in flight — so writers can keep hammering the same keys while it runs. After
 //! every batch it saves a [`Checkpoint`], so a crash or Ctrl-C repeats at most one batch; it pauses
 //! for a rate limit and backs off while the stores are slow or failing; and it reports

@@ -351,6 +351,18 @@ impl Routing {
     }
 
     /// Moves a local proxy to `phase`; refused in a fleet, whose plan moves with its goal.
+    /// Whether the plan reads `key` from NEW — where a backfill's copy or a verifier's repair is as
+    /// safe as a read's — with the call's ticket if so. Fenced, this instance does not know the
+    /// fleet's coverage, so it answers no.
+    pub(crate) fn reads_from_new<K: crate::key::MigrationKey + ?Sized>(
+        &self,
+        gate: &Gate,
+        key: &K,
+    ) -> Option<Option<Ticket<'_>>> {
+        let (reach, _, ticket) = self.route(gate, key, |plan, admitted| plan.read_reach(admitted), |_, _| Reach::Old);
+        (!matches!(reach, Reach::Old | Reach::Invalidate)).then_some(ticket)
+    }
+
     pub(crate) fn set_phase(&self, gate: &Gate, phase: Phase) -> Result<Phase, PhaseError> {
         let Routing::Local(cell) = self else { return Err(PhaseError::InFleet) };
         let mut current = cell.load(Ordering::Acquire);

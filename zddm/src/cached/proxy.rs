@@ -206,16 +206,10 @@ where
         use crate::versioned::Copied;
         let mut out = Vec::with_capacity(keys.len());
         for (key, ()) in keys {
-            let (reach, _, _ticket) = self.inner.routing.route(
-                &self.inner.gate,
-                key,
-                |plan, admitted| plan.read_reach(admitted),
-                |_, _| Reach::Old,
-            );
-            if matches!(reach, Reach::Old | Reach::Invalidate) {
+            let Some(_ticket) = self.inner.routing.reads_from_new(&self.inner.gate, key) else {
                 out.push(Copied::Outside);
                 continue;
-            }
+            };
             let token = match self.inner.new.probe(key).await.map_err(|e| self.fail(Side::New, Op::Get, e))? {
                 Probe::Leased(token) => token,
                 Probe::Hit(_) | Probe::Absent | Probe::Busy => {

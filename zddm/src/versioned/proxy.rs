@@ -11,7 +11,7 @@ use crate::proxy::stats::{bump, Counters};
 use crate::proxy::{ConfigError, Phase, PhaseError, Stats};
 use crate::versioned::{Change, Filled, Lookup, Page, Scan, ScanSlots, Source, Target, Versioned};
 
-/// What [`VersionedProxy::copy`] did with an entry of OLD.
+/// What [`VersionedProxy::copy_many`] did with an entry of OLD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Copied {
     /// NEW took it.
@@ -277,31 +277,11 @@ where
         self.write(key, None).await
     }
 
-    /// Copies `found` — OLD's entry for `key`, as a [`Scan`] read it — into NEW where a read of
-    /// the key would: only if the plan reads the key from NEW (so every instance that may run at
-    /// the same time writes it through), and only if NEW holds nothing as new and no write of the
-    /// key is in flight. This is a backfill's one step; [`crate::backfill`] runs it over OLD.
-    pub async fn copy(&self, key: &K, found: &Versioned<V>) -> Result<Copied, Error> {
-        // Fenced, this instance does not know the fleet's coverage: it copies nothing.
-        let (reach, _, _ticket) = self.route(key, |plan, admitted| plan.read_reach(admitted), |_, _| Reach::Old);
-        if matches!(reach, Reach::Old | Reach::Invalidate) {
-            return Ok(Copied::Outside);
-        }
-        match self.inner.new.fill(key, Some(&found.value), found.version, None).await {
-            Ok(Filled::Copied | Filled::Repaired) => {
-                bump(&self.inner.stats.backfills);
-                Ok(Copied::Copied)
-            }
-            Ok(Filled::Refused) => {
-                bump(&self.inner.stats.backfills_skipped);
-                Ok(Copied::Newer)
-            }
-            Err(error) => Err(self.fail(Side::New, Op::Fill, error)),
-        }
-    }
-
-    /// [`copy`](VersionedProxy::copy) for a batch of a scan's entries (keys distinct), in one
-    /// [`Target::fill_many`]; the outcomes in order.
+    /// Copies a batch of OLD's entries, as a [`Scan`] read them (keys distinct), into NEW where a
+    /// read of each key would: only if the plan reads the key from NEW (so every instance that may
+    /// run at the same time writes it through), and only if NEW holds nothing as new and no write
+    /// of the key is in flight — one [`Target::fill_many`]. The outcomes in order; this is a
+    /// backfill's step, which [`crate::backfill`] runs over OLD.
     pub async fn copy_many(&self, entries: &[(K, Versioned<V>)]) -> Result<Vec<Copied>, Error>
     where
         K: Sized,
@@ -310,14 +290,14 @@ where
         let mut covered = Vec::with_capacity(entries.len());
         let mut out = Vec::with_capacity(entries.len());
         for (key, found) in entries {
-            let (reach, _, ticket) = self.route(key, |plan, admitted| plan.read_reach(admitted), |_, _| Reach::Old);
-            if matches!(reach, Reach::Old | Reach::Invalidate) {
-                out.push(Copied::Outside);
-            } else {
-                // Held until the fills are done, as a read holds its own.
-                tickets.push(ticket);
-                covered.push((key, &found.value, found.version));
-                out.push(Copied::Copied);
+            match self.inner.routing.reads_from_new(&self.inner.gate, key) {
+                None => out.push(Copied::Outside),
+                Some(ticket) => {
+                    // Held until the fills are done, as a read holds its own.
+                    tickets.push(ticket);
+                    covered.push((key, &found.value, found.version));
+                    out.push(Copied::Copied);
+                }
             }
         }
         if covered.is_empty() {
@@ -347,10 +327,9 @@ where
     /// that version. A write of the key that committed before the draw is in what it read; one
     /// after it has a newer version and wins in NEW. A write in flight keeps its mark.
     pub async fn repair(&self, key: &K) -> Result<Copied, Error> {
-        let (reach, _, _ticket) = self.route(key, |plan, admitted| plan.read_reach(admitted), |_, _| Reach::Old);
-        if matches!(reach, Reach::Old | Reach::Invalidate) {
+        let Some(_ticket) = self.inner.routing.reads_from_new(&self.inner.gate, key) else {
             return Ok(Copied::Outside);
-        }
+        };
         let version = self.inner.old.next_version(key).await.map_err(|e| self.fail(Side::Old, Op::Get, e))?;
         let found = self.read_old(key).await?;
         let change = found.as_ref().map_or(Change::Delete, |found| Change::Put(&found.value));
