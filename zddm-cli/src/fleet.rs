@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use zddm::fleet::{Control, Goal, Record};
+use zddm::fleet::{Control, FleetError, Goal, Record};
 use zddm::{Phase, PhaseError, Rate};
 
 use crate::fail::{say, Failure};
@@ -86,11 +86,10 @@ async fn load<C: Control>(control: &C, fleet: &str) -> Result<Record, Failure> {
     })
 }
 
-/// The same checks as `Fleet::set_goal`.
+/// `Fleet::set_goal`'s checks and change; a refused `complete` says where the fleet stands.
 async fn set_goal<C: Control>(control: &C, record: &Record, goal: Goal) -> Result<ExitCode, Failure> {
-    record.plan.check_goal(&goal).map_err(|error| Failure::Input(error.to_string()))?;
-    if goal.phase == Phase::Complete && !record.may_complete() {
-        return Err(Failure::Input(format!(
+    zddm::fleet::set_goal(control, goal).await.map_err(|error| match error {
+        FleetError::Goal(PhaseError::Unverified) => Failure::Input(format!(
             "{} (the fleet is in {}{})",
             PhaseError::Unverified,
             record.plan.phase,
@@ -99,9 +98,10 @@ async fn set_goal<C: Control>(control: &C, record: &Record, goal: Goal) -> Resul
                     format!(", verified at epoch {epoch} but now at {}", record.epoch),
                 _ => String::new(),
             }
-        )));
-    }
-    control.set_goal(&goal).await.map_err(Failure::store)?;
+        )),
+        FleetError::Goal(error) => Failure::Input(error.to_string()),
+        other => Failure::store(other),
+    })?;
     say!(
         "goal: {} at {}; the instances take it in steps at their polls (zddm status shows them)",
         goal.phase,

@@ -458,12 +458,7 @@ impl<C: Control> Fleet<C> {
     /// current epoch ([`record_verification`](Fleet::record_verification)), or this fails with
     /// [`PhaseError::Unverified`].
     pub async fn set_goal(&self, goal: Goal) -> Result<(), FleetError> {
-        let record = self.control.load().await.map_err(control)?;
-        record.plan.check_goal(&goal)?;
-        if goal.phase == Phase::Complete && !record.may_complete() {
-            return Err(FleetError::Goal(PhaseError::Unverified));
-        }
-        self.control.set_goal(&goal).await.map_err(control)
+        set_goal(&self.control, goal).await
     }
 
     /// Records a verification's outcome with the fleet's record: one that earns `Complete` (whole,
@@ -566,6 +561,16 @@ impl<C: Control> Fleet<C> {
         }
         Ok(Poll { epoch, acknowledged, advanced, moving: next.is_some(), waiting_for })
     }
+}
+
+/// [`Fleet::set_goal`] for an operator who is not a member of the fleet (a command).
+pub async fn set_goal<C: Control>(control: &C, goal: Goal) -> Result<(), FleetError> {
+    let record = control.load().await.map_err(self::control)?;
+    record.plan.check_goal(&goal)?;
+    if goal.phase == Phase::Complete && !record.may_complete() {
+        return Err(FleetError::Goal(PhaseError::Unverified));
+    }
+    control.set_goal(&goal).await.map_err(self::control)
 }
 
 /// [`Fleet::record_verification`] for an operator who is not a member of the fleet (a command
