@@ -159,6 +159,15 @@ impl std::error::Error for PostgresConnectError {
 
 /// The advisory lock that serialises the creation of `table`: the first 8 bytes of a SHA-256 of
 /// its name, so that every instance, of any process, computes the same key.
+/// The planner's estimate of `table`'s rows (`reltuples`), which `ANALYZE` and autovacuum keep
+/// current; `None` for a table never analysed.
+pub(crate) async fn estimate(pool: &Pooled, table: &str) -> Result<Option<u64>, PostgresError> {
+    let client = pool.client().await?;
+    let statement = client.prepare_cached("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)").await?;
+    let row = client.query_opt(&statement, &[&table]).await?;
+    Ok(row.map(|row| row.get::<_, i64>(0)).and_then(|n| u64::try_from(n).ok()))
+}
+
 /// `table`'s columns in the current schema, in order: name and `information_schema` data type.
 pub(crate) async fn columns(
     client: &impl tokio_postgres::GenericClient,

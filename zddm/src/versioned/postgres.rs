@@ -165,14 +165,9 @@ where
         Ok(Page { entries, next })
     }
 
-    /// The planner's estimate (`reltuples`), which `ANALYZE` and autovacuum keep current; a
-    /// table never analysed says nothing.
+    /// The planner's estimate (`reltuples`); `None` until the table was analysed.
     async fn estimate(&self) -> Result<Option<u64>, PostgresError> {
-        let client = self.pool.client().await?;
-        let statement =
-            client.prepare_cached("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)").await?;
-        let row = client.query_opt(&statement, &[&self.table]).await?;
-        Ok(row.map(|row| row.get::<_, i64>(0)).and_then(|n| u64::try_from(n).ok()))
+        crate::store::postgres::estimate(&self.pool, &self.table).await
     }
 }
 

@@ -351,11 +351,7 @@ where
     }
 
     async fn estimate(&self) -> Result<Option<u64>, TableError> {
-        let client = self.pool.client().await?;
-        let row = client
-            .query_opt("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)", &[&self.table])
-            .await?;
-        Ok(row.map(|row| row.get::<_, i64>(0)).and_then(|n| u64::try_from(n).ok()))
+        Ok(crate::store::postgres::estimate(&self.pool, &self.table).await?)
     }
 
     fn canonical(&self) -> bool {
