@@ -8,6 +8,8 @@
 //! phase, changed the same way, one instance ahead of the other.
 
 use std::sync::Arc;
+use zddm::cached::ScanKeys;
+use zddm::verify::Verify;
 
 use zddm::cached::{CachedProxy, SqliteCache};
 use zddm::fleet::{
@@ -108,7 +110,7 @@ struct OnTheirOwn<O, N> {
     goal: std::sync::Mutex<Goal>,
 }
 
-impl<O: Store<u64, u64>, N: Store<u64, u64>> OnTheirOwn<O, N> {
+impl<O: Store<u64, u64> + ScanKeys<u64>, N: Store<u64, u64> + ScanKeys<u64>> OnTheirOwn<O, N> {
     /// Two instances over their own handles (`a` and `b`) on the same two stores.
     fn new(a: (O, N), b: (O, N)) -> Self {
         let member = |(old, new): (O, N)| {
@@ -122,11 +124,20 @@ impl<O: Store<u64, u64>, N: Store<u64, u64>> OnTheirOwn<O, N> {
         }
     }
 
-    fn go(member: &(Proxy<u64, u64, O, N>, Gate), goal: Goal) {
+    async fn go(member: &(Proxy<u64, u64, O, N>, Gate), goal: Goal) {
         member.1.set_rate(goal.rate);
         // Step by step, as an operator would; a refused step (not allowed from here) is skipped.
         while member.0.phase() < goal.phase {
             let next = Phase::ALL[Phase::ALL.iter().position(|p| *p == member.0.phase()).unwrap() + 1];
+            if next == Phase::Complete {
+                // Earned as an operator would: verify (repairing) until a pass finds NEW clean.
+                for _ in 0..3 {
+                    let verify = Verify::new(&member.0).recheck_after(std::time::Duration::ZERO);
+                    if verify.run(|_| async {}, |_| {}).await.unwrap().earns_complete() {
+                        break;
+                    }
+                }
+            }
             if member.0.set_phase(next).is_err() {
                 break;
             }
@@ -135,7 +146,7 @@ impl<O: Store<u64, u64>, N: Store<u64, u64>> OnTheirOwn<O, N> {
     }
 }
 
-impl<O: Store<u64, u64>, N: Store<u64, u64>> Lagged for OnTheirOwn<O, N> {
+impl<O: Store<u64, u64> + ScanKeys<u64>, N: Store<u64, u64> + ScanKeys<u64>> Lagged for OnTheirOwn<O, N> {
     type P = Proxy<u64, u64, O, N>;
     fn a(&self) -> &Self::P {
         &self.a.0
@@ -148,11 +159,12 @@ impl<O: Store<u64, u64>, N: Store<u64, u64>> Lagged for OnTheirOwn<O, N> {
     }
     async fn step_a(&self) -> bool {
         let goal = *self.goal.lock().unwrap();
-        Self::go(&self.a, goal);
+        Self::go(&self.a, goal).await;
         self.b.0.phase() != goal.phase || self.b.1.rate() != goal.rate
     }
     async fn step_b(&self) {
-        Self::go(&self.b, *self.goal.lock().unwrap());
+        let goal = *self.goal.lock().unwrap();
+        Self::go(&self.b, goal).await;
     }
 }
 

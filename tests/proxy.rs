@@ -2,6 +2,9 @@
 //! blocking handle, and the seed library's own in-memory migration scenario.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use zddm::verify::{Report, Verify};
 
 use zddm::{
     Admission, Blocking, ConfigError, Gate, MemoryStore, MigrationKey, Op, Phase, PhaseError, Proxy, Rate, Stats, Store,
@@ -19,6 +22,11 @@ fn world(rate: Rate) -> (TestProxy, Arc<Mem>, Arc<Mem>) {
 
 fn s(text: &str) -> String {
     text.to_owned()
+}
+
+/// A whole verification, repairing, with no wait before its second look (nothing else runs).
+async fn verify(proxy: &TestProxy) -> Report {
+    Verify::new(proxy).recheck_after(Duration::ZERO).run(|_| async {}, |_| {}).await.unwrap()
 }
 
 /// Store calls by (side, op), for exact accounting.
@@ -93,7 +101,14 @@ async fn phases_route_reads_and_writes_as_documented() {
     assert_eq!((error.side(), error.op()), (zddm::Side::New, Op::Get), "in live, NEW serves reads");
     new.heal();
 
+    old.inner().put(&6, &s("cold")).await.unwrap();
+    assert_eq!(proxy.set_phase(Phase::Complete), Err(PhaseError::Unverified), "key 6 was never copied");
+    let report = verify(&proxy).await;
+    assert_eq!((report.checked, report.missing.count, report.repaired), (4, 1, 1), "{report}");
+    assert_eq!(proxy.set_phase(Phase::Complete), Err(PhaseError::Unverified), "a pass that repaired is not clean");
+    assert!(verify(&proxy).await.earns_complete());
     proxy.set_phase(Phase::Complete).unwrap();
+    assert_eq!(proxy.get(&6).await.unwrap(), Some(s("cold")), "the repaired key is served by NEW");
     proxy.put(&4, &s("done")).await.unwrap();
     assert_eq!(old.inner().get(&4).await.unwrap(), None, "complete writes NEW only");
     old.inner().put(&5, &s("forgotten")).await.unwrap();
@@ -117,6 +132,10 @@ async fn phase_changes_are_checked() {
     assert_eq!(skipped, PhaseError::CompleteNeedsLive { from: Phase::Shadow });
     assert!(skipped.to_string().contains("move to live first"), "{skipped}");
     proxy.set_phase(Phase::Live).unwrap();
+    let unverified = proxy.set_phase(Phase::Complete).unwrap_err();
+    assert_eq!(unverified, PhaseError::Unverified);
+    assert!(unverified.to_string().contains("verification in live"), "{unverified}");
+    assert!(verify(&proxy).await.earns_complete(), "both stores are empty");
     proxy.set_phase(Phase::Complete).unwrap();
     assert_eq!(proxy.set_phase(Phase::ReadThrough), Err(PhaseError::LeavingComplete { to: Phase::ReadThrough }));
     assert_eq!(proxy.clone().phase(), Phase::Complete, "clones share the phase");
@@ -145,6 +164,7 @@ async fn live_keeps_keys_it_removes_from_new_in_doubt_until_copied_back() {
     assert_eq!(proxy.get(&1).await.unwrap(), Some(s("acknowledged")), "served from OLD, copied into NEW");
     assert_eq!(new.inner().get(&1).await.unwrap(), Some(s("acknowledged")));
     assert_eq!(proxy.keys_in_doubt(), 0);
+    assert!(verify(&proxy).await.earns_complete());
     proxy.set_phase(Phase::Complete).unwrap();
     assert_eq!(proxy.get(&1).await.unwrap(), Some(s("acknowledged")), "not lost by completing");
 

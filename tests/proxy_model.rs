@@ -59,7 +59,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use proptest::test_runner::{TestError, TestRunner};
-use zddm::{Error, Gate, MemoryStore, Op, Phase, PhaseError, Proxy, Rate, Side, Store};
+use zddm::cached::ScanKeys;
+use zddm::verify::Verify;
+use zddm::{Error, Gate, MemoryStore, MigrationKey, Op, Phase, PhaseError, Proxy, Rate, Side, Store};
 use zddm_suite::backends::{Backends, Counted};
 use zddm_suite::faults::{Fault, Faulty, Injected};
 use zddm_suite::naive::{Migrating, NaiveProxy};
@@ -111,6 +113,8 @@ enum Step {
     },
     /// Ends a NEW outage and drops NEW's pending one-shot faults.
     HealNew,
+    /// Heals both stores, then runs a whole verification that repairs what it finds.
+    Verify,
 }
 
 #[derive(Debug, Clone)]
@@ -169,6 +173,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => (side(), store_op(), fault()).prop_map(|(side, op, fault)| Step::Fail { side, op, fault }),
         1 => (store_op(), fault()).prop_map(|(op, fault)| Step::NewOutage { op, fault }),
         1 => Just(Step::HealNew),
+        1 => Just(Step::Verify),
     ]
 }
 
@@ -180,7 +185,15 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 /// A scenario, then a 100 % gate and `Complete`, then a few more steps.
 fn scenario_ending_in_complete() -> impl Strategy<Value = Scenario> {
     (scenario(), prop::collection::vec(step(), 0..12)).prop_map(|(mut scenario, tail)| {
-        scenario.steps.extend([Step::SetRate(Rate::MAX_PPM), Step::SetPhase(Phase::Complete)]);
+        // `Complete` is earned: the first pass in `Live` repairs what it finds, the second finds
+        // NEW clean.
+        scenario.steps.extend([
+            Step::SetRate(Rate::MAX_PPM),
+            Step::SetPhase(Phase::Live),
+            Step::Verify,
+            Step::Verify,
+            Step::SetPhase(Phase::Complete),
+        ]);
         scenario.steps.extend(tail);
         scenario
     })
@@ -344,6 +357,8 @@ struct Model {
     rate_ppm: u32,
     phase: Phase,
     next_value: u64,
+    /// Whether a verification earned `Complete` since the last phase change.
+    verified: bool,
 }
 
 impl Model {
@@ -367,7 +382,7 @@ struct Harness<O, N> {
     model: Model,
 }
 
-impl<O: Store<u64, u64>, N: Counted<u64, u64>> Harness<O, N> {
+impl<O: Store<u64, u64> + ScanKeys<u64>, N: Counted<u64, u64> + ScanKeys<u64>> Harness<O, N> {
     /// A proxy over `old` and `new`, emptied of the scenario keys first (a runner reuses one pair
     /// of real stores for every scenario).
     fn new(scenario: &Scenario, old: O, new: N) -> Self {
@@ -389,6 +404,7 @@ impl<O: Store<u64, u64>, N: Counted<u64, u64>> Harness<O, N> {
             rate_ppm: scenario.initial_ppm,
             phase: Phase::ReadThrough,
             next_value: 1,
+            verified: false,
         };
         Harness { old, new, proxy, model }
     }
@@ -414,6 +430,11 @@ impl<O: Store<u64, u64>, N: Counted<u64, u64>> Harness<O, N> {
             }
             Step::NewOutage { op, fault } => self.new.outage(op, fault),
             Step::HealNew => self.new.heal(),
+            Step::Verify => {
+                self.verify()?;
+                self.check_gate_keeps_keys_out_of_new(&new_before)?;
+                return self.check_invariants();
+            }
         }
         self.check_gate_keeps_keys_out_of_new(&new_before)?;
         self.check_one_call_per_step(calls_before)?;
@@ -599,16 +620,21 @@ impl<O: Store<u64, u64>, N: Counted<u64, u64>> Harness<O, N> {
         let leaving_complete = current == Phase::Complete && target != Phase::Complete;
         let rate_too_low = needs_full_rate(target) && self.model.rate_ppm != Rate::MAX_PPM;
         let skips_live = target == Phase::Complete && !matches!(current, Phase::Live | Phase::Complete);
-        let in_doubt = target == Phase::Complete && !self.model.in_doubt.is_empty();
+        let completing = target == Phase::Complete && current == Phase::Live;
+        let in_doubt = completing && !self.model.in_doubt.is_empty();
+        let unverified = completing && !self.model.verified;
         match self.proxy.set_phase(target) {
             Ok(previous) => {
                 prop_assert!(
-                    !leaving_complete && !skips_live && !rate_too_low && !in_doubt,
+                    !leaving_complete && !skips_live && !rate_too_low && !in_doubt && !unverified,
                     "{} -> {} was allowed",
                     current,
                     target
                 );
                 prop_assert_eq!(previous, current);
+                if target != current {
+                    self.model.verified = false;
+                }
                 self.model.phase = target;
             }
             Err(PhaseError::LeavingComplete { to }) => prop_assert!(leaving_complete && to == target),
@@ -628,7 +654,54 @@ impl<O: Store<u64, u64>, N: Counted<u64, u64>> Harness<O, N> {
                 );
                 prop_assert_eq!(count, self.model.in_doubt.len());
             }
+            // And it needs evidence that NEW holds everything.
+            Err(PhaseError::Unverified) => {
+                prop_assert!(
+                    !rate_too_low && !in_doubt && unverified,
+                    "{} -> {} refused as unverified",
+                    current,
+                    target
+                )
+            }
             Err(error) => return Err(TestCaseError::fail(format!("{current} -> {target}: {error}"))),
+        }
+        Ok(())
+    }
+
+    /// A whole verification with both stores healed. A key in doubt is looked at first and
+    /// repaired by the pass's read wherever a read would repair it (the phases that read NEW for
+    /// it); the pass is clean exactly when, besides those, NEW already held what OLD holds; it
+    /// earns `Complete` only in `Live`; in `Live` its repairs leave NEW equal to OLD.
+    fn verify(&mut self) -> Result<(), TestCaseError> {
+        self.old.heal();
+        self.new.heal();
+        self.model.old_faults.clear();
+        let phase = self.model.phase;
+        let reads_new = |key: &u64| match phase {
+            Phase::Live | Phase::Complete => true,
+            Phase::Shadow | Phase::ReadThrough => self.proxy.gate().admits(key),
+            Phase::Off | Phase::DualWrite => false,
+        };
+        let stays_in_doubt: BTreeSet<u64> = self.model.in_doubt.iter().copied().filter(|key| !reads_new(key)).collect();
+        let new = contents(&self.new);
+        let agree =
+            (0..KEYS).all(|key| self.model.in_doubt.contains(&key) || new.get(&key) == self.model.old.get(&key));
+        let clean = agree && stays_in_doubt.is_empty();
+        let report = wait(Verify::new(&self.proxy).recheck_after(std::time::Duration::ZERO).run(|_| async {}, |_| {}))
+            .map_err(|error| TestCaseError::fail(format!("the verification failed: {error}")))?;
+        prop_assert_eq!(report.clean(), clean, "{}", report);
+        let still: BTreeSet<u64> = report.in_doubt.examples.iter().map(|k| u64::from_key_bytes(k).unwrap()).collect();
+        prop_assert_eq!(&still, &stays_in_doubt, "{}", report);
+        self.model.in_doubt = stays_in_doubt;
+        if report.earns_complete() {
+            prop_assert_eq!(phase, Phase::Live);
+            self.model.verified = true;
+        } else if !clean {
+            self.model.verified = false;
+        }
+        if phase == Phase::Live {
+            prop_assert_eq!(report.unresolved.count, 0, "{}", report);
+            prop_assert_eq!(contents(&self.new), self.model.old.clone(), "the repairs left NEW unlike OLD: {}", report);
         }
         Ok(())
     }
@@ -687,7 +760,7 @@ impl<O: Store<u64, u64>, N: Counted<u64, u64>> Harness<O, N> {
     }
 }
 
-fn run_proxy<O: Store<u64, u64>, N: Counted<u64, u64>>(
+fn run_proxy<O: Store<u64, u64> + ScanKeys<u64>, N: Counted<u64, u64> + ScanKeys<u64>>(
     scenario: &Scenario,
     old: O,
     new: N,
@@ -703,8 +776,8 @@ fn run_proxy<O: Store<u64, u64>, N: Counted<u64, u64>>(
 /// for every scenario, emptied in between); a failure panics with proptest's shrunk scenario.
 fn check<O, N>(strategy: impl Strategy<Value = Scenario>, cases: u32, old: O, new: N)
 where
-    O: Store<u64, u64> + Clone,
-    N: Counted<u64, u64> + Clone,
+    O: Store<u64, u64> + ScanKeys<u64> + Clone,
+    N: Counted<u64, u64> + ScanKeys<u64> + Clone,
 {
     let mut runner = TestRunner::new(config(cases));
     if let Err(error) = runner.run(&strategy, |scenario| run_proxy(&scenario, old.clone(), new.clone())) {
@@ -733,7 +806,7 @@ fn proxy_agrees_with_the_model_into_complete() {
 const REAL_CASES: u32 = 128;
 
 /// Both properties over one pair of real stores.
-fn check_real<O: Store<u64, u64>, N: Counted<u64, u64>>(old: O, new: N) {
+fn check_real<O: Store<u64, u64> + ScanKeys<u64>, N: Counted<u64, u64> + ScanKeys<u64>>(old: O, new: N) {
     let (old, new) = (Arc::new(old), Arc::new(new));
     check(scenario(), REAL_CASES, Arc::clone(&old), Arc::clone(&new));
     check(scenario_ending_in_complete(), REAL_CASES / 2, old, new);
@@ -761,7 +834,8 @@ fn proxy_agrees_with_the_model_over_postgres_to_redis() {
 // The control: the same scenarios against the seed library's proxy must fail checks 1 and 2
 // ---------------------------------------------------------------------------------------------
 
-/// Runs a scenario against `NaiveProxy` (which has no phases: `SetPhase` steps do nothing, and it
+/// Runs a scenario against `NaiveProxy` (which has no phases and no verification: `SetPhase` and
+/// `Verify` steps do nothing, and it
 /// never reports a write as indeterminate, so no key is ever in doubt).
 fn run_naive(scenario: &Scenario) -> Result<(), TestCaseError> {
     let (old, new) = (faulty_store(), faulty_store());
@@ -786,7 +860,7 @@ fn run_naive(scenario: &Scenario) -> Result<(), TestCaseError> {
             Step::SetRate(ppm) => {
                 gate.set_rate(rate(ppm));
             }
-            Step::SetPhase(_) => {}
+            Step::SetPhase(_) | Step::Verify => {}
             Step::Fail { side, op, fault } => fail_next(side, op, fault, &old, &new),
             Step::NewOutage { op, fault } => new.outage(op, fault),
             Step::HealNew => new.heal(),
@@ -846,6 +920,9 @@ fn complete_is_refused_while_a_key_is_in_doubt() {
     assert_eq!(proxy.set_phase(Phase::Complete), Err(PhaseError::KeysInDoubt { count: 1 }));
     assert_eq!(proxy.phase(), Phase::Live);
     assert_eq!(wait(proxy.get(&1)).unwrap(), Some(20), "the read repairs the key");
+    assert_eq!(proxy.set_phase(Phase::Complete), Err(PhaseError::Unverified));
+    let report = wait(Verify::new(&proxy).run(|_| async {}, |_| {})).unwrap();
+    assert!(report.earns_complete(), "{report}");
     assert_eq!(proxy.set_phase(Phase::Complete), Ok(Phase::Live));
     assert_eq!(wait(proxy.get(&1)).unwrap(), Some(20));
     assert_eq!(peek(&new, 1), Some(20));

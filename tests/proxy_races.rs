@@ -12,6 +12,8 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use zddm::cached::ScanKeys;
+use zddm::verify::Verify;
 
 use zddm::{Error, MemoryStore, Op, Proxy, Rate, Store};
 use zddm_suite::backends::Backends;
@@ -24,12 +26,17 @@ type Naive<O, N> = NaiveProxy<Arc<Faulty<O>>, Arc<Faulty<N>>>;
 
 /// Two stores of a pair, fresh and empty on every call.
 trait Fresh {
-    type Old: Store<u64, u64> + 'static;
-    type New: Store<u64, u64> + 'static;
+    type Old: Store<u64, u64> + ScanKeys<u64> + 'static;
+    type New: Store<u64, u64> + ScanKeys<u64> + 'static;
     fn pair(&self) -> impl Future<Output = (Self::Old, Self::New)>;
 }
 
-impl<O: Store<u64, u64> + 'static, N: Store<u64, u64> + 'static, F: AsyncFn() -> (O, N)> Fresh for F {
+impl<O, N, F> Fresh for F
+where
+    O: Store<u64, u64> + ScanKeys<u64> + 'static,
+    N: Store<u64, u64> + ScanKeys<u64> + 'static,
+    F: AsyncFn() -> (O, N),
+{
     type Old = O;
     type New = N;
     fn pair(&self) -> impl Future<Output = (O, N)> {
@@ -307,6 +314,8 @@ async fn key_in_doubt_after_completing<F: Fresh>(fresh: &F) -> World<Zddm<F::Old
     let world = zddm(fresh).await;
     world.proxy.put(&K, &1).await.unwrap();
     world.proxy.set_phase(zddm::Phase::Live).unwrap();
+    let report = Verify::new(&world.proxy).run(|_| async {}, |_| {}).await.unwrap();
+    assert!(report.earns_complete(), "{report}");
     // The paused NEW put will fail, and so will the invalidation after it (a call's fault is chosen
     // when the call arrives, before it waits at the pause).
     world.new.fail_next(Some(Op::Put), Fault::Before);

@@ -213,3 +213,17 @@ impl<K: ?Sized + Sync, V: Send + Sync, S: Store<K, V>> Store<K, V> for Faulty<S>
         settle(Op::Delete, fault, result)
     }
 }
+
+/// Scans pass through, unfaulted and uncounted: a backfill or a verification reads keys this way,
+/// and the faults are for the proxy's own calls.
+impl<K, S: zddm::cached::ScanKeys<K>> zddm::cached::ScanKeys<K> for Faulty<S> {
+    type Error = S::Error;
+
+    fn scan_keys(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<zddm::versioned::Page<K, ()>, S::Error>> + Send {
+        self.inner.scan_keys(after, limit)
+    }
+}

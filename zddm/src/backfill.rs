@@ -56,13 +56,15 @@ use throttle::Throttle;
 
 use crate::cached::{Cache, CachedProxy, ScanKeys};
 use crate::key::MigrationKey;
+use crate::proxy::Proxy;
 use crate::store::Store;
 use crate::versioned::{Copied, Page, Scan, Target, Versioned, VersionedProxy};
 
 /// What a backfill runs over: OLD scanned in a stable order, and each batch copied into NEW the way
 /// a read would copy it — [`VersionedProxy`] (versioned mode: OLD's entries with their versions,
-/// filled if newer) and [`CachedProxy`] (unversioned mode: OLD's keys, each read again under a
-/// lease and filled only while the lease holds, as a read-through does).
+/// filled if newer), [`CachedProxy`] (unversioned mode: OLD's keys, each read again under a
+/// lease and filled only while the lease holds, as a read-through does) and [`Proxy`] (one
+/// process: OLD's keys, each read again and inserted under the key's lock).
 pub trait Pass: Sync {
     /// The key type.
     type Key: MigrationKey + Send + Sync;
@@ -132,6 +134,39 @@ where
 
     async fn copy_many(&self, entries: &[(K, ())]) -> Result<Vec<Copied>, crate::Error> {
         self.copy_keys(entries).await
+    }
+
+    async fn estimate(&self) -> Option<u64> {
+        None
+    }
+
+    fn canonical(&self) -> bool {
+        true
+    }
+}
+
+/// A [`Proxy`] over two plain stores: OLD's keys, each copied under its key's lock as a read-through
+/// copies it (OLD's value inserted into NEW if NEW has none).
+impl<K, V, Old, New> Pass for Proxy<K, V, Old, New>
+where
+    K: MigrationKey + Send + Sync,
+    V: Clone + PartialEq + Send + Sync,
+    Old: Store<K, V> + ScanKeys<K>,
+    New: Store<K, V>,
+{
+    type Key = K;
+    type Entry = ();
+
+    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, ()>, crate::Error> {
+        self.scan_old_keys(after, limit).await
+    }
+
+    async fn copy_many(&self, entries: &[(K, ())]) -> Result<Vec<Copied>, crate::Error> {
+        let mut copied = Vec::with_capacity(entries.len());
+        for (key, ()) in entries {
+            copied.push(self.copy_key(key).await?);
+        }
+        Ok(copied)
     }
 
     async fn estimate(&self) -> Option<u64> {

@@ -2,6 +2,7 @@
 
 mod blocking;
 mod lock;
+mod pass;
 mod phase;
 pub(crate) mod stats;
 
@@ -19,6 +20,7 @@ use crate::gate::{Admission, Gate};
 use crate::key::MigrationKey;
 use crate::rate::Rate;
 use crate::store::Store;
+use crate::verify::Evidence;
 use lock::{Intent, Locks};
 use stats::{bump, Counters};
 
@@ -71,6 +73,7 @@ struct Inner<K: ?Sized, V, Old, New> {
     shadow_sample: AtomicU32,
     shadow_draws: AtomicU64,
     on_mismatch: Option<MismatchHook<K, V>>,
+    evidence: Evidence,
     key: PhantomData<fn(&K)>,
 }
 
@@ -185,6 +188,7 @@ impl<K: ?Sized, V, Old, New> ProxyBuilder<K, V, Old, New> {
                 shadow_sample: AtomicU32::new(self.shadow_sample.ppm()),
                 shadow_draws: AtomicU64::new(0),
                 on_mismatch: self.on_mismatch,
+                evidence: Evidence::default(),
                 key: PhantomData,
             }),
         }
@@ -288,25 +292,44 @@ impl<K: ?Sized, V, Old, New> Proxy<K, V, Old, New> {
         Phase::from_index(self.inner.phase.load(Ordering::Acquire))
     }
 
+    /// The gate's rates and the phase, as a plan (the form a [`Report`](crate::verify::Report)
+    /// records).
+    pub fn plan(&self) -> crate::fleet::Plan {
+        let (rate, high) = self.inner.gate.rates();
+        crate::fleet::Plan::local(self.phase(), rate, high)
+    }
+
     /// Moves to `phase`, for this proxy and every clone, and returns the previous phase.
     ///
     /// Refused: [`Live`](Phase::Live) or [`Complete`](Phase::Complete) while the gate admits less
-    /// than 100 %, `Complete` while [`keys_in_doubt`](Proxy::keys_in_doubt) is not zero, and leaving
-    /// `Complete`. Operations already past their routing decision finish
-    /// under the phase they started in; each is safe in either.
+    /// than 100 %, leaving `Complete`, and entering it from `Live` unless earned: no key may be in
+    /// doubt ([`keys_in_doubt`](Proxy::keys_in_doubt)), and a whole
+    /// [`Verify`](crate::verify::Verify) pass begun in `Live`, with no phase change since, must
+    /// have found NEW clean ([`PhaseError::Unverified`]; a [`Backfill`](crate::backfill::Backfill)
+    /// copies what reads did not). Operations already past their routing decision finish under the
+    /// phase they started in; each is safe in either.
     pub fn set_phase(&self, phase: Phase) -> Result<Phase, PhaseError> {
-        let mut current = self.inner.phase.load(Ordering::Acquire);
-        loop {
-            Phase::check_transition(Phase::from_index(current), phase, self.inner.gate.rate())?;
-            let count = self.keys_in_doubt();
-            if phase == Phase::Complete && count > 0 {
-                return Err(PhaseError::KeysInDoubt { count });
+        // Every change runs under the evidence's mutex, so the phase cannot change between the
+        // checks and the store.
+        self.inner.evidence.change(phase, |earned| {
+            let current = self.phase();
+            Phase::check_transition(current, phase, self.inner.gate.rate())?;
+            if phase == Phase::Complete && current == Phase::Live {
+                let count = self.keys_in_doubt();
+                if count > 0 {
+                    return Err(PhaseError::KeysInDoubt { count });
+                }
+                if !earned {
+                    return Err(PhaseError::Unverified);
+                }
             }
-            match self.inner.phase.compare_exchange(current, phase.index(), Ordering::AcqRel, Ordering::Acquire) {
-                Ok(previous) => return Ok(Phase::from_index(previous)),
-                Err(actual) => current = actual,
-            }
-        }
+            self.inner.phase.store(phase.index(), Ordering::Release);
+            Ok(current)
+        })
+    }
+
+    pub(crate) fn evidence(&self) -> &Evidence {
+        &self.inner.evidence
     }
 
     /// Sets the share of admitted reads the shadow phase compares (see [`ProxyBuilder::shadow_sample`]).

@@ -42,12 +42,14 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::cached::ScanKeys;
 use crate::fleet::Plan;
 use crate::gate::Gate;
 use crate::key::MigrationKey;
-use crate::proxy::Phase;
+use crate::proxy::{Phase, PhaseError, Proxy};
 use crate::rate::Rate;
-use crate::versioned::{Copied, Lookup, Page, Scan, ScanSlots, VersionedProxy};
+use crate::store::Store;
+use crate::versioned::{Copied, Lookup, Page, Scan, ScanSlots, Versioned, VersionedProxy};
 
 /// How one key compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -201,9 +203,278 @@ pub enum VerifyError {
     Config(String),
 }
 
-/// A verification pass over a [`VersionedProxy`]'s OLD and NEW; configure, then [`run`](Verify::run).
-pub struct Verify<'a, K, V, Old, New> {
-    proxy: &'a VersionedProxy<K, V, Old, New>,
+/// What a verification runs over: a proxy whose OLD and NEW can both be scanned — a
+/// [`VersionedProxy`] (OLD a [`Scan`], NEW a [`ScanSlots`]) or a [`Proxy`] over two plain stores
+/// that implement [`ScanKeys`]. Implemented by the library only.
+pub trait Compare: sealed::Sealed + Sync {
+    /// The key type.
+    type Key: MigrationKey + Send + Sync;
+    /// What OLD's scan gives with each key.
+    #[doc(hidden)]
+    type Old: Send + Sync;
+    /// What NEW's scan gives with each key.
+    #[doc(hidden)]
+    type New: Send + Sync;
+
+    /// The plan calls run under now.
+    #[doc(hidden)]
+    fn plan(&self) -> Plan;
+    /// When a pass begins: the fleet's epoch, or the proxy's count of phase changes.
+    #[doc(hidden)]
+    fn epoch(&self) -> u64;
+    /// Whether both sides scan in canonical key order, so they can be walked side by side.
+    #[doc(hidden)]
+    fn canonical(&self) -> bool;
+    /// Up to `limit` canonical keys after `after` whose NEW copy is in doubt.
+    #[doc(hidden)]
+    fn pending(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Vec<u8>>, crate::Error>> + Send;
+    /// A page of OLD.
+    #[doc(hidden)]
+    fn scan_old(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<Self::Key, Self::Old>, crate::Error>> + Send;
+    /// A page of NEW.
+    #[doc(hidden)]
+    fn scan_new(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Page<Self::Key, Self::New>, crate::Error>> + Send;
+    /// The verdict the scans show, or `None` if only a [`look`](Compare::look) can tell.
+    #[doc(hidden)]
+    fn judge(old: Option<&Self::Old>, new: Option<&Self::New>) -> Option<Verdict>;
+    /// Whether NEW's entry answers reads (a value, or a write in flight) rather than nothing.
+    #[doc(hidden)]
+    fn answers(new: &Self::New) -> bool;
+    /// NEW's entry for `key`, as its scan would give it.
+    #[doc(hidden)]
+    fn look_new(&self, key: &Self::Key) -> impl Future<Output = Result<Option<Self::New>, crate::Error>> + Send;
+    /// Whether OLD holds `key`.
+    #[doc(hidden)]
+    fn old_holds(&self, key: &Self::Key) -> impl Future<Output = Result<bool, crate::Error>> + Send;
+    /// How `key` compares now, after repairing an abandoned write as a read would.
+    #[doc(hidden)]
+    fn look(&self, key: &Self::Key) -> impl Future<Output = Result<Verdict, crate::Error>> + Send;
+    /// Makes NEW agree with OLD for `key`, where the plan reads it from NEW.
+    #[doc(hidden)]
+    fn repair(&self, key: &Self::Key) -> impl Future<Output = Result<Copied, crate::Error>> + Send;
+    /// Records a pass that earns `Complete`, begun at `epoch` (a local proxy only).
+    #[doc(hidden)]
+    fn record(&self, epoch: u64);
+    /// Forgets any pass that earned `Complete`: a later one found NEW wrong.
+    #[doc(hidden)]
+    fn revoke(&self);
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+impl<K: ?Sized, V, Old, New> sealed::Sealed for VersionedProxy<K, V, Old, New> {}
+impl<K: ?Sized, V, Old, New> sealed::Sealed for Proxy<K, V, Old, New> {}
+
+impl<K, V, Old, New> Compare for VersionedProxy<K, V, Old, New>
+where
+    K: MigrationKey + Send + Sync,
+    V: Clone + PartialEq + Send + Sync,
+    Old: Scan<K, V>,
+    New: ScanSlots<K, V>,
+{
+    type Key = K;
+    type Old = Versioned<V>;
+    type New = Lookup<V>;
+
+    fn plan(&self) -> Plan {
+        VersionedProxy::plan(self)
+    }
+
+    fn epoch(&self) -> u64 {
+        self.verification_epoch()
+    }
+
+    fn canonical(&self) -> bool {
+        self.old_canonical() && self.new_canonical()
+    }
+
+    async fn pending(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, crate::Error> {
+        VersionedProxy::pending(self, after, limit).await
+    }
+
+    async fn scan_old(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Versioned<V>>, crate::Error> {
+        self.scan(after, limit).await
+    }
+
+    async fn scan_new(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Lookup<V>>, crate::Error> {
+        VersionedProxy::scan_new(self, after, limit).await
+    }
+
+    fn judge(old: Option<&Versioned<V>>, new: Option<&Lookup<V>>) -> Option<Verdict> {
+        Some(Verdict::of(old.map(|found| &found.value), new.unwrap_or(&Lookup::Miss)))
+    }
+
+    fn answers(new: &Lookup<V>) -> bool {
+        !matches!(new, Lookup::Miss | Lookup::Deleted)
+    }
+
+    async fn look_new(&self, key: &K) -> Result<Option<Lookup<V>>, crate::Error> {
+        self.lookup_new(key).await.map(Some)
+    }
+
+    async fn old_holds(&self, key: &K) -> Result<bool, crate::Error> {
+        Ok(self.get_old(key).await?.is_some())
+    }
+
+    async fn look(&self, key: &K) -> Result<Verdict, crate::Error> {
+        let mut lookup = self.lookup_new(key).await?;
+        if let Lookup::Pending { expired: true, .. } = lookup {
+            // An abandoned write: a read repairs it, as any read would.
+            self.get(key).await?;
+            lookup = self.lookup_new(key).await?;
+        }
+        let found = self.get_old(key).await?;
+        Ok(Verdict::of(found.as_ref().map(|found| &found.value), &lookup))
+    }
+
+    async fn repair(&self, key: &K) -> Result<Copied, crate::Error> {
+        VersionedProxy::repair(self, key).await
+    }
+
+    fn record(&self, epoch: u64) {
+        self.evidence().record(epoch);
+    }
+
+    fn revoke(&self) {
+        self.evidence().revoke();
+    }
+}
+
+/// Plain stores scan keys only, so a key both sides hold is looked up in each.
+impl<K, V, Old, New> Compare for Proxy<K, V, Old, New>
+where
+    K: MigrationKey + Send + Sync,
+    V: Clone + PartialEq + Send + Sync,
+    Old: Store<K, V> + ScanKeys<K>,
+    New: Store<K, V> + ScanKeys<K>,
+{
+    type Key = K;
+    type Old = ();
+    type New = ();
+
+    fn plan(&self) -> Plan {
+        Proxy::plan(self)
+    }
+
+    fn epoch(&self) -> u64 {
+        self.evidence().epoch()
+    }
+
+    fn canonical(&self) -> bool {
+        true
+    }
+
+    async fn pending(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<Vec<u8>>, crate::Error> {
+        Ok(self.doubtful_keys(after, limit).await)
+    }
+
+    async fn scan_old(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, ()>, crate::Error> {
+        self.scan_old_keys(after, limit).await
+    }
+
+    async fn scan_new(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, ()>, crate::Error> {
+        self.scan_new_keys(after, limit).await
+    }
+
+    fn judge(old: Option<&()>, new: Option<&()>) -> Option<Verdict> {
+        match (old, new) {
+            (Some(()), None) => Some(Verdict::Missing),
+            (None, Some(())) => Some(Verdict::Extra),
+            _ => None,
+        }
+    }
+
+    fn answers(_: &()) -> bool {
+        true
+    }
+
+    async fn look_new(&self, key: &K) -> Result<Option<()>, crate::Error> {
+        Ok(self.holds(crate::error::Side::New, key).await?.then_some(()))
+    }
+
+    async fn old_holds(&self, key: &K) -> Result<bool, crate::Error> {
+        self.holds(crate::error::Side::Old, key).await
+    }
+
+    async fn look(&self, key: &K) -> Result<Verdict, crate::Error> {
+        self.compare(key).await
+    }
+
+    async fn repair(&self, key: &K) -> Result<Copied, crate::Error> {
+        Proxy::repair(self, key).await
+    }
+
+    fn record(&self, epoch: u64) {
+        self.evidence().record(epoch);
+    }
+
+    fn revoke(&self) {
+        self.evidence().revoke();
+    }
+}
+
+/// A proxy's own record of the verification that earns `Complete`, when no fleet keeps it: how
+/// many phase changes it made, and one more than that count when the last pass that earns
+/// `Complete` began (0: none). One mutex, so a check and a change of phase cannot interleave with
+/// another change.
+#[derive(Debug, Default)]
+pub(crate) struct Evidence(std::sync::Mutex<(u64, u64)>);
+
+impl Evidence {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, u64)> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The epoch a pass beginning now records.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.lock().0
+    }
+
+    /// A pass begun at `epoch` earned `Complete`, unless the phase changed since.
+    pub(crate) fn record(&self, epoch: u64) {
+        let mut evidence = self.lock();
+        if evidence.0 == epoch {
+            evidence.1 = epoch + 1;
+        }
+    }
+
+    pub(crate) fn revoke(&self) {
+        self.lock().1 = 0;
+    }
+
+    /// Runs a change of phase to `to`: `change` is told whether `Complete` is earned now, and
+    /// returns the previous phase. A change to another phase voids the evidence.
+    pub(crate) fn change(
+        &self,
+        to: Phase,
+        change: impl FnOnce(bool) -> Result<Phase, PhaseError>,
+    ) -> Result<Phase, PhaseError> {
+        let mut evidence = self.lock();
+        let previous = change(evidence.1 == evidence.0 + 1)?;
+        if previous != to {
+            evidence.0 += 1;
+        }
+        Ok(previous)
+    }
+}
+
+/// A verification pass over a proxy's OLD and NEW ([`Compare`]); configure, then [`run`](Verify::run).
+pub struct Verify<'a, P> {
+    proxy: &'a P,
     batch: usize,
     sample: Option<Rate>,
     recheck_after: Duration,
@@ -239,16 +510,10 @@ impl<K: MigrationKey, E> Cursor<K, E> {
     }
 }
 
-impl<'a, K, V, Old, New> Verify<'a, K, V, Old, New>
-where
-    K: MigrationKey + Send + Sync,
-    V: Clone + PartialEq + Send + Sync,
-    Old: Scan<K, V>,
-    New: ScanSlots<K, V>,
-{
+impl<'a, P: Compare> Verify<'a, P> {
     /// A pass over every key, in batches of 500, checking differences again after 2 s, repairing
     /// real ones, keeping up to 20 example keys of each kind.
-    pub fn new(proxy: &'a VersionedProxy<K, V, Old, New>) -> Self {
+    pub fn new(proxy: &'a P) -> Self {
         Verify { proxy, batch: 500, sample: None, recheck_after: Duration::from_secs(2), repair: true, examples: 20 }
     }
 
@@ -297,11 +562,11 @@ where
             return Err(VerifyError::Config("a verification batch must hold at least 1 entry, not 0".into()));
         }
         let started = self.proxy.plan();
-        let epoch = self.proxy.verification_epoch();
+        let epoch = self.proxy.epoch();
         let sample = self.sample.map(|rate| Gate::new("zddm verify sample", rate));
         let mut report = Report::new(started, epoch, sample.is_none());
-        let mut suspects: Vec<(Vec<u8>, K)> = Vec::new();
-        let admitted = |key: &K| sample.as_ref().map_or(true, |gate| gate.admits(key));
+        let mut suspects: Vec<(Vec<u8>, P::Key)> = Vec::new();
+        let admitted = |key: &P::Key| sample.as_ref().map_or(true, |gate| gate.admits(key));
 
         // Keys in doubt first: they are the likeliest to be wrong, and the fastest to look at.
         let mut after: Option<Vec<u8>> = None;
@@ -309,7 +574,7 @@ where
             let pending = self.proxy.pending(after.as_deref(), self.batch).await?;
             let last = pending.last().cloned();
             for bytes in &pending {
-                if let Ok(key) = K::from_key_bytes(bytes) {
+                if let Ok(key) = P::Key::from_key_bytes(bytes) {
                     if admitted(&key) {
                         suspects.push((bytes.clone(), key));
                     }
@@ -322,7 +587,7 @@ where
         }
         let first_look: std::collections::HashSet<Vec<u8>> = suspects.iter().map(|(bytes, _)| bytes.clone()).collect();
 
-        if self.proxy.old_canonical() && self.proxy.new_canonical() {
+        if self.proxy.canonical() {
             self.side_by_side(&mut report, &mut suspects, &first_look, &admitted, &mut progress).await?;
         } else {
             self.look_up(&mut report, &mut suspects, &first_look, &admitted, &mut progress).await?;
@@ -358,10 +623,10 @@ where
         }
         progress(&report);
         if report.earns_complete() {
-            self.proxy.record_verification(epoch);
+            self.proxy.record(epoch);
         } else if !report.clean() {
             // Whatever an earlier pass showed, NEW was found wrong since.
-            self.proxy.revoke_verification();
+            self.proxy.revoke();
         }
         Ok(report)
     }
@@ -371,15 +636,15 @@ where
     async fn side_by_side(
         &self,
         report: &mut Report,
-        suspects: &mut Vec<(Vec<u8>, K)>,
+        suspects: &mut Vec<(Vec<u8>, P::Key)>,
         first_look: &std::collections::HashSet<Vec<u8>>,
-        admitted: &impl Fn(&K) -> bool,
+        admitted: &impl Fn(&P::Key) -> bool,
         progress: &mut impl FnMut(&Report),
     ) -> Result<(), VerifyError> {
         let (mut old, mut new) = (Cursor::new(), Cursor::new());
         loop {
             if old.buffer.is_empty() && !old.done {
-                old.fill(self.proxy.scan(old.after.as_deref(), self.batch).await?)?;
+                old.fill(self.proxy.scan_old(old.after.as_deref(), self.batch).await?)?;
             }
             if new.buffer.is_empty() && !new.done {
                 new.fill(self.proxy.scan_new(new.after.as_deref(), self.batch).await?)?;
@@ -392,17 +657,21 @@ where
             };
             let old_entry = if order.is_gt() { None } else { old.buffer.pop_front() };
             let new_entry = if order.is_lt() { None } else { new.buffer.pop_front() };
-            let (bytes, key, verdict) = match (old_entry, new_entry) {
-                (Some((bytes, key, found)), None) => (bytes, key, Verdict::of(Some(&found.value), &Lookup::Miss)),
-                (None, Some((bytes, key, lookup))) => (bytes, key, Verdict::of(None, &lookup)),
+            let (bytes, key, judged) = match (old_entry, new_entry) {
+                (Some((bytes, key, found)), None) => (bytes, key, P::judge(Some(&found), None)),
+                (None, Some((bytes, key, lookup))) => (bytes, key, P::judge(None, Some(&lookup))),
                 (Some((bytes, key, found)), Some((_, _, lookup))) => {
-                    (bytes, key, Verdict::of(Some(&found.value), &lookup))
+                    (bytes, key, P::judge(Some(&found), Some(&lookup)))
                 }
                 (None, None) => break,
             };
             if !admitted(&key) {
                 continue;
             }
+            let verdict = match judged {
+                Some(verdict) => verdict,
+                None => self.look(&key).await?,
+            };
             report.checked += 1;
             if verdict != Verdict::Agrees && !first_look.contains(&bytes) {
                 suspects.push((bytes, key));
@@ -419,22 +688,26 @@ where
     async fn look_up(
         &self,
         report: &mut Report,
-        suspects: &mut Vec<(Vec<u8>, K)>,
+        suspects: &mut Vec<(Vec<u8>, P::Key)>,
         first_look: &std::collections::HashSet<Vec<u8>>,
-        admitted: &impl Fn(&K) -> bool,
+        admitted: &impl Fn(&P::Key) -> bool,
         progress: &mut impl FnMut(&Report),
     ) -> Result<(), VerifyError> {
         let mut after: Option<Vec<u8>> = None;
         loop {
-            let page = self.proxy.scan(after.as_deref(), self.batch).await?;
+            let page = self.proxy.scan_old(after.as_deref(), self.batch).await?;
             for (key, found) in page.entries {
                 if !admitted(&key) {
                     continue;
                 }
                 report.checked += 1;
-                let lookup = self.proxy.lookup_new(&key).await?;
+                let new = self.proxy.look_new(&key).await?;
+                let verdict = match P::judge(Some(&found), new.as_ref()) {
+                    Some(verdict) => verdict,
+                    None => self.look(&key).await?,
+                };
                 let bytes = key.try_key_bytes().map_err(|e| VerifyError::Config(e.to_string()))?;
-                if Verdict::of(Some(&found.value), &lookup) != Verdict::Agrees && !first_look.contains(&bytes) {
+                if verdict != Verdict::Agrees && !first_look.contains(&bytes) {
                     suspects.push((bytes, key));
                 }
             }
@@ -449,10 +722,10 @@ where
         loop {
             let page = self.proxy.scan_new(after.as_deref(), self.batch).await?;
             for (key, lookup) in page.entries {
-                if !admitted(&key) || matches!(lookup, Lookup::Miss | Lookup::Deleted) {
+                if !admitted(&key) || !P::answers(&lookup) {
                     continue;
                 }
-                if self.proxy.get_old(&key).await?.is_some() {
+                if self.proxy.old_holds(&key).await? {
                     continue; // compared above
                 }
                 let bytes = key.try_key_bytes().map_err(|e| VerifyError::Config(e.to_string()))?;
@@ -473,15 +746,8 @@ where
         }
     }
 
-    async fn look(&self, key: &K) -> Result<Verdict, VerifyError> {
-        let mut lookup = self.proxy.lookup_new(key).await?;
-        if let Lookup::Pending { expired: true, .. } = lookup {
-            // An abandoned write: a read repairs it, as any read would.
-            self.proxy.get(key).await?;
-            lookup = self.proxy.lookup_new(key).await?;
-        }
-        let found = self.proxy.get_old(key).await?;
-        Ok(Verdict::of(found.as_ref().map(|found| &found.value), &lookup))
+    async fn look(&self, key: &P::Key) -> Result<Verdict, VerifyError> {
+        Ok(self.proxy.look(key).await?)
     }
 }
 

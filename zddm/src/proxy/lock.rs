@@ -45,6 +45,15 @@ impl Locks {
         self.total.load(Ordering::Acquire)
     }
 
+    /// Every key in doubt now (none without taking a lock, while there are none).
+    pub(crate) async fn abandoned_keys(&self) -> Vec<Vec<u8>> {
+        let mut keys = Vec::new();
+        for stripe in self.stripes.iter().filter(|stripe| stripe.maybe_abandoned()) {
+            keys.extend(stripe.abandoned.lock().await.iter().map(|key| key.to_vec()));
+        }
+        keys
+    }
+
     /// Locks the bucket's stripe; `waited` says whether another operation held it, in which case
     /// NEW may have changed since the caller last looked.
     pub(crate) async fn lock(&self, bucket: u64) -> (Guard<'_>, bool) {

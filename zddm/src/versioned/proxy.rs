@@ -9,6 +9,7 @@ use crate::gate::Gate;
 use crate::key::MigrationKey;
 use crate::proxy::stats::{bump, Counters};
 use crate::proxy::{ConfigError, Phase, PhaseError, Stats};
+use crate::verify::Evidence;
 use crate::versioned::{Change, Filled, Lookup, Page, Scan, ScanSlots, Source, Target, Versioned};
 
 /// What [`VersionedProxy::copy_many`] did with an entry of OLD.
@@ -51,10 +52,8 @@ struct Inner<K: ?Sized, V, Old, New> {
     routing: Routing,
     grace: Duration,
     stats: Counters,
-    /// Local routing only: phase changes so far, and one more than their count when the last
-    /// verification that earns `Complete` began (0: none). Guarded by the mutex, so a check and a
-    /// change of phase cannot interleave with another change.
-    verified: std::sync::Mutex<(u64, u64)>,
+    /// Local routing only: the verification that earns `Complete`.
+    evidence: Evidence,
     types: PhantomData<fn(&K) -> V>,
 }
 
@@ -110,7 +109,7 @@ impl<K: ?Sized, V, Old: Source<K, V>, New: Target<K, V>> VersionedProxyBuilder<K
                 routing: self.routing,
                 grace: self.grace,
                 stats: Counters::default(),
-                verified: std::sync::Mutex::new((0, 0)),
+                evidence: Evidence::default(),
                 types: PhantomData,
             }),
         }
@@ -199,38 +198,26 @@ impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
     /// in `Live`, with no phase change since, found NEW clean. Keys left pending need no wait here:
     /// in `Complete` a read of a pending key still repairs it from OLD.
     pub fn set_phase(&self, phase: Phase) -> Result<Phase, PhaseError> {
-        let mut verified = self.inner.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (changes, earned) = *verified;
-        let completing = phase == Phase::Complete && self.phase() == Phase::Live;
-        if completing && matches!(self.inner.routing, Routing::Local(_)) && earned != changes + 1 {
-            return Err(PhaseError::Unverified);
-        }
-        let previous = self.inner.routing.set_phase(&self.inner.gate, phase)?;
-        if previous != phase {
-            verified.0 += 1;
-        }
-        Ok(previous)
+        self.inner.evidence.change(phase, |earned| {
+            let completing = phase == Phase::Complete && self.phase() == Phase::Live;
+            if completing && matches!(self.inner.routing, Routing::Local(_)) && !earned {
+                return Err(PhaseError::Unverified);
+            }
+            self.inner.routing.set_phase(&self.inner.gate, phase)
+        })
     }
 
     /// When a verification begins: the fleet's epoch, or how many phase changes this proxy made.
     pub(crate) fn verification_epoch(&self) -> u64 {
         match &self.inner.routing {
             Routing::Fleet(cell) => cell.epoch.load(std::sync::atomic::Ordering::Acquire),
-            Routing::Local(_) => self.inner.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner).0,
+            Routing::Local(_) => self.inner.evidence.epoch(),
         }
     }
 
-    /// Forgets any verification that earned `Complete`: a later one found NEW wrong.
-    pub(crate) fn revoke_verification(&self) {
-        self.inner.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner).1 = 0;
-    }
-
-    /// Records a verification that earns `Complete`, begun at `epoch`.
-    pub(crate) fn record_verification(&self, epoch: u64) {
-        let mut verified = self.inner.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if verified.0 == epoch {
-            verified.1 = epoch + 1;
-        }
+    /// This proxy's own record of the verification that earns `Complete` (local routing only).
+    pub(crate) fn evidence(&self) -> &Evidence {
+        &self.inner.evidence
     }
 
     /// Counters of what this proxy did so far. `repairs` counts pending keys a read repaired.
