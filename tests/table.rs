@@ -1,12 +1,14 @@
-//! An existing PostgreSQL table of any schema as OLD (`PostgresTable`): the application's `orders`
-//! table, keyed by (tenant, id), with a version column its writers bump through a trigger, is
-//! backfilled into a zddm NEW table, verified (its scan is not in canonical key order, so the
+//! An existing table of any schema as OLD (`PostgresTable`, `SqliteTable`): the application's
+//! `orders` table, keyed by (tenant, id), with a version column its writers bump through a trigger,
+//! is backfilled into a zddm NEW table, verified (its scan is not in canonical key order, so the
 //! verifier looks keys up), and a writer that bypasses zddm is found and repaired.
 
 use serde::{Deserialize, Serialize};
 use zddm::backfill::{Backfill, MemoryCheckpoint};
 use zddm::verify::Verify;
-use zddm::versioned::{Lookup, PostgresTable, PostgresTarget, Scan, Source, TableError, Target, VersionedProxy};
+use zddm::versioned::{
+    Lookup, PostgresTable, PostgresTarget, Scan, Source, SqliteTable, SqliteTarget, TableError, Target, VersionedProxy,
+};
 use zddm::{Gate, MigrationKey, Phase, Rate};
 use zddm_suite::servers::PostgresServer;
 
@@ -122,4 +124,116 @@ async fn wrong_columns_are_named_with_what_the_table_has() {
     assert!(error.contains("at least one key column"), "{error}");
     let error = open(&["Tenant"], "version").await.unwrap_err().to_string();
     assert!(error.contains("not a plain identifier"), "{error}");
+}
+
+/// The same table in SQLite, with a mixed-case column: SQLite has no sequences, so the triggers
+/// bump the version from the table's row in `zddm_versions`, the counter `SqliteTable` draws from.
+const SQLITE_SCHEMA: &str = "
+    CREATE TABLE zddm_versions (name TEXT PRIMARY KEY, last INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO zddm_versions VALUES ('orders', 0);
+    CREATE TABLE orders (tenant INTEGER NOT NULL, id TEXT NOT NULL, Customer TEXT NOT NULL,
+        total_cents INTEGER NOT NULL, version INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (tenant, id));
+    CREATE TRIGGER orders_version_insert AFTER INSERT ON orders BEGIN
+        UPDATE zddm_versions SET last = last + 1 WHERE name = 'orders';
+        UPDATE orders SET version = (SELECT last FROM zddm_versions WHERE name = 'orders') WHERE rowid = NEW.rowid;
+    END;
+    CREATE TRIGGER orders_version_update AFTER UPDATE OF tenant, id, Customer, total_cents ON orders BEGIN
+        UPDATE zddm_versions SET last = last + 1 WHERE name = 'orders';
+        UPDATE orders SET version = (SELECT last FROM zddm_versions WHERE name = 'orders') WHERE rowid = NEW.rowid;
+    END;";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SqliteOrder {
+    tenant: i64,
+    id: String,
+    #[serde(rename = "Customer")]
+    customer: String,
+    total_cents: i64,
+}
+
+#[tokio::test]
+async fn an_existing_sqlite_table_is_backfilled_and_verified_through_its_key_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shop.db");
+    let app = rusqlite::Connection::open(&path).unwrap();
+    app.execute_batch(SQLITE_SCHEMA).unwrap();
+    for tenant in [-2i64, 1, 30] {
+        for n in 0..40i64 {
+            app.execute(
+                "INSERT INTO orders (tenant, id, Customer, total_cents) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![tenant, format!("o{}", n * 7), format!("c{n}"), n * 100],
+            )
+            .unwrap();
+        }
+    }
+
+    let old = SqliteTable::<OrderKey, SqliteOrder>::open(&path, "orders", &["tenant", "id"], "version").unwrap();
+    assert!(!old.canonical());
+    let key = OrderKey { tenant: -2, id: "o14".into() };
+    let found = old.get(&key).await.unwrap().unwrap();
+    assert_eq!(found.value, SqliteOrder { tenant: -2, id: "o14".into(), customer: "c2".into(), total_cents: 200 });
+    assert_eq!(found.version, 3, "the trigger's version");
+    let page = old.scan(None, 7).await.unwrap();
+    let again = old.scan(page.next.as_deref(), 200).await.unwrap();
+    assert_eq!(page.entries.len() + again.entries.len(), 120, "a position resumes the scan");
+    assert!(matches!(old.put(&key, &found.value).await, Err(TableError::ReadOnly { .. })));
+    assert_eq!(old.next_version(&key).await.unwrap(), 121, "drawn from the writers' counter");
+
+    let new = SqliteTarget::<OrderKey, SqliteOrder>::open(dir.path().join("new.db"), "orders").unwrap();
+    let proxy = VersionedProxy::new(&old, &new, Gate::new("orders", Rate::ALL));
+    proxy.set_phase(Phase::Live).unwrap();
+    let done = Backfill::new(&proxy).batch(16).run(&MemoryCheckpoint::new(), tokio::time::sleep, |_| {}).await.unwrap();
+    assert_eq!((done.scanned, done.copied), (120, 120));
+    assert_eq!(new.lookup(&key).await.unwrap(), Lookup::Hit(found.value.clone()));
+    let clean = Verify::new(&proxy).batch(16).run(tokio::time::sleep, |_| {}).await.unwrap();
+    assert!(clean.clean() && clean.checked == 120, "{clean}");
+
+    // Writers that bypass zddm: the trigger versions their update, not their delete.
+    app.execute("UPDATE orders SET total_cents = 1 WHERE tenant = 1 AND id = 'o7'", []).unwrap();
+    app.execute("DELETE FROM orders WHERE tenant = 30 AND id = 'o0'", []).unwrap();
+    let report =
+        Verify::new(&proxy).recheck_after(std::time::Duration::ZERO).run(tokio::time::sleep, |_| {}).await.unwrap();
+    let keys = |examples: &[Vec<u8>]| examples.iter().map(|k| OrderKey::from_key_bytes(k).unwrap()).collect::<Vec<_>>();
+    assert_eq!(keys(&report.differs.examples), [OrderKey { tenant: 1, id: "o7".into() }], "{report}");
+    assert_eq!(keys(&report.extra.examples), [OrderKey { tenant: 30, id: "o0".into() }], "{report}");
+    assert_eq!((report.repaired, report.unresolved.count), (2, 0), "{report}");
+    let updated = new.lookup(&OrderKey { tenant: 1, id: "o7".into() }).await.unwrap();
+    assert!(matches!(updated, Lookup::Hit(SqliteOrder { total_cents: 1, .. })), "{updated:?}");
+    assert_eq!(new.lookup(&OrderKey { tenant: 30, id: "o0".into() }).await.unwrap(), Lookup::Deleted);
+    let clean = Verify::new(&proxy).run(tokio::time::sleep, |_| {}).await.unwrap();
+    assert!(clean.earns_complete(), "{clean}");
+    proxy.set_phase(Phase::Complete).unwrap();
+}
+
+#[test]
+fn wrong_sqlite_tables_and_columns_are_named_with_what_the_table_has() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shop.db");
+    let app = rusqlite::Connection::open(&path).unwrap();
+    app.execute_batch(SQLITE_SCHEMA).unwrap();
+    app.execute_batch("CREATE TABLE prices (amount REAL PRIMARY KEY, version INTEGER)").unwrap();
+    let open = |table: &str, keys: &[&str], version: &str| {
+        SqliteTable::<OrderKey, SqliteOrder>::open(&path, table, keys, version).unwrap_err().to_string()
+    };
+    let error = open("orders", &["tenant", "number"], "version");
+    assert!(error.contains("no column \"number\"") && error.contains("tenant INTEGER, id TEXT"), "{error}");
+    let error = open("orders", &["tenant"], "revision");
+    assert!(error.contains("no column \"revision\""), "{error}");
+    let error = open("orders", &[], "version");
+    assert!(error.contains("at least one key column"), "{error}");
+    let error = open("order", &["tenant"], "version");
+    assert!(error.contains("no table \"order\""), "{error}");
+    let error = open("prices", &["amount"], "version");
+    assert!(error.contains("\"amount\" is REAL") && error.contains("integer, text, bytes"), "{error}");
+    let error = SqliteTable::<OrderKey, SqliteOrder>::open(dir.path().join("missing.db"), "orders", &["id"], "version")
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("no database file") && error.contains("missing.db"), "{error}");
+    assert!(!dir.path().join("missing.db").exists(), "nothing is created");
+
+    // A row whose key column holds another kind than its declared type (SQLite allows it).
+    app.execute("INSERT INTO orders (tenant, id, Customer, total_cents) VALUES ('x', 'o1', 'c', 1)", []).unwrap();
+    let old = SqliteTable::<OrderKey, SqliteOrder>::open(&path, "orders", &["tenant", "id"], "version").unwrap();
+    let error = zddm::block_on(old.scan(None, 10)).unwrap_err().to_string();
+    assert!(error.contains("key column \"tenant\" holds Text"), "{error}");
 }

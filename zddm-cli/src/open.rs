@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use zddm::fleet::{PostgresControl, RedisControl, SqliteControl};
 use zddm::versioned::{
-    PostgresSource, PostgresTable, PostgresTarget, RedisSource, RedisTarget, SqliteSource, SqliteTarget,
+    PostgresSource, PostgresTable, PostgresTarget, RedisSource, RedisTarget, SqliteSource, SqliteTable, SqliteTarget,
 };
 use zddm::RawKey;
 
@@ -51,6 +51,7 @@ pub enum Old {
     Sqlite(SqliteSource<RawKey, Json>),
     Postgres(PostgresSource<RawKey, Json>),
     Table(PostgresTable<RawKey, Json>),
+    SqliteTable(SqliteTable<RawKey, Json>),
     Redis(RedisSource<RawKey, Json>),
 }
 
@@ -77,22 +78,33 @@ pub enum Control {
 
 pub async fn old(url: &Url, table: &str, columns: Option<Columns<'_>>, connections: usize) -> Result<Old, Failure> {
     if let Some(columns) = columns {
-        let Url::Postgres(url) = url else {
-            return Err(Failure::Input(
-                "--key-columns reads an existing table of any schema, on PostgreSQL only so far: on SQLite, OLD must be \
-                 a table zddm's versioned source laid out"
-                    .into(),
-            ));
-        };
         let keys: Vec<&str> = columns.keys.iter().map(String::as_str).collect();
-        let sequence = columns.sequence.map_or_else(|| format!("{table}_{}_seq", columns.version), str::to_owned);
-        let source = PostgresTable::connect(url, table, &keys, columns.version, &sequence, connections).await.map_err(
-            |error| match error {
-                zddm::versioned::TableError::Store(error) => Failure::store(error),
-                other => Failure::Input(other.to_string()),
-            },
-        )?;
-        return Ok(Old::Table(source));
+        let failure = |error| match error {
+            zddm::versioned::TableError::Postgres(error) => Failure::store(error),
+            zddm::versioned::TableError::Sqlite(error) => Failure::store(error),
+            other => Failure::Input(other.to_string()),
+        };
+        return match url {
+            Url::Postgres(url) => {
+                let sequence =
+                    columns.sequence.map_or_else(|| format!("{table}_{}_seq", columns.version), str::to_owned);
+                let source = PostgresTable::connect(url, table, &keys, columns.version, &sequence, connections).await;
+                Ok(Old::Table(source.map_err(failure)?))
+            }
+            Url::Sqlite(_) if columns.sequence.is_some() => Err(Failure::Input(
+                "--version-sequence names a PostgreSQL sequence: SQLite has none, and an existing SQLite table's \
+                 versions come from its row in zddm_versions (see docs/backfill.md)"
+                    .into(),
+            )),
+            Url::Sqlite(path) => {
+                Ok(Old::SqliteTable(SqliteTable::open(path, table, &keys, columns.version).map_err(failure)?))
+            }
+            Url::Redis(_) => Err(Failure::Input(
+                "--key-columns reads an existing table of any schema, on PostgreSQL or SQLite: on Redis, OLD must be \
+                 the keys zddm's versioned source laid out"
+                    .into(),
+            )),
+        };
     }
     Ok(match url {
         Url::Sqlite(path) => Old::Sqlite(SqliteSource::open(path, table).map_err(Failure::store)?),
@@ -128,6 +140,7 @@ macro_rules! with_stores {
             $crate::open::Old::Sqlite($o) => $crate::open::with_new!($new, $n => $body),
             $crate::open::Old::Postgres($o) => $crate::open::with_new!($new, $n => $body),
             $crate::open::Old::Table($o) => $crate::open::with_new!($new, $n => $body),
+            $crate::open::Old::SqliteTable($o) => $crate::open::with_new!($new, $n => $body),
             $crate::open::Old::Redis($o) => $crate::open::with_new!($new, $n => $body),
         }
     };

@@ -19,8 +19,8 @@ use crate::open::{self, with_control, with_stores, New, Old, Url};
 /// OLD, NEW and where the fleet stands.
 #[derive(Debug, Args)]
 pub struct Stores {
-    /// OLD: sqlite:PATH, postgres://… or redis://… (zddm's versioned source; on PostgreSQL, any
-    /// table with --key-columns).
+    /// OLD: sqlite:PATH, postgres://… or redis://… (zddm's versioned source; on PostgreSQL and
+    /// SQLite, any table with --key-columns).
     #[arg(long, value_name = "URL")]
     old: String,
     /// NEW: sqlite:PATH, postgres://… or redis://… (zddm's versioned target).
@@ -32,14 +32,15 @@ pub struct Stores {
     /// NEW's table, if it is not named as OLD's.
     #[arg(long, value_name = "NAME")]
     new_table: Option<String>,
-    /// OLD is an existing PostgreSQL table of any schema: these columns (comma-separated, in key
-    /// order) make the key, the rest of the row (a JSON object) the value.
+    /// OLD is an existing PostgreSQL or SQLite table of any schema: these columns (comma-separated,
+    /// in key order) make the key, the rest of the row (a JSON object) the value.
     #[arg(long, value_name = "COLUMNS", value_delimiter = ',', requires = "version_column")]
     key_columns: Vec<String>,
-    /// The existing table's version column, which its writers bump from a sequence.
+    /// The existing table's version column, which its writers bump from a sequence (PostgreSQL) or
+    /// from the table's row in zddm_versions (SQLite).
     #[arg(long, value_name = "COLUMN", requires = "key_columns")]
     version_column: Option<String>,
-    /// The sequence the versions come from (default TABLE_COLUMN_seq).
+    /// PostgreSQL: the sequence the versions come from (default TABLE_COLUMN_seq).
     #[arg(long, value_name = "NAME", requires = "key_columns")]
     version_sequence: Option<String>,
     /// The fleet's control record (sqlite:PATH, postgres://…, redis://…); the fleet must be in live.

@@ -291,3 +291,68 @@ async fn a_real_orders_table_is_backfilled_and_verified_from_the_command_line() 
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("no column \"number\"") && err.contains("tenant integer"), "{err}");
 }
+
+/// The same on SQLite: the application's table keeps its versions in `zddm_versions` through
+/// triggers (docs/backfill.md), and `--key-columns` reads it as it stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_sqlite_orders_table_is_backfilled_and_verified_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (shop, new) = (dir.path().join("shop.db"), dir.path().join("new.db"));
+    let app = rusqlite::Connection::open(&shop).unwrap();
+    app.execute_batch(
+        "CREATE TABLE zddm_versions (name TEXT PRIMARY KEY, last INTEGER NOT NULL) WITHOUT ROWID;
+         INSERT INTO zddm_versions VALUES ('orders', 0);
+         CREATE TABLE orders (tenant INTEGER NOT NULL, id TEXT NOT NULL, customer TEXT NOT NULL, placed TEXT,
+             version INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (tenant, id));
+         CREATE TRIGGER orders_version_insert AFTER INSERT ON orders BEGIN
+             UPDATE zddm_versions SET last = last + 1 WHERE name = 'orders';
+             UPDATE orders SET version = (SELECT last FROM zddm_versions WHERE name = 'orders') WHERE rowid = NEW.rowid;
+         END;
+         CREATE TRIGGER orders_version_update AFTER UPDATE OF tenant, id, customer, placed ON orders BEGIN
+             UPDATE zddm_versions SET last = last + 1 WHERE name = 'orders';
+             UPDATE orders SET version = (SELECT last FROM zddm_versions WHERE name = 'orders') WHERE rowid = NEW.rowid;
+         END;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300)
+         INSERT INTO orders (tenant, id, customer, placed)
+             SELECT i % 5, 'order-' || i, 'customer ' || i, date('2026-01-01', '+' || i || ' days') FROM n;",
+    )
+    .unwrap();
+    let (old_url, new_url) = (format!("sqlite:{}", shop.display()), format!("sqlite:{}", new.display()));
+    let table = ["--table", "orders", "--key-columns", "tenant,id", "--version-column", "version", "--live"];
+    let stores = ["--old", old_url.as_str(), "--new", new_url.as_str()];
+    let checkpoint = dir.path().join("orders.checkpoint").display().to_string();
+    let backfill: Vec<&str> =
+        ["backfill"].into_iter().chain(stores).chain(table).chain(["--checkpoint", &checkpoint]).collect();
+    let out = zddm(&backfill);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("scanned 300") && stdout.contains("copied 300"), "{stdout}");
+
+    let verify: Vec<&str> = ["verify"].into_iter().chain(stores).chain(table).chain(["--recheck-after", "0"]).collect();
+    let out = zddm(&verify);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(text(&out).0.contains("checked 300 keys: 0 missing"), "{:?}", text(&out));
+
+    app.execute("UPDATE orders SET customer = 'moved' WHERE tenant = 2 AND id = 'order-7'", []).unwrap();
+    let out = zddm(&verify);
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    assert!(text(&out).0.contains("1 differing") && text(&out).0.contains("1 repaired"), "{:?}", text(&out));
+    let out = zddm(&verify);
+    assert!(out.status.success(), "{:?}", text(&out));
+
+    let mut wrong = verify.clone();
+    let at = wrong.iter().position(|arg| *arg == "tenant,id").unwrap();
+    wrong[at] = "tenant,number";
+    let out = zddm(&wrong);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).1.contains("no column \"number\"") && text(&out).1.contains("tenant INTEGER"),
+        "{:?}",
+        text(&out)
+    );
+    let mut sequence = verify.clone();
+    sequence.extend(["--version-sequence", "orders_version_seq"]);
+    let out = zddm(&sequence);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).1.contains("SQLite has none"), "{:?}", text(&out));
+}

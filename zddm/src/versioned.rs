@@ -51,7 +51,7 @@ mod redis;
 mod slot;
 #[cfg(feature = "sqlite")]
 mod sqlite;
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod table;
 
 #[cfg(feature = "redis")]
@@ -64,7 +64,11 @@ pub use slot::Slot;
 #[cfg(feature = "sqlite")]
 pub use sqlite::{KeyedSlot, SqliteSource, SqliteTarget};
 #[cfg(feature = "postgres")]
-pub use table::{KeyKind, PostgresTable, TableError};
+pub use table::PostgresTable;
+#[cfg(feature = "sqlite")]
+pub use table::SqliteTable;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use table::{KeyKind, TableError};
 
 /// A value with the version OLD gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +100,7 @@ pub enum Lookup<V> {
 
 impl<V> Lookup<V> {
     /// The same answer with the value, if any, converted.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn try_map<U, E>(self, convert: impl FnOnce(V) -> Result<U, E>) -> Result<Lookup<U>, E> {
         Ok(match self {
             Lookup::Hit(value) => Lookup::Hit(convert(value)?),

@@ -1,54 +1,34 @@
-//! An existing PostgreSQL table of any schema as OLD, for backfill and verification: its key
-//! columns make the key, its version column the version, and the rest of the row, as a JSON
-//! object, the value.
+//! An existing table of any schema as OLD, for backfill and verification: its key columns make
+//! the key, its version column the version, and the rest of the row, as a JSON object, the value.
+//! `PostgresTable` and `SqliteTable` differ only in their SQL.
 
-use std::fmt;
-use std::marker::PhantomData;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresTable;
+#[cfg(feature = "sqlite")]
+pub use sqlite::SqliteTable;
 
-use crate::key::{KeyError, KeyReader, MigrationKey};
-use crate::store::json::decode;
-use crate::store::postgres::Pooled;
-use crate::store::{from_sql, PostgresError};
-use crate::versioned::{Page, Scan, Source, Versioned};
+use crate::key::{KeyError, KeyReader};
 
 /// A key column's kind, and how it encodes in the canonical key (`docs/key-encoding.md`):
-/// integers as `i64` (the same bytes as an unsigned field for values ≥ 0), text as `str`, `bytea`
+/// integers as `i64` (the same bytes as an unsigned field for values ≥ 0), text as `str`, bytes
 /// as a byte string, booleans as `bool`. A key struct whose fields have these kinds, in the
 /// columns' order, encodes to the same bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
-    /// `smallint`, `integer`, `bigint`.
+    /// PostgreSQL `smallint`, `integer`, `bigint`; a SQLite type with `INT` in its name.
     Integer,
-    /// `text`, `character varying`, `character`.
+    /// PostgreSQL `text`, `character varying`, `character`; a SQLite type with `CHAR`, `CLOB` or
+    /// `TEXT` in its name.
     Text,
-    /// `bytea`.
+    /// PostgreSQL `bytea`; SQLite `BLOB`, or no type.
     Bytes,
-    /// `boolean`.
+    /// PostgreSQL `boolean`; a SQLite type with `BOOL` in its name (stored as 0 or 1).
     Boolean,
-}
-
-impl KeyKind {
-    fn of(data_type: &str) -> Option<KeyKind> {
-        Some(match data_type {
-            "smallint" | "integer" | "bigint" => KeyKind::Integer,
-            "text" | "character varying" | "character" => KeyKind::Text,
-            "bytea" => KeyKind::Bytes,
-            "boolean" => KeyKind::Boolean,
-            _ => return None,
-        })
-    }
-
-    fn cast(self) -> &'static str {
-        match self {
-            KeyKind::Integer => "bigint",
-            KeyKind::Text => "text",
-            KeyKind::Bytes => "bytea",
-            KeyKind::Boolean => "boolean",
-        }
-    }
 }
 
 /// One key column's value.
@@ -78,21 +58,63 @@ impl KeyValue {
             KeyKind::Boolean => KeyValue::Boolean(reader.read_bool()?),
         })
     }
-
-    fn param(&self) -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
-        match self {
-            KeyValue::Integer(n) => Box::new(*n),
-            KeyValue::Text(text) => Box::new(text.clone()),
-            KeyValue::Bytes(bytes) => Box::new(bytes.clone()),
-            KeyValue::Boolean(b) => Box::new(*b),
-        }
-    }
 }
 
 fn byte_string(bytes: &[u8], out: &mut Vec<u8>) {
-    // Key columns longer than 4 GiB cannot exist in PostgreSQL (1 GiB per field).
+    // Key columns longer than 4 GiB cannot exist in PostgreSQL (1 GiB per field) or SQLite (2 GiB
+    // at most per value).
     out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
     out.extend_from_slice(bytes);
+}
+
+/// The canonical bytes of a row's key values.
+fn encode_key(values: &[KeyValue]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for value in values {
+        value.encode(&mut out);
+    }
+    out
+}
+
+/// A key's canonical bytes read back as the key columns' values.
+fn decode_key(keys: &[(String, KeyKind)], bytes: &[u8]) -> Result<Vec<KeyValue>, KeyError> {
+    let mut reader = KeyReader::new(bytes);
+    let values = keys.iter().map(|(_, kind)| KeyValue::read(*kind, &mut reader)).collect::<Result<_, _>>()?;
+    reader.finish()?;
+    Ok(values)
+}
+
+/// The table's key columns, checked against its columns (name and type, in the table's order),
+/// and its version column: each must exist, and each key column's type must encode as a key.
+fn key_columns(
+    table: &str,
+    columns: &[(String, String)],
+    keys: &[&str],
+    version: &str,
+    kind: impl Fn(&str) -> Option<KeyKind>,
+) -> Result<Vec<(String, KeyKind)>, TableError> {
+    if keys.is_empty() {
+        return Err(TableError::NoKey);
+    }
+    if columns.is_empty() {
+        return Err(TableError::NoTable { table: table.to_owned() });
+    }
+    let find = |name: &str| {
+        columns.iter().find(|(column, _)| column == name).ok_or_else(|| TableError::NoColumn {
+            table: table.to_owned(),
+            column: name.to_owned(),
+            columns: columns.iter().map(|(c, t)| format!("{c} {t}")).collect::<Vec<_>>().join(", "),
+        })
+    };
+    let mut key_columns = Vec::new();
+    for key in keys {
+        let (column, data_type) = find(key)?;
+        let kind = kind(data_type)
+            .ok_or_else(|| TableError::KeyType { column: column.clone(), data_type: data_type.clone() })?;
+        key_columns.push((column.clone(), kind));
+    }
+    find(version)?;
+    Ok(key_columns)
 }
 
 /// How a table's key and version columns were given wrong.
@@ -100,8 +122,19 @@ fn byte_string(bytes: &[u8], out: &mut Vec<u8>) {
 #[non_exhaustive]
 pub enum TableError {
     /// PostgreSQL failed.
+    #[cfg(feature = "postgres")]
     #[error(transparent)]
-    Store(#[from] PostgresError),
+    Postgres(#[from] crate::store::PostgresError),
+    /// SQLite failed.
+    #[cfg(feature = "sqlite")]
+    #[error(transparent)]
+    Sqlite(#[from] crate::store::SqliteError),
+    /// The table does not exist.
+    #[error("there is no table {table:?}: name an existing table (plain lowercase name) in the database given")]
+    NoTable {
+        /// The table.
+        table: String,
+    },
     /// A named column is not in the table.
     #[error("table {table:?} has no column {column:?}; its columns are: {columns}")]
     NoColumn {
@@ -114,8 +147,8 @@ pub enum TableError {
     },
     /// A key column's type cannot be part of a key.
     #[error(
-        "key column {column:?} is {data_type}, which zddm cannot encode as a key: use integer, text, bytea or \
-         boolean key columns"
+        "key column {column:?} is {data_type}, which zddm cannot encode as a key: use integer, text, bytes \
+         (bytea, BLOB) or boolean key columns"
     )]
     KeyType {
         /// The column.
@@ -140,6 +173,17 @@ pub enum TableError {
         /// The table.
         table: String,
     },
+    /// A row whose key column holds a value of another kind than the column's declared type
+    /// (SQLite lets a column hold any kind).
+    #[error("a row's key column {column:?} holds {found}, not a value of kind {kind:?}: fix the row, or name other key columns")]
+    KeyValue {
+        /// The column.
+        column: String,
+        /// The column's kind.
+        kind: KeyKind,
+        /// What the row holds.
+        found: String,
+    },
     /// A key that does not decode as this table's key columns.
     #[error(transparent)]
     Key(#[from] KeyError),
@@ -148,224 +192,16 @@ pub enum TableError {
     Decode(#[from] crate::store::json::DecodeError),
 }
 
+#[cfg(feature = "postgres")]
 impl From<tokio_postgres::Error> for TableError {
     fn from(error: tokio_postgres::Error) -> Self {
-        TableError::Store(error.into())
+        TableError::Postgres(error.into())
     }
 }
 
-fn plain(name: &str) -> Result<&str, TableError> {
-    let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok {
-        Ok(name)
-    } else {
-        Err(TableError::Name { name: name.to_owned() })
-    }
-}
-
-/// An existing table as a read-only versioned OLD (see the module docs): scanned in its key
-/// columns' order, each row's value the row as a JSON object without its version column.
-///
-/// Versions come from the version column, which the table's writers bump from a sequence
-/// (`docs/consistency.md` shows the column and a trigger); [`Source::next_version`] draws from that
-/// sequence, so a verifier's repairs order with the writers'. `put` and `delete` fail: the
-/// application writes OLD.
-pub struct PostgresTable<K: ?Sized, V> {
-    pool: Pooled,
-    table: String,
-    keys: Vec<(String, KeyKind)>,
-    version: String,
-    sequence: String,
-    types: PhantomData<fn(&K) -> V>,
-}
-
-impl<K: ?Sized, V> PostgresTable<K, V> {
-    /// Reads `table` through a pool of `connections` connections to `url`; `keys` are its key
-    /// columns (in key order), `version` its version column, `sequence` the sequence its versions
-    /// come from. Checks that the columns exist and the key columns' types can be encoded.
-    pub async fn connect(
-        url: &str,
-        table: &str,
-        keys: &[&str],
-        version: &str,
-        sequence: &str,
-        connections: usize,
-    ) -> Result<Self, TableError> {
-        if keys.is_empty() {
-            return Err(TableError::NoKey);
-        }
-        let pool = Pooled::new(url, table, connections)?;
-        let client = pool.client().await.map_err(TableError::Store)?;
-        let columns = crate::store::postgres::columns(&**client, table).await?;
-        let find = |name: &str| {
-            columns.iter().find(|(column, _)| column == name).ok_or_else(|| TableError::NoColumn {
-                table: table.to_owned(),
-                column: name.to_owned(),
-                columns: columns.iter().map(|(c, t)| format!("{c} {t}")).collect::<Vec<_>>().join(", "),
-            })
-        };
-        let mut key_columns = Vec::new();
-        for key in keys {
-            let (column, data_type) = find(plain(key)?)?;
-            let kind = KeyKind::of(data_type)
-                .ok_or_else(|| TableError::KeyType { column: column.clone(), data_type: data_type.clone() })?;
-            key_columns.push((column.clone(), kind));
-        }
-        find(plain(version)?)?;
-        drop(client);
-        Ok(PostgresTable {
-            pool,
-            table: table.to_owned(),
-            keys: key_columns,
-            version: version.to_owned(),
-            sequence: sequence.to_owned(),
-            types: PhantomData,
-        })
-    }
-
-    fn key_list(&self) -> String {
-        self.keys.iter().map(|(name, kind)| format!("t.{name}::{}", kind.cast())).collect::<Vec<_>>().join(", ")
-    }
-
-    fn select(&self) -> String {
-        format!(
-            "SELECT {}, (to_jsonb(t) - '{v}')::text, t.{v} FROM {} t",
-            self.key_list(),
-            self.table,
-            v = self.version
-        )
-    }
-
-    fn decode_key(&self, bytes: &[u8]) -> Result<Vec<KeyValue>, KeyError> {
-        let mut reader = KeyReader::new(bytes);
-        let values = self.keys.iter().map(|(_, kind)| KeyValue::read(*kind, &mut reader)).collect::<Result<_, _>>()?;
-        reader.finish()?;
-        Ok(values)
-    }
-
-    fn row_key(&self, row: &tokio_postgres::Row) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (i, (_, kind)) in self.keys.iter().enumerate() {
-            let value = match kind {
-                KeyKind::Integer => KeyValue::Integer(row.get(i)),
-                KeyKind::Text => KeyValue::Text(row.get(i)),
-                KeyKind::Bytes => KeyValue::Bytes(row.get(i)),
-                KeyKind::Boolean => KeyValue::Boolean(row.get(i)),
-            };
-            value.encode(&mut out);
-        }
-        out
-    }
-}
-
-impl<K, V> Source<K, V> for PostgresTable<K, V>
-where
-    K: MigrationKey + ?Sized + Sync,
-    V: Serialize + DeserializeOwned + Send + Sync,
-{
-    type Error = TableError;
-
-    fn timeout(&self) -> Option<std::time::Duration> {
-        Some(self.pool.longest())
-    }
-
-    async fn get(&self, key: &K) -> Result<Option<Versioned<V>>, TableError> {
-        let bytes = key.try_key_bytes()?;
-        let values = self.decode_key(&bytes)?;
-        let condition = self
-            .keys
-            .iter()
-            .enumerate()
-            .map(|(i, (name, kind))| format!("t.{name} = ${}::{}", i + 1, kind.cast()))
-            .collect::<Vec<_>>()
-            .join(" AND ");
-        let params: Vec<_> = values.iter().map(KeyValue::param).collect();
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
-        let client = self.pool.client().await?;
-        let statement = client.prepare_cached(&format!("{} WHERE {condition}", self.select())).await?;
-        let n = self.keys.len();
-        match client.query_opt(&statement, &refs).await? {
-            Some(row) => Ok(Some(Versioned { value: decode(&bytes, row.get(n))?, version: from_sql(row.get(n + 1)) })),
-            None => Ok(None),
-        }
-    }
-
-    async fn put(&self, _key: &K, _value: &V) -> Result<u64, TableError> {
-        Err(TableError::ReadOnly { table: self.table.clone() })
-    }
-
-    async fn delete(&self, _key: &K) -> Result<u64, TableError> {
-        Err(TableError::ReadOnly { table: self.table.clone() })
-    }
-
-    async fn next_version(&self, _key: &K) -> Result<u64, TableError> {
-        let client = self.pool.client().await?;
-        let row = client.query_one("SELECT nextval($1::text::regclass)", &[&self.sequence]).await?;
-        Ok(from_sql(row.get(0)))
-    }
-}
-
-/// In the key columns' order (not canonical key order: verification then looks keys up one by
-/// one); a position is the last row's key, canonically encoded.
-impl<K, V> Scan<K, V> for PostgresTable<K, V>
-where
-    K: MigrationKey + Send + Sync,
-    V: Serialize + DeserializeOwned + Send + Sync,
-{
-    async fn scan(&self, after: Option<&[u8]>, limit: usize) -> Result<Page<K, Versioned<V>>, TableError> {
-        let limit = limit.max(1);
-        let names = self.keys.iter().map(|(name, _)| format!("t.{name}")).collect::<Vec<_>>().join(", ");
-        let n = self.keys.len();
-        let mut params: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = Vec::new();
-        let condition = match after {
-            Some(after) => {
-                params.extend(self.decode_key(after)?.iter().map(KeyValue::param));
-                let placeholders = self
-                    .keys
-                    .iter()
-                    .enumerate()
-                    .map(|(i, (_, kind))| format!("${}::{}", i + 1, kind.cast()))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!("WHERE ({names}) > ({placeholders})")
-            }
-            None => String::new(),
-        };
-        params.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params.iter().map(|p| p.as_ref() as _).collect();
-        let sql = format!("{} {condition} ORDER BY {names} LIMIT ${}", self.select(), params.len());
-        let client = self.pool.client().await?;
-        let statement = client.prepare_cached(&sql).await?;
-        let rows = client.query(&statement, &refs).await?;
-        let mut entries = Vec::with_capacity(rows.len());
-        let mut last = None;
-        for row in &rows {
-            let bytes = self.row_key(row);
-            let value = decode(&bytes, row.get(n))?;
-            entries.push((K::from_key_bytes(&bytes)?, Versioned { value, version: from_sql(row.get(n + 1)) }));
-            last = Some(bytes);
-        }
-        let next = last.filter(|_| entries.len() == limit);
-        Ok(Page { entries, next })
-    }
-
-    async fn estimate(&self) -> Result<Option<u64>, TableError> {
-        Ok(crate::store::postgres::estimate(&self.pool, &self.table).await?)
-    }
-
-    fn canonical(&self) -> bool {
-        false
-    }
-}
-
-impl<K: ?Sized, V> fmt::Debug for PostgresTable<K, V> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PostgresTable")
-            .field("server", &self.pool.target())
-            .field("table", &self.table)
-            .field("keys", &self.keys)
-            .field("version", &self.version)
-            .finish_non_exhaustive()
+#[cfg(feature = "sqlite")]
+impl From<rusqlite::Error> for TableError {
+    fn from(error: rusqlite::Error) -> Self {
+        TableError::Sqlite(error.into())
     }
 }
