@@ -64,6 +64,15 @@ impl PartialEq for Json {
     }
 }
 
+/// An application's value: a row of three columns, as its JSON object.
+#[derive(Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Order {
+    order: u64,
+    customer: String,
+    total_cents: u64,
+}
+
+/// OLD's value of `key`, as its JSON text.
 fn value(key: u64) -> String {
     format!("{{\"order\":{key},\"customer\":\"c-{}\",\"total_cents\":{}}}", key % 977, key * 37 % 100_000)
 }
@@ -83,7 +92,7 @@ fn seed_sqlite(path: &std::path::Path, keys: u64) {
             insert
                 .execute(rusqlite::params![
                     key.key_bytes(),
-                    serde_json::to_string(&value(key)).unwrap(),
+                    value(key),
                     key as i64 + 1
                 ])
                 .unwrap();
@@ -151,7 +160,7 @@ async fn seed_postgres(url: &str, table: &str, keys: u64) {
     tokio::spawn(connection);
     for chunk in (0..keys).collect::<Vec<_>>().chunks(10_000) {
         let keys: Vec<Vec<u8>> = chunk.iter().map(|k| k.key_bytes()).collect();
-        let values: Vec<String> = chunk.iter().map(|k| serde_json::to_string(&value(*k)).unwrap()).collect();
+        let values: Vec<String> = chunk.iter().map(|k| value(*k)).collect();
         let versions: Vec<i64> = chunk.iter().map(|k| *k as i64 + 1).collect();
         client
             .execute(
@@ -314,7 +323,7 @@ async fn workers(url: &str, pass: &str, keys: u64, workers: usize) -> Duration {
 
 fn main() {
     let full = std::env::args().any(|arg| arg == "--bench");
-    let (keys, rounds) = if full { (100_000u64, 3) } else { (300, 1) };
+    let (keys, rounds) = if full { (100_000u64, 5) } else { (300, 1) };
     let on = runtime();
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name);
@@ -330,7 +339,7 @@ fn main() {
             let started = Instant::now();
             let copied = match which {
                 0 => copy_sqlite(&path("old.db"), &file),
-                1 => backfill_sqlite::<String>(&path("old.db"), &file, &on),
+                1 => backfill_sqlite::<Order>(&path("old.db"), &file, &on),
                 _ => backfill_sqlite::<Json>(&path("old.db"), &file, &on),
             };
             assert_eq!(copied, keys);
@@ -350,7 +359,7 @@ fn main() {
             let copied = on.block_on(async {
                 match which {
                     0 => copy_postgres(&url, "old_orders", "new_orders").await,
-                    1 => backfill_postgres::<String>(&url, "old_orders", "new_orders").await,
+                    1 => backfill_postgres::<Order>(&url, "old_orders", "new_orders").await,
                     _ => backfill_postgres::<Json>(&url, "old_orders", "new_orders").await,
                 }
             });
@@ -364,8 +373,8 @@ fn main() {
     let small = if full { 100_000 } else { 200 };
     seed_sqlite(&path("small.db"), small);
     seed_sqlite(&path("large.db"), small * 10);
-    let (_, peak_small) = peak_during(|| backfill_sqlite::<String>(&path("small.db"), &path("small-new.db"), &on));
-    let (_, peak_large) = peak_during(|| backfill_sqlite::<String>(&path("large.db"), &path("large-new.db"), &on));
+    let (_, peak_small) = peak_during(|| backfill_sqlite::<Order>(&path("small.db"), &path("small-new.db"), &on));
+    let (_, peak_large) = peak_during(|| backfill_sqlite::<Order>(&path("large.db"), &path("large-new.db"), &on));
 
     // Two workers against one, over stores 2 ms away.
     let spread = if full { 20_000 } else { 200 };

@@ -347,11 +347,11 @@ impl<'a, P: Pass> Backfill<'a, P> {
             let eta = left.filter(|_| rate > 0.0).map(|left| Duration::from_secs_f64(left as f64 / rate));
             Progress { checkpoint: checkpoint.clone(), estimate, rate, eta }
         };
-        let (mut failures, mut ran) = (0, false);
+        let (mut failures, mut ran, mut ahead) = (0, false, None);
         while !checkpoint.done {
             ran = true;
             let began = Instant::now();
-            match self.step(&checkpoint).await {
+            match self.step(&checkpoint, &mut ahead).await {
                 Ok((next, rows)) => {
                     failures = 0;
                     checkpoint = next;
@@ -482,10 +482,9 @@ impl<'a, P: Pass> Backfill<'a, P> {
         }
     }
 
-    /// One batch from `checkpoint`: the checkpoint after it, and how many entries it held. Counts
-    /// change only once the whole batch is through, so a failed batch, repeated, counts once.
-    async fn step(&self, checkpoint: &Checkpoint) -> Result<(Checkpoint, usize), crate::Error> {
-        let mut page = self.proxy.scan(checkpoint.position.as_deref(), self.batch).await?;
+    /// A page of OLD from `position`, cut at the range's end.
+    async fn fetch(&self, position: Option<&[u8]>) -> Result<Page<P::Key, P::Entry>, crate::Error> {
+        let mut page = self.proxy.scan(position, self.batch).await?;
         if let Some(end) = self.range.as_ref().and_then(|range| range.end.as_deref()) {
             // The range ends at `end`: what lies beyond is the next range's.
             let before = page.entries.len();
@@ -494,8 +493,31 @@ impl<'a, P: Pass> Backfill<'a, P> {
                 page.next = None;
             }
         }
+        Ok(page)
+    }
+
+    /// One batch from `checkpoint`: the checkpoint after it, and how many entries it held. Counts
+    /// change only once the whole batch is through, so a failed batch, repeated, counts once.
+    ///
+    /// The next page is read while this one is copied (`ahead`, with the position it was read
+    /// from), so a store's round trips overlap the other's. Reading early is safe: a versioned
+    /// copy lands only where NEW holds nothing as new, and the other passes read each value again
+    /// when they copy it. A page read ahead that failed is read again in the next step.
+    async fn step(&self, checkpoint: &Checkpoint, ahead: &mut Ahead<P>) -> Result<(Checkpoint, usize), crate::Error> {
+        let page = match ahead.take() {
+            Some((position, page)) if position == checkpoint.position => page,
+            _ => self.fetch(checkpoint.position.as_deref()).await?,
+        };
+        let (copied, read) = match page.next.as_deref() {
+            Some(position) => {
+                let (copied, read) = both(self.proxy.copy_many(&page.entries), self.fetch(Some(position))).await;
+                (copied, read.ok().map(|read| (page.next.clone(), read)))
+            }
+            None => (self.proxy.copy_many(&page.entries).await, None),
+        };
+        *ahead = read;
         let mut next = checkpoint.clone();
-        for copied in self.proxy.copy_many(&page.entries).await? {
+        for copied in copied? {
             match copied {
                 Copied::Copied => next.copied += 1,
                 Copied::Newer => next.newer += 1,
@@ -508,4 +530,33 @@ impl<'a, P: Pass> Backfill<'a, P> {
         next.position = page.next.or(next.position);
         Ok((next, rows))
     }
+}
+
+/// A page read ahead, with the position it was read from.
+type Ahead<P> = Option<(Option<Vec<u8>>, Page<<P as Pass>::Key, <P as Pass>::Entry>)>;
+
+/// Both futures' outputs, the two polled together on the caller's task (no runtime needed).
+async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    let (mut out_a, mut out_b) = (None, None);
+    std::future::poll_fn(|cx| {
+        if out_a.is_none() {
+            if let std::task::Poll::Ready(out) = a.as_mut().poll(cx) {
+                out_a = Some(out);
+            }
+        }
+        if out_b.is_none() {
+            if let std::task::Poll::Ready(out) = b.as_mut().poll(cx) {
+                out_b = Some(out);
+            }
+        }
+        match (out_a.take(), out_b.take()) {
+            (Some(a), Some(b)) => std::task::Poll::Ready((a, b)),
+            (a, b) => {
+                (out_a, out_b) = (a, b);
+                std::task::Poll::Pending
+            }
+        }
+    })
+    .await
 }

@@ -65,6 +65,11 @@ const TARGET_COLUMNS: &[(&str, &str, i64)] = &[
 /// A slot with its canonical key bytes, the value as its JSON text.
 pub type KeyedSlot = (Vec<u8>, Slot<String>);
 
+/// A column of the wrong type, as rusqlite's `get` reports it.
+fn column(index: usize, error: rusqlite::types::FromSqlError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Null, Box::new(error))
+}
+
 // A panic while holding the connection cannot leave a transaction half-applied: SQLite rolls back
 // an unfinished one, so a poisoned lock is still sound to use.
 fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -122,15 +127,20 @@ where
             self.table
         ))?;
         let mut rows = statement.query(rusqlite::params![after, i64::try_from(limit).unwrap_or(i64::MAX)])?;
-        let mut entries = Vec::new();
-        let mut last = None;
+        let mut entries = Vec::with_capacity(limit.min(4096));
+        let mut last: Option<Vec<u8>> = None;
+        // Borrowed from the row: a backfill scans every row, so no copy it does not need.
         while let Some(row) = rows.next()? {
-            let (key, text, version): (Vec<u8>, String, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
-            let value = decode(&key, &text)?;
-            entries.push((K::from_key_bytes(&key)?, Versioned { value, version: from_sql(version) }));
-            last = Some(key);
+            let key = row.get_ref(0)?.as_blob().map_err(|e| column(0, e))?;
+            let text = row.get_ref(1)?.as_str().map_err(|e| column(1, e))?;
+            let version: i64 = row.get(2)?;
+            let value = decode(key, text)?;
+            entries.push((K::from_key_bytes(key)?, Versioned { value, version: from_sql(version) }));
+            if entries.len() == limit {
+                last = Some(key.to_vec());
+            }
         }
-        let next = last.filter(|_| entries.len() == limit);
+        let next = last;
         Ok(Page { entries, next })
     }
 
@@ -354,7 +364,7 @@ where
     {
         let mut rows = Vec::with_capacity(entries.len());
         for (key, value, version) in entries {
-            rows.push((key.try_key_bytes()?, encode(*value)?, *version));
+            rows.push((key.try_key_bytes()?, *value, *version));
         }
         // `Slot::fill` without a token, in SQL: one statement per key and no read, one commit.
         let mut connection = lock(&self.connection);
@@ -370,7 +380,13 @@ where
                 self.table
             ))?;
             let now = to_sql(now_ms());
-            for (key, text, version) in &rows {
+            // One buffer for every value's JSON.
+            let mut text = Vec::new();
+            for (key, value, version) in &rows {
+                text.clear();
+                serde_json::to_writer(&mut text, value).map_err(crate::store::json::EncodeError)?;
+                // serde_json writes UTF-8 only.
+                let text = std::str::from_utf8(&text).unwrap_or_default();
                 let taken = *version > 0 && fill.execute(params![key, text, to_sql(*version), now])? == 1;
                 out.push(if taken { Filled::Copied } else { Filled::Refused });
             }
