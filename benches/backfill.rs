@@ -89,13 +89,7 @@ fn seed_sqlite(path: &std::path::Path, keys: u64) {
     {
         let mut insert = transaction.prepare("INSERT INTO orders VALUES (?1, ?2, ?3)").unwrap();
         for key in 0..keys {
-            insert
-                .execute(rusqlite::params![
-                    key.key_bytes(),
-                    value(key),
-                    key as i64 + 1
-                ])
-                .unwrap();
+            insert.execute(rusqlite::params![key.key_bytes(), value(key), key as i64 + 1]).unwrap();
         }
     }
     transaction.commit().unwrap();

@@ -94,6 +94,18 @@ impl<K, V, S: crate::versioned::Scan<K, V>> crate::versioned::Scan<K, V> for Bac
     }
 }
 
+impl<K, S: crate::cached::ScanKeys<K>> crate::cached::ScanKeys<K> for Backend<S> {
+    type Error = S::Error;
+
+    fn scan_keys(
+        &self,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> impl std::future::Future<Output = Result<crate::versioned::Page<K, ()>, Self::Error>> + Send {
+        self.__zddm_store.scan_keys(after, limit)
+    }
+}
+
 impl<K, V, S: crate::versioned::ScanSlots<K, V>> crate::versioned::ScanSlots<K, V> for Backend<S> {
     fn scan_slots(
         &self,

@@ -160,12 +160,12 @@ pub use zddm_macros::backend;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::backend::{cached, register, versioned, CachedRepository, Registered, VersionedRepository};
-    pub use crate::cached::CachedProxy;
+    pub use crate::cached::{CachedProxy, ScanKeys};
     pub use crate::fleet::{Control, Fleet};
     pub use crate::key::{schema_fields, ByteKey, KeyError, KeyReader, KeySink, MigrationKey};
     pub use crate::proxy::{block_on, Proxy, ProxyBuilder};
     pub use crate::store::Store;
-    pub use crate::versioned::{VersionedProxy, VersionedProxyBuilder};
+    pub use crate::versioned::{Page, VersionedProxy, VersionedProxyBuilder};
     pub use crate::{ConfigError, Error, Gate};
     pub use ::core::convert::From;
     pub use ::core::future::Future;

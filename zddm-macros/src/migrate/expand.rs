@@ -49,6 +49,7 @@ pub fn plain_trait(item: &ItemTrait) -> ItemTrait {
 //     }
 //
 //     #[doc(hidden)] pub struct OrderRepoSide<B>(::zddm::Backend<B>);
+//     impl<B, K> ScanKeys<K> for OrderRepoSide<B> where Backend<B>: ScanKeys<K> { /* forwarded */ }
 //     impl ::zddm::Store<OrderKey, Order> for OrderRepoSide<PgOrders> { /* get/put/delete: the trait's
 //         methods on the backend; insert_if_absent: get, then put, under the proxy's key lock */ }
 //     impl ::zddm::Store<OrderKey, Order> for OrderRepoSide<RedisOrders> { … }
@@ -95,10 +96,29 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
         } else {
             quote!(::zddm::Backend<B>)
         };
+        let store = if exclusive { quote!(&*self.0.lock().await) } else { quote!(&self.0) };
         quote! {
             #[doc = #side_doc]
             #[doc(hidden)]
             #vis struct #side<B>(#inner);
+
+            // A store that scans its keys (`zddm::cached::ScanKeys`) can be backfilled and verified.
+            #[automatically_derived]
+            // Generic over the key, so that a key type without a size (`str`) needs no scan.
+            impl<B, K> ::zddm::__private::ScanKeys<K> for #side<B>
+            where
+                ::zddm::Backend<B>: ::zddm::__private::ScanKeys<K>,
+            {
+                type Error = <::zddm::Backend<B> as ::zddm::__private::ScanKeys<K>>::Error;
+
+                async fn scan_keys(
+                    &self,
+                    after: ::zddm::__private::Option<&[u8]>,
+                    limit: usize,
+                ) -> ::zddm::__private::Result<::zddm::__private::Page<K, ()>, Self::Error> {
+                    ::zddm::__private::ScanKeys::scan_keys(#store, after, limit).await
+                }
+            }
         }
     });
     let doc = format!(
