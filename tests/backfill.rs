@@ -4,16 +4,16 @@
 //! through OLD in canonical key order, resumable from any position.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use zddm::backfill::{Backfill, BackfillError, Checkpoint, Checkpoints, FileCheckpoint, MemoryCheckpoint};
+use zddm::backfill::{Backfill, Checkpoint, Checkpoints, FileCheckpoint, MemoryCheckpoint};
 use zddm::versioned::{
     Lookup, MemorySource, MemoryTarget, PostgresSource, PostgresTarget, RedisSource, RedisTarget, Scan, Source,
     SqliteSource, SqliteTarget, Target, VersionedProxy,
 };
 use zddm::{Gate, MigrationKey, Phase, Rate};
+use zddm_suite::resume::{chaos, kill_and_resume};
 use zddm_suite::servers::{PostgresServer, RedisServer};
-use zddm_suite::stall::{Chaos, Stall};
+use zddm_suite::stall::Stall;
 
 const KEYS: u64 = 600;
 
@@ -41,19 +41,8 @@ async fn assert_new_equals_old<O: Source<u64, String>, N: Target<u64, String>>(o
     assert!(stale.is_empty(), "{name}: {} keys differ, e.g. {:?}", stale.len(), &stale[..stale.len().min(5)]);
 }
 
-fn chaos(seed: u64) -> Option<Chaos> {
-    Some(Chaos {
-        fail_before_ppm: 20_000,
-        fail_after_ppm: 20_000,
-        delay_ppm: 200_000,
-        max_delay: Duration::from_millis(2),
-        seed,
-    })
-}
-
-/// Seeds OLD, writes some keys through the proxy (so NEW holds newer values than the backfill will
-/// read), then runs the backfill under chaos, killing it at a random moment each time and writing
-/// and deleting more keys through the proxy between runs, until one run finishes.
+/// Seeds OLD, then runs the backfill killed at random moments under chaos, with keys written and
+/// deleted through the proxy between runs, until one run finishes.
 async fn killed_and_resumed<O, N>(old: O, new: N, checkpoints: &impl Checkpoints, name: &str)
 where
     O: Scan<u64, String> + 'static,
@@ -65,47 +54,15 @@ where
     let (old, new) = (Arc::new(Stall::new(old)), Arc::new(Stall::new(new)));
     let proxy = VersionedProxy::new(old.clone(), new.clone(), Gate::new("backfill", Rate::ALL));
     proxy.set_phase(Phase::Live).unwrap();
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut random = move |below: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % below
+    let storm = |seeds: Option<(u64, u64)>| {
+        old.chaos(seeds.and_then(|seeds| chaos(seeds.0)));
+        new.chaos(seeds.and_then(|seeds| chaos(seeds.1)));
     };
-    let (mut kills, mut failures, mut runs) = (0, 0, 0);
-    let done = loop {
-        runs += 1;
-        // Writes between runs, with the stores behaving, so that each one settles in NEW.
-        for _ in 0..10 {
-            let key = random(KEYS);
-            if random(4) == 0 {
-                proxy.delete(&key).await.unwrap();
-            } else {
-                proxy.put(&key, &value(key, runs)).await.unwrap();
-            }
-        }
-        old.chaos(chaos(random(u64::MAX) | 1));
-        new.chaos(chaos(random(u64::MAX) | 1));
-        let backfill = Backfill::new(&proxy).batch(1 + random(60) as usize).attempts(2).back_off(
-            Duration::from_millis(50),
-            Duration::from_micros(100),
-            Duration::from_millis(1),
-        );
-        let run = backfill.run(checkpoints, tokio::time::sleep, |_| {});
-        let outcome = tokio::time::timeout(Duration::from_millis(1 + random(40)), run).await;
-        old.chaos(None);
-        new.chaos(None);
-        match outcome {
-            Err(_) => kills += 1,
-            Ok(Err(BackfillError::Store { .. })) => failures += 1,
-            Ok(Err(other)) => panic!("{name}: {other}"),
-            Ok(Ok(done)) => break done,
-        }
-        assert!(runs < 2_000, "{name}: the backfill never finished");
+    let write = async |key: u64, value: Option<String>| match value {
+        Some(value) => proxy.put(&key, &value).await.unwrap(),
+        None => proxy.delete(&key).await.unwrap(),
     };
-    eprintln!("{name}: {runs} runs, {kills} killed, {failures} gave up on store errors; {done}");
-    assert!(kills >= 3, "{name}: only {kills} runs were killed; the test must kill some");
-    assert!(done.done && done.scanned > 0, "{name}: {done}");
+    kill_and_resume(&proxy, checkpoints, KEYS, 40, storm, write, name).await;
     assert_new_equals_old(old.inner(), new.inner(), name).await;
 }
 

@@ -7,12 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use zddm::backfill::{Backfill, BackfillError, MemoryCheckpoint};
+use zddm::backfill::{Backfill, MemoryCheckpoint};
 use zddm::cached::ScanKeys;
 use zddm::verify::Verify;
-use zddm::{Blocking, Gate, MemoryStore, MigrationKey, Phase, PhaseError, PostgresStore, Proxy, Rate, RedisStore};
+use zddm::{Blocking, Gate, MemoryStore, Phase, PhaseError, PostgresStore, Proxy, Rate, RedisStore};
 use zddm::{SqliteStore, Store};
 use zddm_suite::faults::{Fault, Faulty};
+use zddm_suite::planted::check_planted;
+use zddm_suite::resume::{chaos, kill_and_resume};
 use zddm_suite::servers::{PostgresServer, RedisServer};
 use zddm_suite::stall::{Chaos, Stall};
 
@@ -115,16 +117,6 @@ async fn a_delete_during_a_copy_waits_for_it_and_wins() {
     assert_eq!((old.inner().get(&1).await.unwrap(), new.inner().get(&1).await.unwrap()), (None, None));
 }
 
-fn chaos(seed: u64) -> Option<Chaos> {
-    Some(Chaos {
-        fail_before_ppm: 20_000,
-        fail_after_ppm: 20_000,
-        delay_ppm: 200_000,
-        max_delay: Duration::from_millis(2),
-        seed,
-    })
-}
-
 /// Killed at random moments (and failing at random), with writes through the proxy between runs,
 /// then resumed from its checkpoint until a run finishes: NEW ends equal to OLD.
 async fn killed_and_resumed<O, N>(old: O, new: N, name: &str)
@@ -138,46 +130,15 @@ where
     let (old, new) = (Arc::new(Stall::new(old)), Arc::new(Stall::new(new)));
     let proxy = Proxy::new(old.clone(), new.clone(), Gate::new("finish", Rate::ALL));
     proxy.set_phase(Phase::Live).unwrap();
-    let checkpoint = MemoryCheckpoint::new();
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut random = move |below: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % below
+    let storm = |seeds: Option<(u64, u64)>| {
+        old.chaos(seeds.and_then(|seeds| chaos(seeds.0)));
+        new.chaos(seeds.and_then(|seeds| chaos(seeds.1)));
     };
-    let (mut kills, mut runs) = (0, 0);
-    let done = loop {
-        runs += 1;
-        for _ in 0..10 {
-            let key = random(KEYS);
-            if random(4) == 0 {
-                proxy.delete(&key).await.unwrap();
-            } else {
-                proxy.put(&key, &value(key, runs)).await.unwrap();
-            }
-        }
-        old.chaos(chaos(random(u64::MAX) | 1));
-        new.chaos(chaos(random(u64::MAX) | 1));
-        let backfill = Backfill::new(&proxy).batch(1 + random(40) as usize).attempts(2).back_off(
-            Duration::from_millis(50),
-            Duration::from_micros(100),
-            Duration::from_millis(1),
-        );
-        let run = backfill.run(&checkpoint, tokio::time::sleep, |_| {});
-        let outcome = tokio::time::timeout(Duration::from_millis(1 + random(30)), run).await;
-        old.chaos(None);
-        new.chaos(None);
-        match outcome {
-            Err(_) => kills += 1,
-            Ok(Err(BackfillError::Store { .. })) => {}
-            Ok(Err(other)) => panic!("{name}: {other}"),
-            Ok(Ok(done)) => break done,
-        }
-        assert!(runs < 2_000, "{name}: the backfill never finished");
+    let write = async |key: u64, value: Option<String>| match value {
+        Some(value) => proxy.put(&key, &value).await.unwrap(),
+        None => proxy.delete(&key).await.unwrap(),
     };
-    eprintln!("{name}: {runs} runs, {kills} killed; {done}");
-    assert!(kills >= 3, "{name}: only {kills} runs were killed; the test must kill some");
+    kill_and_resume(&proxy, &MemoryCheckpoint::new(), KEYS, 30, storm, write, name).await;
     // A killed run may leave a key in doubt (its write was cut off); a read repairs it, as a
     // verification's does.
     let report = Verify::new(&proxy).recheck_after(Duration::ZERO).run(tokio::time::sleep, |_| {}).await.unwrap();
@@ -280,16 +241,7 @@ where
     };
     let report = quick().run(tokio::time::sleep, |_| {}).await.unwrap();
     fixer.await.unwrap();
-    let keys = |examples: &[Vec<u8>]| {
-        let mut keys = examples.iter().map(|k| u64::from_key_bytes(k).unwrap()).collect::<Vec<_>>();
-        keys.sort();
-        keys
-    };
-    assert_eq!(keys(&report.missing.examples), [100], "{name}: {report}");
-    assert_eq!(keys(&report.extra.examples), [1], "{name}: {report}");
-    assert_eq!(keys(&report.differs.examples), [2, 3], "{name}: {report}");
-    assert_eq!((report.transient, report.repaired, report.unresolved.count), (2, 4, 0), "{name}: {report}");
-    assert!(!report.clean() && report.checked == 41, "{name}: {report}");
+    check_planted(&report, &[], name);
     assert_eq!(proxy.keys_in_doubt(), 0, "{name}");
     assert_eq!(proxy.set_phase(Phase::Complete), Err(PhaseError::Unverified), "{name}");
 

@@ -2,6 +2,9 @@
 //! any `Proxy`: its stores declare how their keys are scanned (`zddm::cached::ScanKeys`, on the
 //! store itself), and the migration's `proxy()` is backfilled, verified and completed.
 
+// The repository's value is a `String`, which the routed write takes by reference as `&Value`.
+#![allow(clippy::ptr_arg)]
+
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -10,23 +13,7 @@ use zddm::cached::ScanKeys;
 use zddm::verify::Verify;
 use zddm::versioned::Page;
 use zddm::{Gate, MigrationKey, Phase, PhaseError, Rate};
-
-#[derive(Debug)]
-struct RepoError(String);
-
-impl std::fmt::Display for RepoError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RepoError {}
-
-impl From<zddm::Error> for RepoError {
-    fn from(error: zddm::Error) -> Self {
-        RepoError(error.to_string())
-    }
-}
+use zddm_suite::ui::RepoError;
 
 #[zddm::migrate(old = OldAccounts, new = NewAccounts)]
 trait Accounts {

@@ -9,6 +9,8 @@ pub mod history;
 pub mod naive;
 pub mod orders;
 pub mod paired;
+pub mod planted;
+pub mod resume;
 pub mod scenarios;
 pub mod servers;
 pub mod stall;

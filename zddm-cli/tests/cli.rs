@@ -250,46 +250,50 @@ async fn a_real_orders_table_is_backfilled_and_verified_from_the_command_line() 
     )
     .await
     .unwrap();
-    let table = ["--table", "orders", "--key-columns", "tenant,id", "--version-column", "version"];
-    let stores = ["--old", &url, "--new", &url, "--new-table", "orders_v2", "--live"];
+    let stores = ["--old", url.as_str(), "--new", url.as_str(), "--new-table", "orders_v2"];
+    let update = async || {
+        app.execute("UPDATE orders SET customer = 'moved' WHERE tenant = 2 AND id = 'order-7'", &[]).await.unwrap();
+    };
+    from_the_command_line(&stores, update, "tenant integer").await;
+}
+
+/// Backfills and verifies an existing `orders` table of 300 rows keyed by (tenant, id), then
+/// again after `update` moved one row around zddm: found (status 3), repaired, clean again. A
+/// wrong key column is named, with the table's columns (`columns` is how the first one reads).
+async fn from_the_command_line(stores: &[&str], update: impl AsyncFnOnce(), columns: &str) {
+    let table = ["--table", "orders", "--key-columns", "tenant,id", "--version-column", "version", "--live"];
     let dir = tempfile::tempdir().unwrap();
     let checkpoint = dir.path().join("orders.checkpoint").display().to_string();
-    let backfill: Vec<&str> =
-        ["backfill"].into_iter().chain(stores).chain(table).chain(["--checkpoint", &checkpoint]).collect();
+    let backfill: Vec<&str> = ["backfill"]
+        .into_iter()
+        .chain(stores.iter().copied())
+        .chain(table)
+        .chain(["--checkpoint", &checkpoint])
+        .collect();
     let out = zddm(&backfill);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("scanned 300") && stdout.contains("copied 300"), "{stdout}");
 
-    let verify: Vec<&str> = ["verify"].into_iter().chain(stores).chain(table).chain(["--recheck-after", "0"]).collect();
+    let verify: Vec<&str> =
+        ["verify"].into_iter().chain(stores.iter().copied()).chain(table).chain(["--recheck-after", "0"]).collect();
     let out = zddm(&verify);
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(text(&out).0.contains("checked 300 keys: 0 missing"), "{:?}", text(&out));
 
-    app.execute("UPDATE orders SET customer = 'moved' WHERE tenant = 2 AND id = 'order-7'", &[]).await.unwrap();
+    update().await;
     let out = zddm(&verify);
     assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
     assert!(text(&out).0.contains("1 differing") && text(&out).0.contains("1 repaired"), "{:?}", text(&out));
     let out = zddm(&verify);
     assert!(out.status.success(), "{:?}", text(&out));
 
-    let out = zddm(&[
-        "verify",
-        "--old",
-        &url,
-        "--new",
-        &url,
-        "--table",
-        "orders",
-        "--key-columns",
-        "tenant,number",
-        "--version-column",
-        "version",
-        "--live",
-    ]);
-    let (_, err) = text(&out);
+    let mut wrong = verify.clone();
+    let at = wrong.iter().position(|arg| *arg == "tenant,id").unwrap();
+    wrong[at] = "tenant,number";
+    let out = zddm(&wrong);
     assert_eq!(out.status.code(), Some(1));
-    assert!(err.contains("no column \"number\"") && err.contains("tenant integer"), "{err}");
+    assert!(text(&out).1.contains("no column \"number\"") && text(&out).1.contains(columns), "{:?}", text(&out));
 }
 
 /// The same on SQLite: the application's table keeps its versions in `zddm_versions` through
@@ -318,38 +322,14 @@ async fn a_real_sqlite_orders_table_is_backfilled_and_verified_from_the_command_
     )
     .unwrap();
     let (old_url, new_url) = (format!("sqlite:{}", shop.display()), format!("sqlite:{}", new.display()));
-    let table = ["--table", "orders", "--key-columns", "tenant,id", "--version-column", "version", "--live"];
     let stores = ["--old", old_url.as_str(), "--new", new_url.as_str()];
-    let checkpoint = dir.path().join("orders.checkpoint").display().to_string();
-    let backfill: Vec<&str> =
-        ["backfill"].into_iter().chain(stores).chain(table).chain(["--checkpoint", &checkpoint]).collect();
-    let out = zddm(&backfill);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stdout}{stderr}");
-    assert!(stdout.contains("scanned 300") && stdout.contains("copied 300"), "{stdout}");
+    let update = async || {
+        app.execute("UPDATE orders SET customer = 'moved' WHERE tenant = 2 AND id = 'order-7'", []).unwrap();
+    };
+    from_the_command_line(&stores, update, "tenant INTEGER").await;
 
-    let verify: Vec<&str> = ["verify"].into_iter().chain(stores).chain(table).chain(["--recheck-after", "0"]).collect();
-    let out = zddm(&verify);
-    assert!(out.status.success(), "{:?}", text(&out));
-    assert!(text(&out).0.contains("checked 300 keys: 0 missing"), "{:?}", text(&out));
-
-    app.execute("UPDATE orders SET customer = 'moved' WHERE tenant = 2 AND id = 'order-7'", []).unwrap();
-    let out = zddm(&verify);
-    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
-    assert!(text(&out).0.contains("1 differing") && text(&out).0.contains("1 repaired"), "{:?}", text(&out));
-    let out = zddm(&verify);
-    assert!(out.status.success(), "{:?}", text(&out));
-
-    let mut wrong = verify.clone();
-    let at = wrong.iter().position(|arg| *arg == "tenant,id").unwrap();
-    wrong[at] = "tenant,number";
-    let out = zddm(&wrong);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out).1.contains("no column \"number\"") && text(&out).1.contains("tenant INTEGER"),
-        "{:?}",
-        text(&out)
-    );
+    let table = ["--table", "orders", "--key-columns", "tenant,id", "--version-column", "version", "--live"];
+    let verify: Vec<&str> = ["verify"].into_iter().chain(stores).chain(table).collect();
     let mut sequence = verify.clone();
     sequence.extend(["--version-sequence", "orders_version_seq"]);
     let out = zddm(&sequence);

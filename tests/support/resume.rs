@@ -1,0 +1,77 @@
+//! A backfill killed at random moments and resumed from its checkpoint until one run finishes: the
+//! driver the backfill tests share, whatever proxy the pass runs over.
+
+use std::time::Duration;
+
+use zddm::backfill::{Backfill, BackfillError, Checkpoints, Pass, Progress};
+
+use crate::stall::Chaos;
+
+/// What it took.
+#[derive(Debug)]
+pub struct Resumed {
+    pub runs: u32,
+    pub kills: u32,
+    pub done: Progress,
+}
+
+/// Chaos on a store: 2 % of calls fail before they apply, 2 % after, 20 % wait up to 2 ms.
+pub fn chaos(seed: u64) -> Option<Chaos> {
+    Some(Chaos {
+        fail_before_ppm: 20_000,
+        fail_after_ppm: 20_000,
+        delay_ppm: 200_000,
+        max_delay: Duration::from_millis(2),
+        seed,
+    })
+}
+
+/// Runs `proxy`'s backfill until a run finishes. Before each run, ten writes of random keys below
+/// `keys` through `write` (`None` deletes), with the stores calm; during it, chaos on both stores
+/// (`storm` gets a seed for each, or `None` to calm them), and a kill after up to `kill_ms`.
+pub async fn kill_and_resume<P: Pass>(
+    proxy: &P,
+    checkpoints: &impl Checkpoints,
+    keys: u64,
+    kill_ms: u64,
+    storm: impl Fn(Option<(u64, u64)>),
+    mut write: impl AsyncFnMut(u64, Option<String>),
+    name: &str,
+) -> Resumed {
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut random = move |below: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % below
+    };
+    let (mut kills, mut runs) = (0, 0);
+    let done = loop {
+        runs += 1;
+        for _ in 0..10 {
+            let key = random(keys);
+            let value = (random(4) != 0).then(|| format!("value {key} of round {runs}"));
+            write(key, value).await;
+        }
+        storm(Some((random(u64::MAX) | 1, random(u64::MAX) | 1)));
+        let backfill = Backfill::new(proxy).batch(1 + random(60) as usize).attempts(2).back_off(
+            Duration::from_millis(50),
+            Duration::from_micros(100),
+            Duration::from_millis(1),
+        );
+        let run = backfill.run(checkpoints, tokio::time::sleep, |_| {});
+        let outcome = tokio::time::timeout(Duration::from_millis(1 + random(kill_ms)), run).await;
+        storm(None);
+        match outcome {
+            Err(_) => kills += 1,
+            Ok(Err(BackfillError::Store { .. })) => {}
+            Ok(Err(other)) => panic!("{name}: {other}"),
+            Ok(Ok(done)) => break done,
+        }
+        assert!(runs < 2_000, "{name}: the backfill never finished");
+    };
+    eprintln!("{name}: {runs} runs, {kills} killed; {done}");
+    assert!(kills >= 3, "{name}: only {kills} runs were killed; the test must kill some");
+    assert!(done.done && done.scanned > 0, "{name}: {done}");
+    Resumed { runs, kills, done }
+}
