@@ -11,7 +11,7 @@ use zddm::versioned::{
     SqliteSource, SqliteTarget, Target, VersionedProxy,
 };
 use zddm::{Gate, MigrationKey, Phase, Rate};
-use zddm_suite::resume::{chaos, kill_and_resume};
+use zddm_suite::resume::kill_and_resume;
 use zddm_suite::servers::{PostgresServer, RedisServer};
 use zddm_suite::stall::Stall;
 
@@ -54,15 +54,11 @@ where
     let (old, new) = (Arc::new(Stall::new(old)), Arc::new(Stall::new(new)));
     let proxy = VersionedProxy::new(old.clone(), new.clone(), Gate::new("backfill", Rate::ALL));
     proxy.set_phase(Phase::Live).unwrap();
-    let storm = |seeds: Option<(u64, u64)>| {
-        old.chaos(seeds.and_then(|seeds| chaos(seeds.0)));
-        new.chaos(seeds.and_then(|seeds| chaos(seeds.1)));
-    };
     let write = async |key: u64, value: Option<String>| match value {
         Some(value) => proxy.put(&key, &value).await.unwrap(),
         None => proxy.delete(&key).await.unwrap(),
     };
-    kill_and_resume(&proxy, checkpoints, KEYS, 40, storm, write, name).await;
+    kill_and_resume(&proxy, (&old, &new), checkpoints, (KEYS, 40), write, name).await;
     assert_new_equals_old(old.inner(), new.inner(), name).await;
 }
 

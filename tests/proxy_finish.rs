@@ -14,7 +14,7 @@ use zddm::{Blocking, Gate, MemoryStore, Phase, PhaseError, PostgresStore, Proxy,
 use zddm::{SqliteStore, Store};
 use zddm_suite::faults::{Fault, Faulty};
 use zddm_suite::planted::check_planted;
-use zddm_suite::resume::{chaos, kill_and_resume};
+use zddm_suite::resume::kill_and_resume;
 use zddm_suite::servers::{PostgresServer, RedisServer};
 use zddm_suite::stall::{Chaos, Stall};
 
@@ -130,15 +130,11 @@ where
     let (old, new) = (Arc::new(Stall::new(old)), Arc::new(Stall::new(new)));
     let proxy = Proxy::new(old.clone(), new.clone(), Gate::new("finish", Rate::ALL));
     proxy.set_phase(Phase::Live).unwrap();
-    let storm = |seeds: Option<(u64, u64)>| {
-        old.chaos(seeds.and_then(|seeds| chaos(seeds.0)));
-        new.chaos(seeds.and_then(|seeds| chaos(seeds.1)));
-    };
     let write = async |key: u64, value: Option<String>| match value {
         Some(value) => proxy.put(&key, &value).await.unwrap(),
         None => proxy.delete(&key).await.unwrap(),
     };
-    kill_and_resume(&proxy, &MemoryCheckpoint::new(), KEYS, 30, storm, write, name).await;
+    kill_and_resume(&proxy, (&old, &new), &MemoryCheckpoint::new(), (KEYS, 30), write, name).await;
     // A killed run may leave a key in doubt (its write was cut off); a read repairs it, as a
     // verification's does.
     let report = Verify::new(&proxy).recheck_after(Duration::ZERO).run(tokio::time::sleep, |_| {}).await.unwrap();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use zddm::backfill::{Backfill, BackfillError, Checkpoints, Pass, Progress};
 
-use crate::stall::Chaos;
+use crate::stall::{Chaos, Stall};
 
 /// What it took.
 #[derive(Debug)]
@@ -27,17 +27,20 @@ pub fn chaos(seed: u64) -> Option<Chaos> {
 }
 
 /// Runs `proxy`'s backfill until a run finishes. Before each run, ten writes of random keys below
-/// `keys` through `write` (`None` deletes), with the stores calm; during it, chaos on both stores
-/// (`storm` gets a seed for each, or `None` to calm them), and a kill after up to `kill_ms`.
-pub async fn kill_and_resume<P: Pass>(
+/// `keys` through `write` (`None` deletes), with the stores calm; during it, chaos on both of the
+/// proxy's stores (`stores`: OLD and NEW), and a kill after up to `kill_ms`.
+pub async fn kill_and_resume<P: Pass, O, N>(
     proxy: &P,
+    stores: (&Stall<O>, &Stall<N>),
     checkpoints: &impl Checkpoints,
-    keys: u64,
-    kill_ms: u64,
-    storm: impl Fn(Option<(u64, u64)>),
+    (keys, kill_ms): (u64, u64),
     mut write: impl AsyncFnMut(u64, Option<String>),
     name: &str,
 ) -> Resumed {
+    let storm = |seeds: Option<(u64, u64)>| {
+        stores.0.chaos(seeds.and_then(|seeds| chaos(seeds.0)));
+        stores.1.chaos(seeds.and_then(|seeds| chaos(seeds.1)));
+    };
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     let mut random = move |below: u64| {
         seed ^= seed << 13;
