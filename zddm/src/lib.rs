@@ -31,6 +31,7 @@
 mod backend;
 pub mod backfill;
 pub mod cached;
+mod controls;
 mod error;
 pub mod fleet;
 mod gate;
@@ -42,6 +43,7 @@ pub mod verify;
 pub mod versioned;
 
 pub use backend::Backend;
+pub use controls::Controls;
 pub use error::{BoxError, Error, Op, Side};
 pub use gate::{Admission, Gate};
 pub use key::{schema_fields, ByteKey, Bytes, KeyError, KeyReader, KeySink, MigrationKey, RawKey};
@@ -159,7 +161,9 @@ pub use zddm_macros::backend;
 /// shadowing `core`, `Result` or `String` cannot break an expansion.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::backend::{cached, register, versioned, CachedRepository, Registered, VersionedRepository};
+    pub use crate::backend::{
+        cached, local, register, versioned, CachedRepository, Migration, Registered, VersionedRepository,
+    };
     pub use crate::cached::{CachedProxy, ScanKeys};
     pub use crate::fleet::{Control, Fleet};
     pub use crate::key::{schema_fields, ByteKey, KeyError, KeyReader, KeySink, MigrationKey};

@@ -272,7 +272,7 @@ pub trait Compare: sealed::Sealed + Sync {
     fn revoke(&self);
 }
 
-mod sealed {
+pub(crate) mod sealed {
     pub trait Sealed {}
 }
 

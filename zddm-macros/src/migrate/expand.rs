@@ -35,16 +35,20 @@ pub fn plain_trait(item: &ItemTrait) -> ItemTrait {
 //     pub trait OrderRepo: ::zddm::__private::Registered<OrderRepoMigration> { /* as written */ }
 //
 //     pub struct OrderRepoMigration {
-//         proxy: ::zddm::Proxy<OrderKey, Order, OrderRepoSide<PgOrders>, OrderRepoSide<RedisOrders>>,
+//         // `Controls` gives gate, phase and stats through `proxy()`, never a store.
+//         proxy: ::zddm::Controls<::zddm::Proxy<OrderKey, Order, Arc<OrderRepoSide<PgOrders>>, Arc<…>>>,
+//         old: Arc<OrderRepoSide<PgOrders>>,   // for `#[zddm(old)]` methods
+//         new: Arc<OrderRepoSide<RedisOrders>>,
 //     }
 //     impl OrderRepoMigration { pub fn new(old, new, gate) -> Self; pub fn build(…); pub fn proxy(&self) }
+//     impl ::zddm::__private::Migration for OrderRepoMigration {}   // registered with itself
 //     impl OrderRepo for OrderRepoMigration {
 //         async fn get_order(&self, __zddm_arg1: &OrderKey) -> Result<Option<Order>, RepoError> {
-//             self.proxy.get(__zddm_arg1).await.map_err(<RepoError as From<zddm::Error>>::from)
+//             carry(::zddm::Controls::get(&self.proxy, __zddm_arg1).await)   // zddm::Error -> RepoError
 //         }
 //         …put / delete likewise…
 //         async fn count(&self) -> Result<u64, RepoError> {
-//             <::zddm::Backend<PgOrders> as OrderRepo>::count(&self.proxy.old().0).await
+//             <::zddm::Backend<PgOrders> as OrderRepo>::count(&self.old.0).await
 //         }
 //     }
 //
@@ -144,14 +148,16 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
         impl #migration {
             #constructors
 
-            /// The proxy: its gate, phase and stats.
+            /// The migration's controls: its gate, phase and stats, keys in doubt, and what a
+            /// backfill and a verification need. Never a store: a write to one alone would leave
+            /// OLD and NEW out of step.
             #vis fn proxy(&self) -> &#proxy_ty {
                 &self.proxy
             }
         }
 
         #[automatically_derived]
-        impl ::zddm::__private::Registered<#migration> for #migration {}
+        impl ::zddm::__private::Migration for #migration {}
 
         #stores_impl
 
@@ -207,23 +213,29 @@ impl Shape {
             }
         };
         match args.mode {
-            // The local proxy owns its sides and lends them out.
+            // The proxy's handle gives out no store: the migration keeps its own handles for the
+            // passed-through methods, in every mode.
             Mode::Local => Shape {
                 proxy_name: "zddm::Proxy",
-                proxy_path: quote!(::zddm::__private::Proxy),
+                proxy_path: quote!(::zddm::Controls),
                 turbofish: TokenStream::new(),
                 stores_impl: TokenStream::new(),
-                proxy_ty: quote!(::zddm::__private::Proxy<#key, #value, #side<#old>, #side<#new>>),
-                fields: TokenStream::new(),
-                old_place: quote!(self.proxy.old().0),
-                new_place: quote!(self.proxy.new_store().0),
+                proxy_ty: quote!(::zddm::Controls<::zddm::__private::Proxy<
+                    #key, #value,
+                    ::zddm::__private::Arc<#side<#old>>,
+                    ::zddm::__private::Arc<#side<#new>>,
+                >>),
+                fields: quote!(
+                    old: ::zddm::__private::Arc<#side<#old>>,
+                    new: ::zddm::__private::Arc<#side<#new>>,
+                ),
+                old_place: quote!(self.old.0),
+                new_place: quote!(self.new.0),
                 exclusive,
                 side: side.clone(),
                 old: old.clone(),
                 new: new.clone(),
             },
-            // The fleet proxies hand out no store: the migration keeps its own handles for the
-            // passed-through methods.
             Mode::Versioned => Shape {
                 proxy_name: "zddm::versioned::VersionedProxy",
                 proxy_path: quote!(::zddm::__private::versioned),
@@ -233,11 +245,11 @@ impl Shape {
                     quote!(::zddm::__private::Arc<::zddm::Backend<#old>>),
                     quote!(::zddm::__private::Arc<::zddm::Backend<#new>>),
                 ),
-                proxy_ty: quote!(::zddm::__private::VersionedProxy<
+                proxy_ty: quote!(::zddm::Controls<::zddm::__private::VersionedProxy<
                     #key, #value,
                     ::zddm::__private::Arc<::zddm::Backend<#old>>,
                     ::zddm::__private::Arc<::zddm::Backend<#new>>,
-                >),
+                >>),
                 fields: quote!(
                     old: ::zddm::__private::Arc<::zddm::Backend<#old>>,
                     new: ::zddm::__private::Arc<::zddm::Backend<#new>>,
@@ -258,11 +270,11 @@ impl Shape {
                     quote!(::zddm::__private::Arc<#side<#old>>),
                     quote!(::zddm::__private::Arc<::zddm::Backend<#new>>),
                 ),
-                proxy_ty: quote!(::zddm::__private::CachedProxy<
+                proxy_ty: quote!(::zddm::Controls<::zddm::__private::CachedProxy<
                     #key, #value,
                     ::zddm::__private::Arc<#side<#old>>,
                     ::zddm::__private::Arc<::zddm::Backend<#new>>,
-                >),
+                >>),
                 fields: quote!(
                     old: ::zddm::__private::Arc<#side<#old>>,
                     new: ::zddm::__private::Arc<::zddm::Backend<#new>>,
@@ -283,7 +295,7 @@ impl Shape {
 //
 // Output (the trait, its impl and the seal as above):
 //     pub struct OrderRepoMigration {
-//         proxy: VersionedProxy<OrderKey, Order, Arc<Backend<PgOrders>>, Arc<Backend<NewOrders>>>,
+//         proxy: Controls<VersionedProxy<OrderKey, Order, Arc<Backend<PgOrders>>, Arc<Backend<NewOrders>>>>,
 //         old: Arc<Backend<PgOrders>>,   // for `#[zddm(old)]` methods
 //         new: Arc<Backend<NewOrders>>,
 //     }
@@ -387,16 +399,19 @@ fn local_constructors(
     let (old, new) = (&args.old, &args.new);
     let side = &shape.side;
     let wrap = if shape.exclusive { quote!(::zddm::__private::AsyncMutex::new) } else { quote!() };
+    let sides = quote! {
+        let old = ::zddm::__private::Arc::new(#side(#wrap(::zddm::__private::register(old))));
+        let new = ::zddm::__private::Arc::new(#side(#wrap(::zddm::__private::register(new))));
+        let stores = (::zddm::__private::Arc::clone(&old), ::zddm::__private::Arc::clone(&new));
+    };
+    let builder = quote!(::zddm::__private::ProxyBuilder<
+        #key, #value, ::zddm::__private::Arc<#side<#old>>, ::zddm::__private::Arc<#side<#new>>,
+    >);
     quote! {
         /// A migration from `old` to `new`, with `gate` deciding which keys take part.
         #vis fn new(old: #old, new: #new, gate: ::zddm::__private::Gate) -> Self {
-            #migration {
-                proxy: ::zddm::__private::Proxy::new(
-                    #side(#wrap(::zddm::__private::register(old))),
-                    #side(#wrap(::zddm::__private::register(new))),
-                    gate,
-                ),
-            }
+            #sides
+            #migration { proxy: ::zddm::__private::local::new(stores.0, stores.1, gate), old, new }
         }
 
         /// Like `new`, with the proxy's options (phase, stripes, shadow sampling, mismatch hook).
@@ -404,16 +419,12 @@ fn local_constructors(
             old: #old,
             new: #new,
             gate: ::zddm::__private::Gate,
-            options: impl ::core::ops::FnOnce(
-                ::zddm::__private::ProxyBuilder<#key, #value, #side<#old>, #side<#new>>,
-            ) -> ::zddm::__private::ProxyBuilder<#key, #value, #side<#old>, #side<#new>>,
+            options: impl ::core::ops::FnOnce(#builder) -> #builder,
         ) -> ::zddm::__private::Result<Self, ::zddm::__private::ConfigError> {
-            let builder = ::zddm::__private::Proxy::builder(
-                #side(#wrap(::zddm::__private::register(old))),
-                #side(#wrap(::zddm::__private::register(new))),
-                gate,
-            );
-            ::zddm::__private::Result::Ok(#migration { proxy: options(builder).build()? })
+            #sides
+            let builder = ::zddm::__private::local::builder(stores.0, stores.1, gate);
+            let proxy = ::zddm::__private::local::build(options(builder))?;
+            ::zddm::__private::Result::Ok(#migration { proxy, old, new })
         }
     }
 }
