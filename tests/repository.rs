@@ -56,6 +56,25 @@ pub trait Counters {
         self.put(key, &next).await?;
         Ok(next)
     }
+
+    /// Only in test builds: implemented by the migration under the same condition.
+    #[cfg(test)]
+    #[zddm(new)]
+    fn only_in_tests(&self) -> bool;
+    /// Never compiled here: the migration must not implement it either.
+    #[cfg(any())]
+    #[zddm(old)]
+    fn never(&self) -> bool;
+
+    /// A default method named like a read: its name does not classify it either (it would be a
+    /// second read), so it runs as written, on the migration's routed methods.
+    async fn get_sum(&self, keys: &[u64]) -> Result<u64, RepoError> {
+        let mut sum = 0;
+        for key in keys {
+            sum += self.get(key).await?.unwrap_or(0);
+        }
+        Ok(sum)
+    }
 }
 
 pub struct OldCounters(Arc<Mem>);
@@ -88,6 +107,10 @@ macro_rules! counters_backend {
                 T: Clone + 'k,
             {
                 keys.first()
+            }
+            #[cfg(test)]
+            fn only_in_tests(&self) -> bool {
+                $label == "new"
             }
         }
     };
@@ -160,6 +183,8 @@ async fn methods_are_routed_as_classified() {
     assert_eq!(world.new.inner().get(&1).await.unwrap(), Some(10), "and copied into NEW");
     assert_eq!(repo.increment(&1).await.unwrap(), 11, "a default method goes through the routed ones");
     assert_eq!((world.old_value_of(1).await, world.new_value_of(1).await), (Some(11), Some(11)));
+    assert_eq!(repo.get_sum(&[1, 2]).await.unwrap(), 11, "a default method named like a read runs as written");
+    assert!(repo.only_in_tests(), "a `#[cfg(test)]` method, passed through to NEW");
     assert_eq!(repo.count_old().await, 1, "passed through to OLD");
     assert_eq!(repo.label(">"), ">new", "passed through to NEW, with an impl Trait argument");
     assert_eq!(repo.first_of(&["a", "b"]), Some(&"a"), "passed through with generics and a where-clause");

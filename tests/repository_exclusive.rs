@@ -77,3 +77,62 @@ fn stores_behind_mut_self_are_migrated_from_many_threads() {
     assert_eq!(orders.proxy().keys_in_doubt(), 0);
     assert!(orders.proxy().stats().reads_from_new > 0);
 }
+
+/// Stores that mutate their own fields through `&mut self`, with no interior mutability: the
+/// backend hands its methods the store mutably.
+#[zddm::migrate(old = PlainOld, new = PlainNew)]
+pub trait Plain {
+    fn get(&self, key: &u64) -> Result<Option<u64>, RepoError>;
+    fn put(&mut self, key: &u64, value: &u64) -> Result<(), RepoError>;
+    fn delete(&mut self, key: &u64) -> Result<(), RepoError>;
+    #[zddm(old)]
+    fn writes(&mut self) -> usize;
+}
+
+#[derive(Default)]
+pub struct PlainOld {
+    rows: HashMap<u64, u64>,
+    writes: usize,
+}
+#[derive(Default)]
+pub struct PlainNew {
+    rows: HashMap<u64, u64>,
+    writes: usize,
+}
+
+macro_rules! plain_backend {
+    ($store:ident) => {
+        #[zddm::backend]
+        impl Plain for $store {
+            fn get(&self, key: &u64) -> Result<Option<u64>, RepoError> {
+                Ok(self.rows.get(key).cloned())
+            }
+            fn put(&mut self, key: &u64, value: &u64) -> Result<(), RepoError> {
+                self.writes += 1;
+                self.rows.insert(*key, *value);
+                Ok(())
+            }
+            fn delete(&mut self, key: &u64) -> Result<(), RepoError> {
+                self.writes += 1;
+                self.rows.remove(key);
+                Ok(())
+            }
+            fn writes(&mut self) -> usize {
+                self.writes
+            }
+        }
+    };
+}
+
+plain_backend!(PlainOld);
+plain_backend!(PlainNew);
+
+#[test]
+fn stores_mutate_their_own_fields_through_mut_self() {
+    let mut plain = PlainMigration::new(PlainOld::default(), PlainNew::default(), Gate::new("plain", Rate::ALL));
+    plain.put(&1, &10).unwrap();
+    plain.put(&2, &20).unwrap();
+    plain.delete(&1).unwrap();
+    assert_eq!((plain.get(&1).unwrap(), plain.get(&2).unwrap()), (None, Some(20)));
+    assert_eq!(plain.writes(), 3, "OLD counted its own writes");
+}

@@ -1,7 +1,7 @@
 //! How a repository trait's implementations are kept behind the migration.
 
 use std::fmt;
-use std::ops::Deref;
+use std::ops::{Deref, DerefMut};
 
 /// A store registered as a backend of a `#[zddm::migrate]` repository: `#[zddm::backend]` turns
 /// `impl OrderRepo for PgOrders` into `impl OrderRepo for Backend<PgOrders>`.
@@ -19,6 +19,13 @@ impl<T> Deref for Backend<T> {
 
     fn deref(&self) -> &T {
         &self.__zddm_store
+    }
+}
+
+/// For `&mut self` methods: a store that mutates its own fields does so through its backend.
+impl<T> DerefMut for Backend<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.__zddm_store
     }
 }
 

@@ -15,6 +15,8 @@ pub struct Method<'a> {
     pub item: &'a TraitItemFn,
     /// What the method does, and whether an attribute said so (`Some(span)`) or its name did.
     pub kind: Option<(Kind, Option<Span>)>,
+    /// What its name says, when no attribute says anything.
+    pub named: Named,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -43,16 +45,67 @@ impl Kind {
     }
 
     /// The naming convention (docs/repository-macro.md): a method named after one of these verbs,
-    /// alone or followed by `_`, needs no attribute.
-    fn from_name(name: &str) -> Option<Kind> {
+    /// alone or followed by `_`, needs no attribute — unless the rest of its name says it does
+    /// something else as well (`get_or_create_order`, `fetch_and_increment`): then
+    /// [`Named::Mixed`], with the word that says so.
+    fn from_name(name: &str) -> Named {
         const VERBS: [(Kind, &[&str]); 3] = [
             (Kind::Read, &["get", "find", "load", "fetch", "read"]),
             (Kind::Write, &["put", "save", "store", "upsert", "insert", "set", "write"]),
             (Kind::Delete, &["delete", "remove"]),
         ];
-        let verb = name.split('_').next().unwrap_or(name);
-        VERBS.iter().find(|(_, verbs)| verbs.contains(&verb)).map(|(kind, _)| *kind)
+        // Words after the verb that mean another operation on the same call.
+        const OTHER: &[&str] = &[
+            "or",
+            "and",
+            "then",
+            "create",
+            "update",
+            "increment",
+            "decrement",
+            "incr",
+            "decr",
+            "add",
+            "append",
+            "push",
+            "pop",
+            "take",
+            "replace",
+            "swap",
+            "clear",
+            "reset",
+            "touch",
+            "bump",
+            "mark",
+            "archive",
+            "move",
+            "merge",
+        ];
+        let mut words = name.split('_').filter(|word| !word.is_empty());
+        let verb = words.next().unwrap_or(name);
+        let Some(kind) = VERBS.iter().find(|(_, verbs)| verbs.contains(&verb)).map(|(kind, _)| *kind) else {
+            return Named::Unknown;
+        };
+        let others =
+            |word: &&str| OTHER.contains(word) || VERBS.iter().any(|(k, verbs)| *k != kind && verbs.contains(word));
+        let rest: Vec<&str> = words.collect();
+        let Some(at) = rest.iter().position(others) else { return Named::Kind(kind) };
+        // After a connector, the operation it joins names the call best: `get_or_create` -> `create`.
+        let connector = |word: &str| matches!(word, "or" | "and" | "then");
+        let word = rest[at..].iter().find(|word| !connector(word)).filter(|_| connector(rest[at])).unwrap_or(&rest[at]);
+        Named::Mixed { verb: verb.to_owned(), word: (*word).to_owned() }
     }
+}
+
+/// What a method's name says it does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Named {
+    /// One of the conventional verbs, and nothing else.
+    Kind(Kind),
+    /// A conventional verb, then a word that says the call does more (`get_or_create`).
+    Mixed { verb: String, word: String },
+    /// No conventional verb.
+    Unknown,
 }
 
 impl Repository<'_> {
@@ -79,10 +132,17 @@ impl<'a> Repository<'a> {
             })
             .map(|method| {
                 let by_attribute = attr::parse_kind(&method.attrs, errors);
-                let kind = by_attribute
-                    .map(|(kind, span)| (kind, Some(span)))
-                    .or_else(|| Kind::from_name(&method.sig.ident.to_string()).map(|kind| (kind, None)));
-                Method { item: method, kind }
+                // A method with a default body runs on the migrating type as written: only an
+                // attribute classifies it.
+                let named = match (&by_attribute, &method.default) {
+                    (None, None) => Kind::from_name(&method.sig.ident.to_string()),
+                    _ => Named::Unknown,
+                };
+                let kind = by_attribute.map(|(kind, span)| (kind, Some(span))).or(match named {
+                    Named::Kind(kind) => Some((kind, None)),
+                    _ => None,
+                });
+                Method { item: method, kind, named }
             })
             .collect();
         Repository { item, methods }

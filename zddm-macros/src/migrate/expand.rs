@@ -494,6 +494,16 @@ fn on_store(
 }
 
 fn method(method: &Method, table: &Table, shape: &Shape, name: &Ident) -> TokenStream {
+    // A method that exists only under a condition (`#[cfg(test)]`) is implemented under it too.
+    let cfgs = method.item.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
+    let body = method_body(method, table, shape, name);
+    if body.is_empty() {
+        return body;
+    }
+    quote!(#(#cfgs)* #body)
+}
+
+fn method_body(method: &Method, table: &Table, shape: &Shape, name: &Ident) -> TokenStream {
     let Some((kind, _)) = method.kind else { return TokenStream::new() };
     let key_span = method_key(method).unwrap_or(table.key).span();
     let (proxy, turbofish) = (respan(&shape.proxy_path, key_span), respan(&shape.turbofish, key_span));

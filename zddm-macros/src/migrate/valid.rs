@@ -5,7 +5,7 @@ use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{Error, FnArg, GenericArgument, PathArguments, ReceiverKind, ReturnType, Type};
 
-use super::ast::{Kind, Method, Repository};
+use super::ast::{Kind, Method, Named, Repository};
 use super::attr::Mode;
 use crate::errors::Errors;
 
@@ -26,6 +26,20 @@ const CHOICES: &str = "mark it `#[zddm(read)]`, `#[zddm(write)]` or `#[zddm(dele
 impl<'a> Repository<'a> {
     pub fn validate(&'a self, mode: Mode, errors: &mut Errors) -> Option<Table<'a>> {
         let trait_item = self.item;
+        // `#[async_trait]` above this attribute has already turned each `async fn` into a `fn`
+        // returning a boxed future, with an `'async_trait` lifetime: say so once, not as ten
+        // signature errors.
+        let rewritten = self.methods.iter().find(|method| {
+            method.item.sig.generics.lifetimes().any(|lifetime| lifetime.lifetime.ident == "async_trait")
+        });
+        if let Some(method) = rewritten {
+            errors.push(Error::new_spanned(
+                &method.item.sig.ident,
+                "`#[async_trait]` has already rewritten this trait's `async fn`s: put `#[zddm::migrate(…)]` above \
+                 `#[async_trait]`, so that it sees them as written (the generated impl gets `#[async_trait]` too)",
+            ));
+            return None;
+        }
         if mode != Mode::Local {
             self.check_shared(mode, errors);
         }
@@ -38,7 +52,16 @@ impl<'a> Repository<'a> {
         for method in &self.methods {
             if method.kind.is_none() && method.item.default.is_none() {
                 let name = &method.item.sig.ident;
-                errors.push(Error::new_spanned(name, format!("cannot tell what `{name}` does: {CHOICES}")));
+                let message = match &method.named {
+                    Named::Mixed { verb, word } => format!(
+                        "cannot tell what `{name}` does: its name starts with `{verb}` but goes on to `{word}`, \
+                         so one call may do two things, and routed as one of them NEW would miss the other; say \
+                         what it is with `#[zddm(read)]`, `#[zddm(write)]` or `#[zddm(delete)]`, or pass it \
+                         through with `#[zddm(old)]` / `#[zddm(new)]` (see docs/repository-macro.md)"
+                    ),
+                    _ => format!("cannot tell what `{name}` does: {CHOICES}"),
+                };
+                errors.push(Error::new_spanned(name, message));
             }
         }
         let of = |kind: Kind| self.methods.iter().filter(move |m| m.kind.map(|(k, _)| k) == Some(kind));
