@@ -6,9 +6,11 @@ use std::ops::{Deref, DerefMut};
 /// A store registered as a backend of a `#[zddm::migrate]` repository: `#[zddm::backend]` turns
 /// `impl OrderRepo for PgOrders` into `impl OrderRepo for Backend<PgOrders>`.
 ///
-/// Only the generated migrating type can make one, so code outside the migration cannot call the
-/// repository on OLD or NEW directly: every read and write goes through the migration. It derefs
-/// to the store, so the impl's bodies use `self.pool` and friends as before.
+/// The generated migrating type makes one of each store it is given, and hands none out, so code
+/// outside the migration cannot call the repository on OLD or NEW directly: every read and write
+/// goes through the migration. The one other way to make one is named as what it is,
+/// [`Backend::unguarded`], for test doubles. It derefs to the store, so the impl's bodies use
+/// `self.pool` and friends as before.
 pub struct Backend<T> {
     // Named so that it cannot shadow the store's own fields (`self.0`, `self.pool`) in the impls.
     __zddm_store: T,
@@ -66,10 +68,20 @@ impl<M: Migration + ?Sized> Registered<M> for M {
     fn __registered(_: seal::Seal) {}
 }
 
-/// For generated code only.
-#[doc(hidden)]
-pub fn register<T>(store: T) -> Backend<T> {
-    Backend { __zddm_store: store }
+impl<T> Backend<T> {
+    /// **The escape hatch**: `store` as a backend outside any migration. Every call of the
+    /// repository on it reaches the store directly, OLD or NEW alone, so the migration cannot keep
+    /// them in step: this is for test doubles, nothing else.
+    ///
+    /// A fake registered with `#[zddm::backend] impl Orders for FakeOrders { … }` is an
+    /// `impl Orders` as `zddm::Backend::unguarded(FakeOrders::default())`, for tests of code that
+    /// takes one (`tests/repository_doubles.rs`). The migration makes its own backends this way,
+    /// from the stores given to its constructor; in application code, a call of `unguarded` is a
+    /// write path around the migration, and the one to look for in review (or to list in
+    /// clippy's `disallowed-methods`, docs/repository-macro.md).
+    pub fn unguarded(store: T) -> Backend<T> {
+        Backend { __zddm_store: store }
+    }
 }
 
 // A store of a fleet mode implements zddm's store trait either on itself (any crate layout) or,

@@ -161,9 +161,7 @@ pub use zddm_macros::backend;
 /// shadowing `core`, `Result` or `String` cannot break an expansion.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::backend::{
-        cached, local, register, versioned, CachedRepository, Migration, Registered, VersionedRepository,
-    };
+    pub use crate::backend::{cached, local, versioned, CachedRepository, Migration, Registered, VersionedRepository};
     pub use crate::cached::{CachedProxy, ScanKeys};
     pub use crate::fleet::{Control, Fleet};
     pub use crate::key::{schema_fields, ByteKey, KeyError, KeyReader, KeySink, MigrationKey};

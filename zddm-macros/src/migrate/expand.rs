@@ -318,13 +318,13 @@ fn constructors(args: &Args, table: &Table, shape: &Shape, migration: &Ident, vi
     }
     // The migration keeps a handle on each store for the passed-through methods.
     let old_handle = if args.mode == Mode::Cached {
-        quote!(#side(::zddm::__private::register(old)))
+        quote!(#side(::zddm::Backend::unguarded(old)))
     } else {
-        quote!(::zddm::__private::register(old))
+        quote!(::zddm::Backend::unguarded(old))
     };
     let handles = quote! {
         let old = ::zddm::__private::Arc::new(#old_handle);
-        let new = ::zddm::__private::Arc::new(::zddm::__private::register(new));
+        let new = ::zddm::__private::Arc::new(::zddm::Backend::unguarded(new));
         let stores = (::zddm::__private::Arc::clone(&old), ::zddm::__private::Arc::clone(&new));
     };
     let options = if args.mode == Mode::Versioned {
@@ -400,8 +400,8 @@ fn local_constructors(
     let side = &shape.side;
     let wrap = if shape.exclusive { quote!(::zddm::__private::AsyncMutex::new) } else { quote!() };
     let sides = quote! {
-        let old = ::zddm::__private::Arc::new(#side(#wrap(::zddm::__private::register(old))));
-        let new = ::zddm::__private::Arc::new(#side(#wrap(::zddm::__private::register(new))));
+        let old = ::zddm::__private::Arc::new(#side(#wrap(::zddm::Backend::unguarded(old))));
+        let new = ::zddm::__private::Arc::new(#side(#wrap(::zddm::Backend::unguarded(new))));
         let stores = (::zddm::__private::Arc::clone(&old), ::zddm::__private::Arc::clone(&new));
     };
     let builder = quote!(::zddm::__private::ProxyBuilder<

@@ -70,11 +70,24 @@ impl<'a> Repository<'a> {
             let first = all.next();
             for extra in all {
                 let name = &extra.item.sig.ident;
+                let first = first.map(|method| method.item.sig.ident.to_string()).unwrap_or_default();
+                let instead = if kind == Kind::Read {
+                    format!(
+                        "pass it through to OLD with `#[zddm(old)]` (OLD holds every value), or give it a \
+                         default body that calls `{first}`"
+                    )
+                } else {
+                    format!(
+                        "it cannot be routed yet, and passed through to one store it would leave the other \
+                         stale: give it a default body that calls `{first}` for each key (see \
+                         docs/repository-macro.md)"
+                    )
+                };
                 errors.push(Error::new_spanned(
                     name,
                     format!(
                         "`{name}` is a second {} method: a repository migrates one table, through one read, one \
-                         write and one delete; pass other methods through with `#[zddm(old)]` or `#[zddm(new)]`",
+                         write and one delete; {instead}",
                         kind.name()
                     ),
                 ));
