@@ -39,6 +39,8 @@ pub trait Orders {
     fn delete(&self, key: &OrderKey) -> ::core::result::Result<(), RepoError>;
     #[zddm(old)]
     fn name(&self) -> &'static str;
+    #[zddm(write)]
+    fn archive(&self, key: &OrderKey, reason: &str) -> ::core::result::Result<bool, RepoError>;
 }
 
 pub struct Legacy;
@@ -58,6 +60,9 @@ impl Orders for Legacy {
     fn name(&self) -> &'static str {
         "legacy"
     }
+    fn archive(&self, _: &OrderKey, _: &str) -> ::core::result::Result<bool, RepoError> {
+        ::core::result::Result::Ok(true)
+    }
 }
 
 #[::zddm::backend]
@@ -74,6 +79,9 @@ impl Orders for Modern {
     fn name(&self) -> &'static str {
         "modern"
     }
+    fn archive(&self, _: &OrderKey, _: &str) -> ::core::result::Result<bool, RepoError> {
+        ::core::result::Result::Ok(false)
+    }
 }
 
 #[test]
@@ -83,6 +91,8 @@ fn expansions_compile_and_route_without_the_users_scope() {
     let found = Orders::get(&orders, &key).unwrap_or_else(|_| ::std::panic!("the read failed"));
     assert_eq!(found, ::core::option::Option::Some(Order { items: 3 }), "read through from OLD");
     ::std::assert_eq!(Orders::name(&orders), "legacy");
+    let archived = Orders::archive(&orders, &key, "hygiene").unwrap_or_else(|_| ::std::panic!("the update failed"));
+    ::std::assert!(archived, "a second write, routed to OLD");
 }
 
 /// The fleet modes' expansions, next to the same shadowing items.

@@ -125,6 +125,17 @@ where
     pub async fn delete(&self, key: &K) -> Result<(), Error> {
         self.0.delete(key).await
     }
+
+    /// Another keyed write: see `Proxy::update`.
+    #[doc(hidden)]
+    pub async fn update<R>(
+        &self,
+        key: &K,
+        on_old: impl std::future::Future<Output = R>,
+        on_new: impl std::future::Future<Output = R>,
+    ) -> Result<R, Error> {
+        self.0.update(key, on_old, on_new).await
+    }
 }
 
 impl<K: ?Sized, V, Old, New> Controls<VersionedProxy<K, V, Old, New>> {

@@ -200,4 +200,9 @@ pub mod __private {
     pub fn carry<T, E: CarriesMigrationError>(result: Result<T, Error>) -> Result<T, E> {
         result.map_err(E::from_migration)
     }
+
+    /// The same for a routed call that answers with the store's own result.
+    pub fn carry_update<T, E: CarriesMigrationError>(result: Result<Result<T, E>, Error>) -> Result<T, E> {
+        result.unwrap_or_else(|error| Err(E::from_migration(error)))
+    }
 }

@@ -689,6 +689,47 @@ where
         }
     }
 
+    /// A write of the application's own other than `put` and `delete` (a status, a flag): `on_old`
+    /// changes `key` in OLD (`on_new` in NEW, in `Complete`), with the key locked, and then NEW's
+    /// copy is removed, as a write that cannot be written through is. In `Live` the key stays in
+    /// doubt until a read copies it back, as after any invalidation. `R` is the call's own answer,
+    /// whatever it says: a call that failed may have changed the store, so NEW's copy goes anyway.
+    pub(crate) async fn update<R>(
+        &self,
+        key: &K,
+        on_old: impl std::future::Future<Output = R>,
+        on_new: impl std::future::Future<Output = R>,
+    ) -> Result<R, Error> {
+        let bucket = self.inner.gate.try_bucket(key).ok();
+        let (mut guard, _) = self.inner.locks.lock(bucket.unwrap_or(0)).await;
+        let phase = self.phase();
+        match self.route(phase, bucket) {
+            Route::Old => return Ok(on_old.await),
+            Route::New => {
+                let out = on_new.await;
+                guard.settle(key);
+                return Ok(out);
+            }
+            Route::Both | Route::OldInvalidate => {}
+        }
+        let intent = Intent::new(guard, key);
+        let out = on_old.await;
+        match self.inner.new.delete(key).await {
+            Ok(()) => {
+                bump(&self.inner.stats.invalidations);
+                if phase != Phase::Live {
+                    intent.settle();
+                }
+                Ok(out)
+            }
+            // The key stays in doubt (the intent is dropped unsettled): the next read repairs it.
+            Err(error) => {
+                let error = self.fail(Side::New, Op::Delete, error);
+                Err(self.indeterminate(Op::Put, None, error))
+            }
+        }
+    }
+
     fn indeterminate(&self, op: Op, old: Option<Error>, invalidation: Error) -> Error {
         bump(&self.inner.stats.indeterminate);
         Error::Indeterminate { op, old_error: old.map(|e| Box::new(e) as _), source: Box::new(invalidation) }

@@ -513,6 +513,9 @@ fn method_body(method: &Method, table: &Table, shape: &Shape, name: &Ident) -> T
     // Spanned at the method's key type: a key that is not a `MigrationKey` is reported there, with
     // that trait's message.
     let key = method_key(method).unwrap_or(table.key);
+    if table.updates.iter().any(|update| std::ptr::eq(update.item, method.item)) {
+        return update(&sig, &args, shape, name, error);
+    }
     let call = match kind {
         Kind::Read => quote_spanned!(key.span()=> #proxy::get #turbofish(&self.proxy, #(#args),*)),
         Kind::Write => quote_spanned!(key.span()=> #proxy::put #turbofish(&self.proxy, #(#args),*)),
@@ -531,6 +534,29 @@ fn method_body(method: &Method, table: &Table, shape: &Shape, name: &Ident) -> T
     quote!(#sig {
         let __zddm_result = #call;
         #convert
+    })
+}
+
+// Input:
+//     #[zddm(write)] async fn archive(&self, key: &OrderKey, reason: &str) -> Result<u32, RepoError>;
+//
+// Output (a second write, in one process):
+//     async fn archive(&self, __zddm_arg1: &OrderKey, __zddm_arg2: &str) -> Result<u32, RepoError> {
+//         carry_update(::zddm::Controls::update(&self.proxy, __zddm_arg1,
+//             async { <Backend<Old> as Orders>::archive(&self.old.0, __zddm_arg1, __zddm_arg2).await },
+//             async { <Backend<New> as Orders>::archive(&self.new.0, __zddm_arg1, __zddm_arg2).await },
+//         ).await)
+//     }
+fn update(sig: &Signature, args: &[Ident], shape: &Shape, name: &Ident, error: &Type) -> TokenStream {
+    let is_async = sig.asyncness.is_some();
+    let access = Access { call_async: is_async, lock_async: true, exclusive: shape.exclusive };
+    let on = |place: &TokenStream, ty: &Type| on_store(place.clone(), ty, name, &sig.ident, quote!(#(#args),*), access);
+    let (on_old, on_new) = (on(&shape.old_place, &shape.old), on(&shape.new_place, &shape.new));
+    let key = &args[0];
+    let call = quote!(::zddm::Controls::update(&self.proxy, #key, async { #on_old }, async { #on_new }));
+    let call = if is_async { quote!(#call.await) } else { quote!(::zddm::__private::block_on(#call)) };
+    quote!(#sig {
+        ::zddm::__private::carry_update::<_, #error>(#call)
     })
 }
 
@@ -565,7 +591,7 @@ fn method_key<'a>(method: &'a Method) -> Option<&'a Type> {
 
 /// `Store` for one side, through the trait's methods on the registered backend.
 fn store(table: &Table, side: &Ident, ty: &Type, name: &Ident, exclusive: bool) -> TokenStream {
-    let Table { key, value, error, read, write, delete } = table;
+    let Table { key, value, error, read, write, delete, .. } = table;
     let call = |method: &Method, args: TokenStream| {
         // `Store`'s methods are async: the mutex is awaited even for a synchronous trait method.
         let access = Access { call_async: method.item.sig.asyncness.is_some(), lock_async: true, exclusive };

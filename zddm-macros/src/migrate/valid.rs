@@ -17,6 +17,8 @@ pub struct Table<'a> {
     pub read: &'a Method<'a>,
     pub write: &'a Method<'a>,
     pub delete: &'a Method<'a>,
+    /// Other keyed writes, routed as updates (one process only).
+    pub updates: Vec<&'a Method<'a>>,
 }
 
 const CHOICES: &str = "mark it `#[zddm(read)]`, `#[zddm(write)]` or `#[zddm(delete)]`, or `#[zddm(old)]` / \
@@ -65,9 +67,16 @@ impl<'a> Repository<'a> {
             }
         }
         let of = |kind: Kind| self.methods.iter().filter(move |m| m.kind.map(|(k, _)| k) == Some(kind));
-        let one = |kind: Kind, errors: &mut Errors| -> Option<&Method> {
+        // In one process, a second write or delete is routed as an update: run on OLD with the key
+        // locked, then NEW's copy removed. The fleet modes cannot route one yet.
+        let mut updates = Vec::new();
+        let mut one = |kind: Kind, errors: &mut Errors| -> Option<&Method> {
             let mut all = of(kind);
             let first = all.next();
+            if kind != Kind::Read && mode == Mode::Local {
+                updates.extend(all);
+                return first;
+            }
             for extra in all {
                 let name = &extra.item.sig.ident;
                 let first = first.map(|method| method.item.sig.ident.to_string()).unwrap_or_default();
@@ -78,9 +87,10 @@ impl<'a> Repository<'a> {
                     )
                 } else {
                     format!(
-                        "it cannot be routed yet, and passed through to one store it would leave the other \
-                         stale: give it a default body that calls `{first}` for each key (see \
-                         docs/repository-macro.md)"
+                        "`mode = {}` cannot route a second one yet, and passed through to one store it would leave \
+                         the other stale: give it a default body that calls `{first}` for each key (see \
+                         docs/repository-macro.md)",
+                        mode.name()
                     )
                 };
                 errors.push(Error::new_spanned(
@@ -145,7 +155,10 @@ impl<'a> Repository<'a> {
         same(read_value.map(|(v, _)| v), value, "value", read, write, errors);
         same(read_value.map(|(_, e)| e), error, "error", read, write, errors);
         same(delete_error, error, "error", delete, write, errors);
-        Some(Table { key, value, error, read, write, delete })
+        for update in &updates {
+            check_update(update, key, error, write, errors);
+        }
+        Some(Table { key, value, error, read, write, delete, updates })
     }
 }
 
@@ -326,5 +339,29 @@ fn same(found: Option<&Type>, expected: &Type, what: &str, method: &Method, writ
                 text(expected).replace(' ', ""),
             ),
         ));
+    }
+}
+
+/// A routed update: `fn archive(&self, key: &K, …) -> Result<T, E>`, every other argument by shared
+/// reference (the call is prepared for OLD and for NEW, and runs on one of them).
+fn check_update(method: &Method, key: &Type, error: &Type, write: &Method, errors: &mut Errors) {
+    let Some(found) = keyed(method, errors) else { return };
+    same(Some(found), key, "key", method, write, errors);
+    for input in method.item.sig.inputs.iter().skip(2) {
+        if let FnArg::Typed(arg) = input {
+            if !matches!(&*arg.ty, Type::Reference(reference) if reference.mutability.is_none()) {
+                errors.push(Error::new_spanned(
+                    &arg.ty,
+                    format!(
+                        "take this argument of `{}` by shared reference: a routed write is prepared for OLD and for \
+                         NEW (in `Complete`), and runs on one of them",
+                        method.item.sig.ident
+                    ),
+                ));
+            }
+        }
+    }
+    if let Some((_, err)) = returned(method, "Result<T, E>", errors) {
+        same(Some(err), error, "error", method, write, errors);
     }
 }
