@@ -43,6 +43,18 @@ macro_rules! accounts {
                 Ok(true)
             }
         }
+
+        impl zddm::cached::ScanKeys<u64> for $store {
+            type Error = zddm::SqliteError;
+
+            async fn scan_keys(
+                &self,
+                after: Option<&[u8]>,
+                limit: usize,
+            ) -> Result<zddm::versioned::Page<u64, ()>, Self::Error> {
+                zddm::cached::ScanKeys::scan_keys(&self.0, after, limit).await
+            }
+        }
     };
 }
 
@@ -122,28 +134,4 @@ fn after_complete_the_second_write_goes_to_new() {
     let new = SqliteStore::<u64, String>::open(&new_path, "accounts").unwrap();
     assert_eq!(BlockingStore::get(&old, &1).unwrap(), Some("ada".into()), "OLD is no longer written");
     assert_eq!(BlockingStore::get(&new, &1).unwrap(), Some("ada (archived: done)".into()));
-}
-
-impl zddm::cached::ScanKeys<u64> for OldAccounts {
-    type Error = zddm::SqliteError;
-
-    async fn scan_keys(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<zddm::versioned::Page<u64, ()>, Self::Error> {
-        zddm::cached::ScanKeys::scan_keys(&self.0, after, limit).await
-    }
-}
-
-impl zddm::cached::ScanKeys<u64> for NewAccounts {
-    type Error = zddm::SqliteError;
-
-    async fn scan_keys(
-        &self,
-        after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<zddm::versioned::Page<u64, ()>, Self::Error> {
-        zddm::cached::ScanKeys::scan_keys(&self.0, after, limit).await
-    }
 }

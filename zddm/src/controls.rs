@@ -66,35 +66,44 @@ impl<P> Controls<P> {
     }
 }
 
+/// What every proxy's controls give: the gate, phase and plan, and the stats.
+macro_rules! controls {
+    ($($proxy:ident),*) => {$(
+        impl<K: ?Sized, V, Old, New> Controls<$proxy<K, V, Old, New>> {
+            #[doc = concat!("See [`", stringify!($proxy), "::gate`].")]
+            pub fn gate(&self) -> &Gate {
+                self.0.gate()
+            }
+
+            #[doc = concat!("See [`", stringify!($proxy), "::phase`].")]
+            pub fn phase(&self) -> Phase {
+                self.0.phase()
+            }
+
+            #[doc = concat!("See [`", stringify!($proxy), "::plan`].")]
+            pub fn plan(&self) -> Plan {
+                self.0.plan()
+            }
+
+            #[doc = concat!("See [`", stringify!($proxy), "::set_phase`].")]
+            pub fn set_phase(&self, phase: Phase) -> Result<Phase, PhaseError> {
+                self.0.set_phase(phase)
+            }
+
+            #[doc = concat!("See [`", stringify!($proxy), "::stats`].")]
+            pub fn stats(&self) -> Stats {
+                self.0.stats()
+            }
+        }
+    )*};
+}
+
+controls!(Proxy, VersionedProxy, CachedProxy);
+
 impl<K: ?Sized, V, Old, New> Controls<Proxy<K, V, Old, New>> {
-    /// See [`Proxy::gate`].
-    pub fn gate(&self) -> &Gate {
-        self.0.gate()
-    }
-
-    /// See [`Proxy::phase`].
-    pub fn phase(&self) -> Phase {
-        self.0.phase()
-    }
-
-    /// See [`Proxy::plan`].
-    pub fn plan(&self) -> Plan {
-        self.0.plan()
-    }
-
-    /// See [`Proxy::set_phase`].
-    pub fn set_phase(&self, phase: Phase) -> Result<Phase, PhaseError> {
-        self.0.set_phase(phase)
-    }
-
     /// See [`Proxy::set_shadow_sample`].
     pub fn set_shadow_sample(&self, rate: Rate) {
         self.0.set_shadow_sample(rate);
-    }
-
-    /// See [`Proxy::stats`].
-    pub fn stats(&self) -> Stats {
-        self.0.stats()
     }
 
     /// See [`Proxy::keys_in_doubt`].
@@ -139,61 +148,9 @@ where
 }
 
 impl<K: ?Sized, V, Old, New> Controls<VersionedProxy<K, V, Old, New>> {
-    /// See [`VersionedProxy::gate`].
-    pub fn gate(&self) -> &Gate {
-        self.0.gate()
-    }
-
     /// See [`VersionedProxy::grace`].
     pub fn grace(&self) -> Duration {
         self.0.grace()
-    }
-
-    /// See [`VersionedProxy::phase`].
-    pub fn phase(&self) -> Phase {
-        self.0.phase()
-    }
-
-    /// See [`VersionedProxy::plan`].
-    pub fn plan(&self) -> Plan {
-        self.0.plan()
-    }
-
-    /// See [`VersionedProxy::set_phase`].
-    pub fn set_phase(&self, phase: Phase) -> Result<Phase, PhaseError> {
-        self.0.set_phase(phase)
-    }
-
-    /// See [`VersionedProxy::stats`].
-    pub fn stats(&self) -> Stats {
-        self.0.stats()
-    }
-}
-
-impl<K: ?Sized, V, Old, New> Controls<CachedProxy<K, V, Old, New>> {
-    /// See [`CachedProxy::gate`].
-    pub fn gate(&self) -> &Gate {
-        self.0.gate()
-    }
-
-    /// See [`CachedProxy::phase`].
-    pub fn phase(&self) -> Phase {
-        self.0.phase()
-    }
-
-    /// See [`CachedProxy::plan`].
-    pub fn plan(&self) -> Plan {
-        self.0.plan()
-    }
-
-    /// See [`CachedProxy::set_phase`].
-    pub fn set_phase(&self, phase: Phase) -> Result<Phase, PhaseError> {
-        self.0.set_phase(phase)
-    }
-
-    /// See [`CachedProxy::stats`].
-    pub fn stats(&self) -> Stats {
-        self.0.stats()
     }
 }
 
