@@ -18,6 +18,10 @@ pub trait Accounts {
     /// Another write of the same key: marks the account archived, says whether it existed.
     #[zddm(write)]
     fn archive(&self, id: &u64, reason: &str) -> Result<bool, RepoError>;
+    /// Writes of many keys at once.
+    fn put_many(&self, entries: &[(u64, String)]) -> Result<(), RepoError>;
+    #[zddm(delete)]
+    fn purge(&self, ids: &[u64]) -> Result<usize, RepoError>;
 }
 
 /// Each side is a SQLite table (a file, or in memory).
@@ -41,6 +45,22 @@ macro_rules! accounts {
                 let Some(name) = BlockingStore::get(&self.0, id).map_err(|_| RepoError)? else { return Ok(false) };
                 BlockingStore::put(&self.0, id, &format!("{name} (archived: {reason})")).map_err(|_| RepoError)?;
                 Ok(true)
+            }
+            fn put_many(&self, entries: &[(u64, String)]) -> Result<(), RepoError> {
+                for (id, name) in entries {
+                    BlockingStore::put(&self.0, id, name).map_err(|_| RepoError)?;
+                }
+                Ok(())
+            }
+            fn purge(&self, ids: &[u64]) -> Result<usize, RepoError> {
+                let mut purged = 0;
+                for id in ids {
+                    if BlockingStore::get(&self.0, id).map_err(|_| RepoError)?.is_some() {
+                        BlockingStore::delete(&self.0, id).map_err(|_| RepoError)?;
+                        purged += 1;
+                    }
+                }
+                Ok(purged)
             }
         }
 
@@ -92,6 +112,26 @@ fn check(old_path: Option<std::path::PathBuf>, new_path: Option<std::path::PathB
         in_step(&accounts, &old, &new, 2);
     }
 
+    // Many keys at once: every copy NEW held of them is removed.
+    for id in [4, 5, 6] {
+        accounts.put_account(&id, &format!("user {id}")).unwrap();
+        accounts.get_account(&id).unwrap();
+    }
+    accounts.put_many(&[(4, "four".into()), (5, "five".into()), (7, "seven".into())]).unwrap();
+    for (id, name) in [(4, "four"), (5, "five"), (6, "user 6"), (7, "seven")] {
+        assert_eq!(accounts.get_account(&id).unwrap(), Some(name.to_string()), "account {id} after put_many");
+    }
+    assert_eq!(accounts.purge(&[5, 6, 8]).unwrap(), 2, "the store's own count");
+    for id in [5, 6, 8] {
+        assert_eq!(accounts.get_account(&id).unwrap(), None, "account {id} after purge");
+    }
+    if let (Some(old), Some(new)) = (&old_path, &new_path) {
+        let (old, new) = (open(&Some(old.clone())), open(&Some(new.clone())));
+        for id in 1..=8 {
+            in_step(&accounts, &old, &new, id);
+        }
+    }
+
     // In `Live`, the key the update invalidated stays in doubt until a read copies it back.
     accounts.proxy().set_phase(Phase::Live).unwrap();
     accounts.put_account(&3, &"grace".into()).unwrap();
@@ -134,4 +174,36 @@ fn after_complete_the_second_write_goes_to_new() {
     let new = SqliteStore::<u64, String>::open(&new_path, "accounts").unwrap();
     assert_eq!(BlockingStore::get(&old, &1).unwrap(), Some("ada".into()), "OLD is no longer written");
     assert_eq!(BlockingStore::get(&new, &1).unwrap(), Some("ada (archived: done)".into()));
+}
+
+/// Writes of many keys lock every key's stripe in one order: two threads writing the same keys in
+/// opposite orders, over and over, both finish, and NEW holds nothing older than OLD.
+#[test]
+fn writes_of_many_keys_in_opposite_orders_do_not_wait_on_each_other() {
+    let accounts = std::sync::Arc::new(AccountsMigration::new(
+        OldAccounts(SqliteStore::open_in_memory("accounts").unwrap()),
+        NewAccounts(SqliteStore::open_in_memory("accounts").unwrap()),
+        Gate::new("accounts", Rate::ALL),
+    ));
+    let threads: Vec<_> = [false, true]
+        .into_iter()
+        .map(|reversed| {
+            let accounts = accounts.clone();
+            std::thread::spawn(move || {
+                for round in 0..50 {
+                    let mut entries: Vec<(u64, String)> = (0..40).map(|id| (id, format!("{id} in {round}"))).collect();
+                    if reversed {
+                        entries.reverse();
+                    }
+                    accounts.put_many(&entries).unwrap();
+                    accounts.get_account(&(round % 40)).unwrap();
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|thread| thread.join().unwrap());
+    assert_eq!(accounts.proxy().keys_in_doubt(), 0);
+    for id in 0..40 {
+        assert_eq!(accounts.get_account(&id).unwrap(), Some(format!("{id} in 49")), "account {id}");
+    }
 }

@@ -135,6 +135,17 @@ where
         self.0.delete(key).await
     }
 
+    /// A write of several keys: see `Proxy::update_many`.
+    #[doc(hidden)]
+    pub async fn update_many<R>(
+        &self,
+        keys: &[&K],
+        on_old: impl std::future::Future<Output = R>,
+        on_new: impl std::future::Future<Output = R>,
+    ) -> Result<R, Error> {
+        self.0.update_many(keys, on_old, on_new).await
+    }
+
     /// Another keyed write: see `Proxy::update`.
     #[doc(hidden)]
     pub async fn update<R>(

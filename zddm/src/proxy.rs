@@ -730,6 +730,60 @@ where
         }
     }
 
+    /// [`update`](Proxy::update) for a write of several keys at once (`archive_all(&[K])`,
+    /// `put_many(&[(K, V)])`): every key's stripe locked, the call run once, then each key's NEW
+    /// copy removed where its route says so. A key whose removal failed stays in doubt.
+    pub(crate) async fn update_many<R>(
+        &self,
+        keys: &[&K],
+        on_old: impl std::future::Future<Output = R>,
+        on_new: impl std::future::Future<Output = R>,
+    ) -> Result<R, Error> {
+        let buckets: Vec<Option<u64>> = keys.iter().map(|key| self.inner.gate.try_bucket(*key).ok()).collect();
+        let stripes: Vec<u64> = buckets.iter().map(|bucket| bucket.unwrap_or(0)).collect();
+        let (guards, at) = self.inner.locks.lock_many(&stripes).await;
+        let phase = self.phase();
+        let routes: Vec<Route> = buckets.iter().map(|bucket| self.route(phase, *bucket)).collect();
+        // Keys whose NEW copy this call touches; unencodable keys have none.
+        let touched: Vec<(usize, Box<[u8]>)> = keys
+            .iter()
+            .zip(&at)
+            .zip(&routes)
+            .filter(|(_, route)| **route != Route::Old)
+            .filter_map(|((key, at), _)| key.try_key_bytes().ok().map(|bytes| (*at, bytes.into_boxed_slice())))
+            .collect();
+        let mut intents = lock::Intents::new(guards, touched);
+        if phase == Phase::Complete {
+            let out = on_new.await;
+            for index in 0..keys.len() {
+                intents.settle(index);
+            }
+            return Ok(out);
+        }
+        let out = on_old.await;
+        let mut failed = None;
+        let mut index = 0;
+        for (key, route) in keys.iter().zip(&routes) {
+            if *route == Route::Old || key.try_key_bytes().is_err() {
+                continue;
+            }
+            match self.inner.new.delete(*key).await {
+                Ok(()) => {
+                    bump(&self.inner.stats.invalidations);
+                    if phase != Phase::Live {
+                        intents.settle(index);
+                    }
+                }
+                Err(error) => failed = Some(self.fail(Side::New, Op::Delete, error)),
+            }
+            index += 1;
+        }
+        match failed {
+            None => Ok(out),
+            Some(error) => Err(self.indeterminate(Op::Put, None, error)),
+        }
+    }
+
     fn indeterminate(&self, op: Op, old: Option<Error>, invalidation: Error) -> Error {
         bump(&self.inner.stats.indeterminate);
         Error::Indeterminate { op, old_error: old.map(|e| Box::new(e) as _), source: Box::new(invalidation) }

@@ -7,7 +7,7 @@ use syn::{parse_quote, FnArg, ItemTrait, Pat, Signature, TraitItem, Type};
 
 use super::ast::{Kind, Method, Repository};
 use super::attr::{self, Args, Mode};
-use super::valid::Table;
+use super::valid::{Keys, Table};
 
 /// The trait as the user wrote it, without zddm's method attributes.
 pub fn plain_trait(item: &ItemTrait) -> ItemTrait {
@@ -513,8 +513,8 @@ fn method_body(method: &Method, table: &Table, shape: &Shape, name: &Ident) -> T
     // Spanned at the method's key type: a key that is not a `MigrationKey` is reported there, with
     // that trait's message.
     let key = method_key(method).unwrap_or(table.key);
-    if table.updates.iter().any(|update| std::ptr::eq(update.item, method.item)) {
-        return update(&sig, &args, shape, name, error);
+    if let Some((_, keys)) = table.updates.iter().find(|(update, _)| std::ptr::eq(update.item, method.item)) {
+        return update(&sig, &args, *keys, shape, name, error);
     }
     let call = match kind {
         Kind::Read => quote_spanned!(key.span()=> #proxy::get #turbofish(&self.proxy, #(#args),*)),
@@ -547,15 +547,31 @@ fn method_body(method: &Method, table: &Table, shape: &Shape, name: &Ident) -> T
 //             async { <Backend<New> as Orders>::archive(&self.new.0, __zddm_arg1, __zddm_arg2).await },
 //         ).await)
 //     }
-fn update(sig: &Signature, args: &[Ident], shape: &Shape, name: &Ident, error: &Type) -> TokenStream {
+//
+// With `keys: &[K]` (or `entries: &[(K, V)]`), every key's lock, and every key's copy removed:
+//         let __zddm_keys: Vec<&OrderKey> = __zddm_arg1.iter().collect();   // .map(|(key, _)| key)
+//         carry_update(::zddm::Controls::update_many(&self.proxy, &__zddm_keys, async { … }, async { … }).await)
+fn update(sig: &Signature, args: &[Ident], keys: Keys, shape: &Shape, name: &Ident, error: &Type) -> TokenStream {
     let is_async = sig.asyncness.is_some();
     let access = Access { call_async: is_async, lock_async: true, exclusive: shape.exclusive };
     let on = |place: &TokenStream, ty: &Type| on_store(place.clone(), ty, name, &sig.ident, quote!(#(#args),*), access);
     let (on_old, on_new) = (on(&shape.old_place, &shape.old), on(&shape.new_place, &shape.new));
     let key = &args[0];
-    let call = quote!(::zddm::Controls::update(&self.proxy, #key, async { #on_old }, async { #on_new }));
+    let (prelude, call) = match keys {
+        Keys::One => {
+            (quote!(), quote!(::zddm::Controls::update(&self.proxy, #key, async { #on_old }, async { #on_new })))
+        }
+        Keys::Slice | Keys::Pairs => {
+            let each = if keys == Keys::Slice { quote!() } else { quote!(.map(|(key, _)| key)) };
+            (
+                quote!(let __zddm_keys: ::std::vec::Vec<_> = #key.iter()#each.collect();),
+                quote!(::zddm::Controls::update_many(&self.proxy, &__zddm_keys, async { #on_old }, async { #on_new })),
+            )
+        }
+    };
     let call = if is_async { quote!(#call.await) } else { quote!(::zddm::__private::block_on(#call)) };
     quote!(#sig {
+        #prelude
         ::zddm::__private::carry_update::<_, #error>(#call)
     })
 }

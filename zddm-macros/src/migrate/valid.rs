@@ -17,8 +17,19 @@ pub struct Table<'a> {
     pub read: &'a Method<'a>,
     pub write: &'a Method<'a>,
     pub delete: &'a Method<'a>,
-    /// Other keyed writes, routed as updates (one process only).
-    pub updates: Vec<&'a Method<'a>>,
+    /// Other keyed writes, routed as updates (one process only), and how each names its keys.
+    pub updates: Vec<(&'a Method<'a>, Keys)>,
+}
+
+/// How a routed update names the keys it writes: its first argument.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    /// `key: &K`.
+    One,
+    /// `keys: &[K]`.
+    Slice,
+    /// `entries: &[(K, V)]`.
+    Pairs,
 }
 
 const CHOICES: &str = "mark it `#[zddm(read)]`, `#[zddm(write)]` or `#[zddm(delete)]`, or `#[zddm(old)]` / \
@@ -155,9 +166,8 @@ impl<'a> Repository<'a> {
         same(read_value.map(|(v, _)| v), value, "value", read, write, errors);
         same(read_value.map(|(_, e)| e), error, "error", read, write, errors);
         same(delete_error, error, "error", delete, write, errors);
-        for update in &updates {
-            check_update(update, key, error, write, errors);
-        }
+        let updates =
+            updates.iter().filter_map(|update| check_update(update, key, value, error, write, errors)).collect();
         Some(Table { key, value, error, read, write, delete, updates })
     }
 }
@@ -342,11 +352,35 @@ fn same(found: Option<&Type>, expected: &Type, what: &str, method: &Method, writ
     }
 }
 
-/// A routed update: `fn archive(&self, key: &K, …) -> Result<T, E>`, every other argument by shared
-/// reference (the call is prepared for OLD and for NEW, and runs on one of them).
-fn check_update(method: &Method, key: &Type, error: &Type, write: &Method, errors: &mut Errors) {
-    let Some(found) = keyed(method, errors) else { return };
-    same(Some(found), key, "key", method, write, errors);
+/// A routed update: `fn archive(&self, key: &K, …) -> Result<T, E>` (or `keys: &[K]`, or
+/// `entries: &[(K, V)]`), every other argument by shared reference (the call is prepared for OLD
+/// and for NEW, and runs on one of them).
+fn check_update<'a>(
+    method: &'a Method<'a>,
+    key: &Type,
+    value: &Type,
+    error: &Type,
+    write: &Method,
+    errors: &mut Errors,
+) -> Option<(&'a Method<'a>, Keys)> {
+    let found = keyed(method, errors)?;
+    let keys = match found {
+        Type::Slice(slice) => match &*slice.elem {
+            Type::Tuple(pair) if pair.elems.len() == 2 => {
+                same(pair.elems.first(), key, "key", method, write, errors);
+                same(pair.elems.last(), value, "value", method, write, errors);
+                Keys::Pairs
+            }
+            elem => {
+                same(Some(elem), key, "key", method, write, errors);
+                Keys::Slice
+            }
+        },
+        found => {
+            same(Some(found), key, "key", method, write, errors);
+            Keys::One
+        }
+    };
     for input in method.item.sig.inputs.iter().skip(2) {
         if let FnArg::Typed(arg) = input {
             if !matches!(&*arg.ty, Type::Reference(reference) if reference.mutability.is_none()) {
@@ -364,4 +398,5 @@ fn check_update(method: &Method, key: &Type, error: &Type, write: &Method, error
     if let Some((_, err)) = returned(method, "Result<T, E>", errors) {
         same(Some(err), error, "error", method, write, errors);
     }
+    Some((method, keys))
 }

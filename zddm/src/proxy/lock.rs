@@ -66,6 +66,58 @@ impl Locks {
     }
 }
 
+impl Locks {
+    /// The stripes of all `buckets`, each once, locked in stripe order (as every caller that locks
+    /// more than one does, so no two wait on each other), and for each bucket its guard's index.
+    pub(crate) async fn lock_many(&self, buckets: &[u64]) -> (Vec<Guard<'_>>, Vec<usize>) {
+        let index = |bucket: u64| bucket as usize & (self.stripes.len() - 1);
+        let mut stripes: Vec<usize> = buckets.iter().map(|bucket| index(*bucket)).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut guards = Vec::with_capacity(stripes.len());
+        for stripe in &stripes {
+            guards.push(self.lock(*stripe as u64).await.0);
+        }
+        let at = buckets.iter().map(|bucket| stripes.binary_search(&index(*bucket)).unwrap_or(0)).collect();
+        (guards, at)
+    }
+}
+
+/// A write in progress on several keys (see [`Intent`]): unless each key is settled, dropping it
+/// records the key as abandoned before the stripes unlock.
+pub(crate) struct Intents<'a> {
+    guards: Vec<Guard<'a>>,
+    /// Each key's guard, its canonical bytes, and whether it is settled.
+    keys: Vec<(usize, Box<[u8]>, bool)>,
+}
+
+impl<'a> Intents<'a> {
+    pub(crate) fn new(guards: Vec<Guard<'a>>, keys: Vec<(usize, Box<[u8]>)>) -> Self {
+        Intents { guards, keys: keys.into_iter().map(|(at, bytes)| (at, bytes, false)).collect() }
+    }
+
+    pub(crate) fn settle(&mut self, index: usize) {
+        if let Some((at, bytes, settled)) = self.keys.get_mut(index) {
+            if let Some(guard) = self.guards.get_mut(*at) {
+                guard.settle_bytes(bytes);
+            }
+            *settled = true;
+        }
+    }
+}
+
+impl Drop for Intents<'_> {
+    fn drop(&mut self) {
+        for (at, bytes, settled) in &self.keys {
+            if !settled {
+                if let Some(guard) = self.guards.get_mut(*at) {
+                    guard.abandon_bytes(bytes);
+                }
+            }
+        }
+    }
+}
+
 impl Stripe {
     /// Whether some key of this stripe may have a stale copy in NEW. False negatives are impossible
     /// for writes settled before the call began.
@@ -101,10 +153,21 @@ impl Guard<'_> {
     fn abandon<K: MigrationKey + ?Sized>(&mut self, key: &K) {
         // An unencodable key is never admitted, so it never has a copy in NEW to doubt.
         if let Ok(bytes) = key.try_key_bytes() {
-            if self.set.insert(bytes.into_boxed_slice()) {
-                self.total.fetch_add(1, Ordering::AcqRel);
-                self.stripe.abandoned_count.fetch_add(1, Ordering::AcqRel);
-            }
+            self.abandon_bytes(&bytes);
+        }
+    }
+
+    fn abandon_bytes(&mut self, bytes: &[u8]) {
+        if self.set.insert(bytes.into()) {
+            self.total.fetch_add(1, Ordering::AcqRel);
+            self.stripe.abandoned_count.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    fn settle_bytes(&mut self, bytes: &[u8]) {
+        if self.set.remove(bytes) {
+            self.stripe.abandoned_count.fetch_sub(1, Ordering::AcqRel);
+            self.total.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
