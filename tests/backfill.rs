@@ -11,7 +11,7 @@ use zddm::versioned::{
     SqliteSource, SqliteTarget, Target, VersionedProxy,
 };
 use zddm::{Gate, MigrationKey, Phase, Rate};
-use zddm_suite::resume::kill_and_resume;
+use zddm_suite::resume::{kill_and_resume, with_writers};
 use zddm_suite::servers::{PostgresServer, RedisServer};
 use zddm_suite::stall::Stall;
 
@@ -54,10 +54,7 @@ where
     let (old, new) = (Arc::new(Stall::new(old)), Arc::new(Stall::new(new)));
     let proxy = VersionedProxy::new(old.clone(), new.clone(), Gate::new("backfill", Rate::ALL));
     proxy.set_phase(Phase::Live).unwrap();
-    let write = async |key: u64, value: Option<String>| match value {
-        Some(value) => proxy.put(&key, &value).await.unwrap(),
-        None => proxy.delete(&key).await.unwrap(),
-    };
+    let write = zddm_suite::writes_through!(proxy);
     kill_and_resume(&proxy, (&old, &new), checkpoints, (KEYS, 40), write, name).await;
     assert_new_equals_old(old.inner(), new.inner(), name).await;
 }
@@ -97,39 +94,6 @@ async fn killed_at_random_points_and_resumed_new_ends_equal_to_old_over_redis() 
     killed_and_resumed(old, new, &MemoryCheckpoint::new(), "redis").await;
 }
 
-/// Runs `pass` while `writers` tasks put and delete hot keys through `write` (a value to put,
-/// `None` to delete); the pass's outcome and how many writes were made meanwhile.
-async fn with_writers<T, W, F>(writers: u64, write: W, pass: impl std::future::Future<Output = T>) -> (T, u64)
-where
-    W: Fn(u64, Option<String>) -> F + Clone + Send + 'static,
-    F: std::future::Future<Output = ()> + Send,
-{
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let tasks: Vec<_> = (0..writers)
-        .map(|w| {
-            let (write, stop) = (write.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut round = 1;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    // Hot keys spread over the key space, so the scan meets them mid-run.
-                    let key = (round * 7 + w * 13) % 24 * (KEYS / 24);
-                    write(key, (round % 5 != 0).then(|| value(key, round))).await;
-                    round += 1;
-                    tokio::task::yield_now().await;
-                }
-                round - 1
-            })
-        })
-        .collect();
-    let outcome = pass.await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut writes = 0;
-    for task in tasks {
-        writes += task.await.unwrap();
-    }
-    (outcome, writes)
-}
-
 /// Writers put and delete a few hot keys through the proxy while the backfill copies them.
 async fn hammered<O, N>(old: O, new: N, name: &str)
 where
@@ -142,21 +106,10 @@ where
     let (old, new) = (Arc::new(old), Arc::new(new));
     let proxy = VersionedProxy::new(old.clone(), new.clone(), Gate::new("backfill", Rate::ALL));
     proxy.set_phase(Phase::Live).unwrap();
-    let write = {
-        let proxy = proxy.clone();
-        move |key: u64, value: Option<String>| {
-            let proxy = proxy.clone();
-            async move {
-                match value {
-                    Some(value) => proxy.put(&key, &value).await.unwrap(),
-                    None => proxy.delete(&key).await.unwrap(),
-                }
-            }
-        }
-    };
+    let write = zddm_suite::writes_through!(proxy);
     // Slowed down, so the writers overlap the whole pass even over memory.
     let (backfill, checkpoint) = (Backfill::new(&proxy).batch(16).rate(1_500.0), MemoryCheckpoint::new());
-    let (done, writes) = with_writers(4, write, backfill.run(&checkpoint, tokio::time::sleep, |_| {})).await;
+    let (done, writes) = with_writers((4, KEYS, 5), write, backfill.run(&checkpoint, tokio::time::sleep, |_| {})).await;
     let done = done.unwrap();
     eprintln!("{name}: {writes} writes during the backfill; {done}");
     assert!(writes > 30, "{name}: the writers must overlap the backfill ({writes} writes)");
@@ -279,20 +232,9 @@ where
     let proxy = CachedProxy::new(old.clone(), new.clone(), Gate::new("backfill", Rate::ALL));
     proxy.set_phase(Phase::Live).unwrap();
     proxy.get(&3).await.unwrap(); // one key cached already
-    let write = {
-        let proxy = proxy.clone();
-        move |key: u64, value: Option<String>| {
-            let proxy = proxy.clone();
-            async move {
-                match value {
-                    Some(value) => proxy.put(&key, &value).await.unwrap(),
-                    None => proxy.delete(&key).await.unwrap(),
-                }
-            }
-        }
-    };
+    let write = zddm_suite::writes_through!(proxy);
     let (backfill, checkpoint) = (Backfill::new(&proxy).batch(16).rate(1_500.0), MemoryCheckpoint::new());
-    let (done, writes) = with_writers(3, write, backfill.run(&checkpoint, tokio::time::sleep, |_| {})).await;
+    let (done, writes) = with_writers((3, KEYS, 5), write, backfill.run(&checkpoint, tokio::time::sleep, |_| {})).await;
     let done = done.unwrap();
     eprintln!("{name}: {writes} writes during the backfill; {done}");
     assert!(writes > 30 && done.copied > KEYS / 2 && done.newer >= 1, "{name}: {done}");

@@ -14,7 +14,7 @@ use zddm::{Blocking, Gate, MemoryStore, Phase, PhaseError, PostgresStore, Proxy,
 use zddm::{SqliteStore, Store};
 use zddm_suite::faults::{Fault, Faulty};
 use zddm_suite::planted::check_planted;
-use zddm_suite::resume::kill_and_resume;
+use zddm_suite::resume::{kill_and_resume, with_writers};
 use zddm_suite::servers::{PostgresServer, RedisServer};
 use zddm_suite::stall::{Chaos, Stall};
 
@@ -130,10 +130,7 @@ where
     let (old, new) = (Arc::new(Stall::new(old)), Arc::new(Stall::new(new)));
     let proxy = Proxy::new(old.clone(), new.clone(), Gate::new("finish", Rate::ALL));
     proxy.set_phase(Phase::Live).unwrap();
-    let write = async |key: u64, value: Option<String>| match value {
-        Some(value) => proxy.put(&key, &value).await.unwrap(),
-        None => proxy.delete(&key).await.unwrap(),
-    };
+    let write = zddm_suite::writes_through!(proxy);
     kill_and_resume(&proxy, (&old, &new), &MemoryCheckpoint::new(), (KEYS, 30), write, name).await;
     // A killed run may leave a key in doubt (its write was cut off); a read repairs it, as a
     // verification's does.
@@ -166,35 +163,11 @@ where
     new.chaos(delays(5));
     let proxy = Proxy::new(old.clone(), new.clone(), Gate::new("finish", Rate::ALL));
     proxy.set_phase(Phase::Live).unwrap();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writers: Vec<_> = (0..3u64)
-        .map(|w| {
-            let (proxy, stop) = (proxy.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut round = 1;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let key = (round * 7 + w * 13) % 24 * (KEYS / 24);
-                    // Every other write a delete: a copy of a value read just before it would
-                    // bring the key back.
-                    if round % 2 == 0 {
-                        proxy.delete(&key).await.unwrap();
-                    } else {
-                        proxy.put(&key, &value(key, round)).await.unwrap();
-                    }
-                    round += 1;
-                    tokio::task::yield_now().await;
-                }
-                round - 1
-            })
-        })
-        .collect();
-    let backfill = Backfill::new(&proxy).batch(16);
-    let done = backfill.run(&MemoryCheckpoint::new(), tokio::time::sleep, |_| {}).await.unwrap();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut writes = 0;
-    for writer in writers {
-        writes += writer.await.unwrap();
-    }
+    let write = zddm_suite::writes_through!(proxy);
+    // Every other write a delete: a copy of a value read just before it would bring the key back.
+    let (backfill, checkpoint) = (Backfill::new(&proxy).batch(16), MemoryCheckpoint::new());
+    let (done, writes) = with_writers((3, KEYS, 2), write, backfill.run(&checkpoint, tokio::time::sleep, |_| {})).await;
+    let done = done.unwrap();
     eprintln!("{name}: {writes} writes during the backfill; {done}");
     assert!(writes > 30 && done.newer >= 1, "{name}: the writers must overlap the backfill: {writes} writes; {done}");
     assert_new_equals_old(old.inner(), new.inner(), name).await;

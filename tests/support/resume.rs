@@ -1,5 +1,6 @@
-//! A backfill killed at random moments and resumed from its checkpoint until one run finishes: the
-//! driver the backfill tests share, whatever proxy the pass runs over.
+//! What the backfill tests share, whatever proxy the pass runs over: a backfill killed at random
+//! moments and resumed from its checkpoint until one run finishes, and writers hammering hot keys
+//! while a pass runs.
 
 use std::time::Duration;
 
@@ -77,4 +78,61 @@ pub async fn kill_and_resume<P: Pass, O, N>(
     assert!(kills >= 3, "{name}: only {kills} runs were killed; the test must kill some");
     assert!(done.done && done.scanned > 0, "{name}: {done}");
     Resumed { runs, kills, done }
+}
+
+/// Runs `pass` while `writers` tasks put and delete hot keys below `keys` through `write` (a value
+/// to put, `None` to delete: every `delete_every`th write of each task); the pass's outcome and how
+/// many writes were made meanwhile.
+pub async fn with_writers<T, W, F>(
+    (writers, keys, delete_every): (u64, u64, u64),
+    write: W,
+    pass: impl std::future::Future<Output = T>,
+) -> (T, u64)
+where
+    W: Fn(u64, Option<String>) -> F + Clone + Send + 'static,
+    F: std::future::Future<Output = ()> + Send,
+{
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let (write, stop) = (write.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut round = 1;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // Hot keys spread over the key space, so the scan meets them mid-run.
+                    let key = (round * 7 + w * 13) % 24 * (keys / 24);
+                    let value = (round % delete_every != 0).then(|| format!("value {key} of round {round}"));
+                    write(key, value).await;
+                    round += 1;
+                    tokio::task::yield_now().await;
+                }
+                round - 1
+            })
+        })
+        .collect();
+    let outcome = pass.await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut writes = 0;
+    for task in tasks {
+        writes += task.await.unwrap();
+    }
+    (outcome, writes)
+}
+
+/// `with_writers`' `write` for any proxy with `put` and `delete` (the proxies share no trait): a
+/// value is put, `None` deletes.
+#[macro_export]
+macro_rules! writes_through {
+    ($proxy:expr) => {{
+        let proxy = $proxy.clone();
+        move |key: u64, value: ::std::option::Option<::std::string::String>| {
+            let proxy = proxy.clone();
+            async move {
+                match value {
+                    ::std::option::Option::Some(value) => proxy.put(&key, &value).await.unwrap(),
+                    ::std::option::Option::None => proxy.delete(&key).await.unwrap(),
+                }
+            }
+        }
+    }};
 }
