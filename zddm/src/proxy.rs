@@ -700,39 +700,13 @@ where
         on_old: impl std::future::Future<Output = R>,
         on_new: impl std::future::Future<Output = R>,
     ) -> Result<R, Error> {
-        let bucket = self.inner.gate.try_bucket(key).ok();
-        let (mut guard, _) = self.inner.locks.lock(bucket.unwrap_or(0)).await;
-        let phase = self.phase();
-        match self.route(phase, bucket) {
-            Route::Old => return Ok(on_old.await),
-            Route::New => {
-                let out = on_new.await;
-                guard.settle(key);
-                return Ok(out);
-            }
-            Route::Both | Route::OldInvalidate => {}
-        }
-        let intent = Intent::new(guard, key);
-        let out = on_old.await;
-        match self.inner.new.delete(key).await {
-            Ok(()) => {
-                bump(&self.inner.stats.invalidations);
-                if phase != Phase::Live {
-                    intent.settle();
-                }
-                Ok(out)
-            }
-            // The key stays in doubt (the intent is dropped unsettled): the next read repairs it.
-            Err(error) => {
-                let error = self.fail(Side::New, Op::Delete, error);
-                Err(self.indeterminate(Op::Put, None, error))
-            }
-        }
+        self.update_many(&[key], on_old, on_new).await
     }
 
     /// [`update`](Proxy::update) for a write of several keys at once (`archive_all(&[K])`,
-    /// `put_many(&[(K, V)])`): every key's stripe locked, the call run once, then each key's NEW
-    /// copy removed where its route says so. A key whose removal failed stays in doubt.
+    /// `put_many(&[(K, V)])`): every key's stripe locked, the call run once — on NEW if any key's
+    /// route is NEW's (`Complete`), on OLD otherwise — then each key's NEW copy removed where its
+    /// route says so. A key whose removal failed stays in doubt.
     pub(crate) async fn update_many<R>(
         &self,
         keys: &[&K],
@@ -744,39 +718,35 @@ where
         let (guards, at) = self.inner.locks.lock_many(&stripes).await;
         let phase = self.phase();
         let routes: Vec<Route> = buckets.iter().map(|bucket| self.route(phase, *bucket)).collect();
-        // Keys whose NEW copy this call touches; unencodable keys have none.
-        let touched: Vec<(usize, Box<[u8]>)> = keys
-            .iter()
-            .zip(&at)
-            .zip(&routes)
-            .filter(|(_, route)| **route != Route::Old)
-            .filter_map(|((key, at), _)| key.try_key_bytes().ok().map(|bytes| (*at, bytes.into_boxed_slice())))
-            .collect();
-        let mut intents = lock::Intents::new(guards, touched);
-        if phase == Phase::Complete {
-            let out = on_new.await;
-            for index in 0..keys.len() {
-                intents.settle(index);
+        // The keys whose NEW copy this call touches (a key the gate cannot encode has none), each
+        // with its place in `keys`.
+        let mut touched = Vec::new();
+        let mut intents = Vec::new();
+        for (index, ((key, at), route)) in keys.iter().zip(&at).zip(&routes).enumerate() {
+            if let (false, Ok(bytes)) = (*route == Route::Old, key.try_key_bytes()) {
+                touched.push(index);
+                intents.push((*at, bytes.into_boxed_slice()));
             }
+        }
+        let mut intents = lock::Intents::new(guards, intents);
+        if routes.contains(&Route::New) {
+            let out = on_new.await;
+            (0..touched.len()).for_each(|intent| intents.settle(intent));
             return Ok(out);
         }
         let out = on_old.await;
         let mut failed = None;
-        let mut index = 0;
-        for (key, route) in keys.iter().zip(&routes) {
-            if *route == Route::Old || key.try_key_bytes().is_err() {
-                continue;
-            }
-            match self.inner.new.delete(*key).await {
+        for (intent, index) in touched.into_iter().enumerate() {
+            match self.inner.new.delete(keys[index]).await {
                 Ok(()) => {
                     bump(&self.inner.stats.invalidations);
                     if phase != Phase::Live {
-                        intents.settle(index);
+                        intents.settle(intent);
                     }
                 }
+                // The key stays in doubt (its intent unsettled): the next read repairs it.
                 Err(error) => failed = Some(self.fail(Side::New, Op::Delete, error)),
             }
-            index += 1;
         }
         match failed {
             None => Ok(out),

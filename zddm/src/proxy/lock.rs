@@ -142,10 +142,7 @@ impl Guard<'_> {
     pub(crate) fn settle<K: MigrationKey + ?Sized>(&mut self, key: &K) {
         if !self.set.is_empty() {
             if let Ok(bytes) = key.try_key_bytes() {
-                if self.set.remove(&bytes[..]) {
-                    self.stripe.abandoned_count.fetch_sub(1, Ordering::AcqRel);
-                    self.total.fetch_sub(1, Ordering::AcqRel);
-                }
+                self.settle_bytes(&bytes);
             }
         }
     }
