@@ -7,7 +7,7 @@ use crate::error::{Error, Op, Side};
 use crate::key::MigrationKey;
 use crate::store::Store;
 use crate::verify::Verdict;
-use crate::versioned::{Copied, Page};
+use crate::versioned::{Copied, Lookup, Page};
 
 use super::stats::bump;
 use super::Proxy;
@@ -61,13 +61,8 @@ where
         let old = self.inner.old.get(key).await.map_err(|e| self.fail(Side::Old, Op::Get, e))?;
         let new = self.inner.new.get(key).await.map_err(|e| self.fail(Side::New, Op::Get, e))?;
         drop(guard);
-        Ok(match (old, new) {
-            (Some(old), Some(new)) if old == new => Verdict::Agrees,
-            (Some(_), Some(_)) => Verdict::Differs,
-            (Some(_), None) => Verdict::Missing,
-            (None, Some(_)) => Verdict::Extra,
-            (None, None) => Verdict::Agrees,
-        })
+        // A plain store answers a value or nothing: a hit or a miss, in the verifier's one table.
+        Ok(Verdict::of(old.as_ref(), &new.map_or(Lookup::Miss, Lookup::Hit)))
     }
 
     /// Makes NEW hold what OLD holds for `key` (its value, or nothing), with the key locked, where
