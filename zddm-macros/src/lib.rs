@@ -5,6 +5,7 @@ mod backend;
 mod errors;
 mod key;
 mod migrate;
+mod receiver;
 
 use proc_macro::TokenStream;
 use syn::{parse_macro_input, DeriveInput};

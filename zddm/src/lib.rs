@@ -161,13 +161,15 @@ pub use zddm_macros::backend;
 /// shadowing `core`, `Result` or `String` cannot break an expansion.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::backend::{cached, local, versioned, CachedRepository, Migration, Registered, VersionedRepository};
-    pub use crate::cached::{CachedProxy, ScanKeys};
+    pub use crate::backend::{
+        cached, local, versioned, CachedRepository, Held, Migration, Registered, VersionedRepository,
+    };
+    pub use crate::cached::{Cache, CachedProxy, ScanKeys};
     pub use crate::fleet::{Control, Fleet};
     pub use crate::key::{schema_fields, ByteKey, KeyError, KeyReader, KeySink, MigrationKey};
     pub use crate::proxy::{block_on, Proxy, ProxyBuilder};
     pub use crate::store::Store;
-    pub use crate::versioned::{Page, VersionedProxy, VersionedProxyBuilder};
+    pub use crate::versioned::{Page, Source, Target, VersionedProxy, VersionedProxyBuilder};
     pub use crate::{ConfigError, Error, Gate};
     pub use ::core::convert::From;
     pub use ::core::future::Future;

@@ -1,4 +1,4 @@
-//! `#[zddm::migrate(old = Type, new = Type, mode = versioned | cached)]` and
+//! `#[zddm::migrate(old = Type, new = Type, mode = versioned | cached)]` (the stores optional) and
 //! `#[zddm(read | write | delete | old | new)]`.
 
 use proc_macro2::{Span, TokenStream};
@@ -10,8 +10,10 @@ use super::ast::Kind;
 use crate::errors::Errors;
 
 pub struct Args {
-    pub old: Type,
-    pub new: Type,
+    /// The stores, when the trait's crate names them: the migrating type's defaults, checked here.
+    /// Without them the stores are whatever the migration is made with (they may live in crates
+    /// that depend on this one).
+    pub stores: Option<(Type, Type)>,
     pub mode: Mode,
 }
 
@@ -47,7 +49,12 @@ pub struct Parsed {
 
 impl Parsed {
     pub fn complete(&self) -> Option<Args> {
-        Some(Args { old: self.old.clone()?, new: self.new.clone()?, mode: self.mode })
+        let stores = match (&self.old, &self.new) {
+            (Some(old), Some(new)) => Some((old.clone(), new.clone())),
+            (None, None) => None,
+            _ => return None,
+        };
+        Some(Args { stores, mode: self.mode })
     }
 }
 
@@ -132,14 +139,20 @@ pub fn parse_args(tokens: TokenStream, errors: &mut Errors) -> Parsed {
     match parsed {
         Err(error) => errors.push(error),
         Ok(()) => {
+            // Both stores, or neither (then they are chosen where the migration is made).
             let missing = match (old.is_some(), new.is_some()) {
-                (true, true) => None,
-                (false, false) => Some("the `old` and `new` stores are missing"),
+                (true, true) | (false, false) => None,
                 (false, true) => Some("the `old` store is missing"),
                 (true, false) => Some("the `new` store is missing"),
             };
             if let Some(missing) = missing {
-                errors.push(Error::new(Span::call_site(), format!("{missing}: {ARGS_HELP}")));
+                errors.push(Error::new(
+                    Span::call_site(),
+                    format!(
+                        "{missing}: {ARGS_HELP}, or name neither store and pick them where the migration is made \
+                         (`<Trait>Migration::new(old, new, gate)`)"
+                    ),
+                ));
             }
         }
     }
