@@ -257,3 +257,40 @@ fn fleet_mode_expansions_compile_and_route_without_the_users_scope() {
     let found = CachedOrders::get(&cached, &key).unwrap_or_else(|_| ::std::panic!("the read failed"));
     ::std::assert_eq!(found, ::core::option::Option::Some(Order { items: 5 }), "read through from OLD");
 }
+
+/// The trait's own types share names with the migrating type's parameters (`New`, `S`): the
+/// expansion picks others.
+type S = u64;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct New(u32);
+
+#[::zddm::migrate(old = Plain, new = Plain)]
+pub trait Shadowed {
+    fn get(&self, key: &S) -> ::core::result::Result<::core::option::Option<New>, RepoError>;
+    fn put(&self, key: &S, value: &New) -> ::core::result::Result<(), RepoError>;
+    fn delete(&self, key: &S) -> ::core::result::Result<(), RepoError>;
+}
+
+/// Holds one value (`0`: none) under every key.
+pub struct Plain(u32);
+
+#[::zddm::backend]
+impl Shadowed for Plain {
+    fn get(&self, _: &S) -> ::core::result::Result<::core::option::Option<New>, RepoError> {
+        ::core::result::Result::Ok(::core::option::Option::Some(New(self.0)).filter(|_| self.0 != 0))
+    }
+    fn put(&self, _: &S, _: &New) -> ::core::result::Result<(), RepoError> {
+        ::core::result::Result::Ok(())
+    }
+    fn delete(&self, _: &S) -> ::core::result::Result<(), RepoError> {
+        ::core::result::Result::Ok(())
+    }
+}
+
+#[test]
+fn names_in_the_trait_do_not_clash_with_the_expansion() {
+    let shadowed = ShadowedMigration::new(Plain(7), Plain(0), ::zddm::Gate::new("hygiene", ::zddm::Rate::ALL));
+    let found = Shadowed::get(&shadowed, &1).unwrap_or_else(|_| ::std::panic!("the read failed"));
+    ::std::assert_eq!(found, ::core::option::Option::Some(New(7)), "read through from OLD");
+}

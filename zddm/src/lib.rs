@@ -93,7 +93,9 @@ pub use zddm_macros::MigrationKey;
 /// `put_…`, `delete_…` and the other verbs in `docs/repository-macro.md`); methods with a default
 /// body need neither. The read, write and delete share one key type (a [`MigrationKey`]), one value
 /// type and one error type, which must implement `From<zddm::Error>`. Both stores implement the trait
-/// through [`macro@backend`].
+/// through [`macro@backend`], which implements the companion trait `<Trait>Backend` declared beside
+/// it. Without `old` and `new` (`#[zddm::migrate]`), the migrating type is generic over its stores,
+/// which may then live in crates that depend on the trait's; the stores named are its defaults.
 ///
 /// ```
 /// use zddm::{Gate, MigrationKey, Rate};
@@ -153,8 +155,9 @@ pub use zddm_macros::MigrationKey;
 pub use zddm_macros::migrate;
 
 /// `#[zddm::backend]` on `impl Repo for Store`: registers the store as a backend of `Repo`'s migration
-/// (the impl becomes `impl Repo for zddm::Backend<Store>`, which only the migration can reach). An
-/// impl of a migrating trait without it does not compile. See [`macro@migrate`].
+/// (the impl becomes `impl RepoBackend for Store`, whose methods take the store as a
+/// [`Backend`], which only the migration makes). It may live in another crate than `Repo`. An impl
+/// of a migrating trait without it does not compile. See [`macro@migrate`].
 pub use zddm_macros::backend;
 
 /// Not public API: what the macros' expansions refer to. Absolute paths only, so user code
