@@ -22,6 +22,13 @@ pub trait Accounts {
     fn put_many(&self, entries: &[(u64, String)]) -> Result<(), RepoError>;
     #[zddm(delete)]
     fn purge(&self, ids: &[u64]) -> Result<usize, RepoError>;
+    /// Keys from an iterator, borrowed or owned, and from a `&Vec`.
+    #[zddm(delete)]
+    fn purge_each<'a>(&self, ids: impl IntoIterator<Item = &'a u64>) -> Result<usize, RepoError>;
+    #[zddm(write)]
+    fn put_each(&self, entries: impl IntoIterator<Item = (u64, String)>) -> Result<(), RepoError>;
+    #[zddm(write)]
+    fn rename(&self, ids: &Vec<u64>, suffix: &str) -> Result<(), RepoError>;
 }
 
 /// Each side is a SQLite table (a file, or in memory).
@@ -61,6 +68,22 @@ macro_rules! accounts {
                     }
                 }
                 Ok(purged)
+            }
+            fn purge_each<'a>(&self, ids: impl IntoIterator<Item = &'a u64>) -> Result<usize, RepoError> {
+                let ids: Vec<u64> = ids.into_iter().copied().collect();
+                self.purge(&ids)
+            }
+            fn put_each(&self, entries: impl IntoIterator<Item = (u64, String)>) -> Result<(), RepoError> {
+                let entries: Vec<(u64, String)> = entries.into_iter().collect();
+                self.put_many(&entries)
+            }
+            fn rename(&self, ids: &Vec<u64>, suffix: &str) -> Result<(), RepoError> {
+                for id in ids {
+                    if let Some(name) = BlockingStore::get(&self.0, id).map_err(|_| RepoError)? {
+                        BlockingStore::put(&self.0, id, &format!("{name}{suffix}")).map_err(|_| RepoError)?;
+                    }
+                }
+                Ok(())
             }
         }
 
@@ -128,6 +151,30 @@ fn check(old_path: Option<std::path::PathBuf>, new_path: Option<std::path::PathB
     if let (Some(old), Some(new)) = (&old_path, &new_path) {
         let (old, new) = (open(&Some(old.clone())), open(&Some(new.clone())));
         for id in 1..=8 {
+            in_step(&accounts, &old, &new, id);
+        }
+    }
+
+    // Keys from iterators (borrowed, then owned) and from a `&Vec`: each key read first, so that
+    // NEW holds a copy the write must remove.
+    for id in 10..16 {
+        accounts.put_account(&id, &format!("user {id}")).unwrap();
+        accounts.get_account(&id).unwrap();
+    }
+    assert_eq!(accounts.purge_each([10, 11, 99].iter()).unwrap(), 2);
+    accounts.put_each((12..14).map(|id| (id, format!("renamed {id}")))).unwrap();
+    accounts.rename(&vec![14, 15], " (moved)").unwrap();
+    let expected = |id: u64| match id {
+        10 | 11 => None,
+        12 | 13 => Some(format!("renamed {id}")),
+        _ => Some(format!("user {id} (moved)")),
+    };
+    for id in 10..16 {
+        assert_eq!(accounts.get_account(&id).unwrap(), expected(id), "account {id} after the iterators");
+    }
+    if let (Some(old), Some(new)) = (&old_path, &new_path) {
+        let (old, new) = (open(&Some(old.clone())), open(&Some(new.clone())));
+        for id in 10..16 {
             in_step(&accounts, &old, &new, id);
         }
     }

@@ -7,7 +7,7 @@ use syn::{parse_quote, FnArg, ItemTrait, Pat, ReturnType, Signature, TraitItem, 
 
 use super::ast::{Kind, Method, Repository};
 use super::attr::{self, Args, Mode};
-use super::valid::{Keys, Table};
+use super::valid::{Item, Keys, Table};
 use crate::receiver;
 
 /// The trait as the user wrote it, without zddm's method attributes.
@@ -816,25 +816,55 @@ fn method_body(method: &Method, table: &Table, shape: &Shape, names: &Names) -> 
 // With `keys: &[K]` (or `entries: &[(K, V)]`), every key's lock, and every key's copy removed:
 //         let __zddm_keys: Vec<&OrderKey> = __zddm_arg1.iter().collect();   // .map(|(key, _)| key)
 //         carry_update(::zddm::Controls::update_many(&self.proxy, &__zddm_keys, async { … }, async { … }).await)
+//
+// With `keys: impl IntoIterator<Item = &'a OrderKey>`, the items first, then the same:
+//         let __zddm_items: Vec<_> = IntoIterator::into_iter(__zddm_arg1).collect();
+//         let __zddm_keys: Vec<_> = __zddm_items.iter().map(|item| *item).collect();
+//         … update_many(&self.proxy, &__zddm_keys, async { <Old as OrdersBackend>::purge(…, __zddm_items.iter().copied()) }, …)
 fn update(sig: &Signature, args: &[Ident], keys: Keys, shape: &Shape, names: &Names, error: &Type) -> TokenStream {
     let is_async = sig.asyncness.is_some();
     let access = Access { call_async: is_async, lock_async: true, exclusive: shape.exclusive };
+    let key = &args[0];
+    // An iterator is consumed here, to lock its keys first; each side gets it again from the items.
+    let (first, items) = match keys {
+        Keys::Iter(item) => {
+            let again = match item {
+                Item::KeyRef | Item::PairOfRefs | Item::PairRef => quote!(__zddm_items.iter().copied()),
+                Item::Key | Item::Pair => quote!(__zddm_items.iter().cloned()),
+            };
+            let each = match item {
+                Item::KeyRef => quote!(|item| *item),
+                Item::Key => quote!(|item| item),
+                Item::PairOfRefs => quote!(|item| item.0),
+                Item::PairRef => quote!(|item| &item.0),
+                Item::Pair => quote!(|item| &item.0),
+            };
+            let items = quote! {
+                let __zddm_items: ::std::vec::Vec<_> = ::core::iter::IntoIterator::into_iter(#key).collect();
+                let __zddm_keys: ::std::vec::Vec<_> = __zddm_items.iter().map(#each).collect();
+            };
+            (again, Some(items))
+        }
+        _ => (quote!(#key), None),
+    };
+    let rest = &args[1..];
     let on = |place: &TokenStream, ty: &Ident| {
-        on_store(place.clone(), ty, &names.companion, &sig.ident, quote!(#(#args),*), access)
+        on_store(place.clone(), ty, &names.companion, &sig.ident, quote!(#first #(, #rest)*), access)
     };
     let (on_old, on_new) = (on(&shape.old_place, &names.old), on(&shape.new_place, &names.new));
-    let key = &args[0];
+    let many = |prelude: TokenStream| {
+        (
+            prelude,
+            quote!(::zddm::Controls::update_many(&self.proxy, &__zddm_keys, async { #on_old }, async { #on_new })),
+        )
+    };
     let (prelude, call) = match keys {
         Keys::One => {
             (quote!(), quote!(::zddm::Controls::update(&self.proxy, #key, async { #on_old }, async { #on_new })))
         }
-        Keys::Slice | Keys::Pairs => {
-            let each = if keys == Keys::Slice { quote!() } else { quote!(.map(|(key, _)| key)) };
-            (
-                quote!(let __zddm_keys: ::std::vec::Vec<_> = #key.iter()#each.collect();),
-                quote!(::zddm::Controls::update_many(&self.proxy, &__zddm_keys, async { #on_old }, async { #on_new })),
-            )
-        }
+        Keys::Slice => many(quote!(let __zddm_keys: ::std::vec::Vec<_> = #key.iter().collect();)),
+        Keys::Pairs => many(quote!(let __zddm_keys: ::std::vec::Vec<_> = #key.iter().map(|(key, _)| key).collect();)),
+        Keys::Iter(_) => many(items.unwrap_or_default()),
     };
     let call = if is_async { quote!(#call.await) } else { quote!(::zddm::__private::block_on(#call)) };
     quote!(#sig {

@@ -3,7 +3,7 @@
 
 use quote::ToTokens;
 use syn::spanned::Spanned;
-use syn::{Error, FnArg, GenericArgument, PathArguments, ReceiverKind, ReturnType, Type};
+use syn::{Error, FnArg, GenericArgument, PathArguments, ReceiverKind, ReturnType, Type, TypeParamBound};
 
 use super::ast::{Kind, Method, Named, Repository};
 use super::attr::Mode;
@@ -26,10 +26,28 @@ pub struct Table<'a> {
 pub enum Keys {
     /// `key: &K`.
     One,
-    /// `keys: &[K]`.
+    /// `keys: &[K]` (or `&Vec<K>`).
     Slice,
-    /// `entries: &[(K, V)]`.
+    /// `entries: &[(K, V)]` (or `&Vec<(K, V)>`).
     Pairs,
+    /// `keys: impl IntoIterator<Item = …>` (or `impl Iterator`): collected first, so that every key
+    /// is locked before the store's method runs, then handed to it as an iterator again.
+    Iter(Item),
+}
+
+/// What an iterator of keys yields.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Item {
+    /// `&K`.
+    KeyRef,
+    /// `K` (cloned for each side the call is prepared for).
+    Key,
+    /// `(&K, &V)`.
+    PairOfRefs,
+    /// `&(K, V)`.
+    PairRef,
+    /// `(K, V)` (cloned likewise).
+    Pair,
 }
 
 const CHOICES: &str = "mark it `#[zddm(read)]`, `#[zddm(write)]` or `#[zddm(delete)]`, or `#[zddm(old)]` / \
@@ -352,9 +370,10 @@ fn same(found: Option<&Type>, expected: &Type, what: &str, method: &Method, writ
     }
 }
 
-/// A routed update: `fn archive(&self, key: &K, …) -> Result<T, E>` (or `keys: &[K]`, or
-/// `entries: &[(K, V)]`), every other argument by shared reference (the call is prepared for OLD
-/// and for NEW, and runs on one of them).
+/// A routed update: `fn archive(&self, key: &K, …) -> Result<T, E>` (or `keys: &[K]`,
+/// `entries: &[(K, V)]`, either as a `&Vec`, or an `impl IntoIterator` of keys or entries), every
+/// other argument by shared reference (the call is prepared for OLD and for NEW, and runs on one
+/// of them).
 fn check_update<'a>(
     method: &'a Method<'a>,
     key: &Type,
@@ -363,9 +382,20 @@ fn check_update<'a>(
     write: &Method,
     errors: &mut Errors,
 ) -> Option<(&'a Method<'a>, Keys)> {
+    if let Some(item) = method.item.sig.inputs.iter().nth(1).and_then(|input| match input {
+        FnArg::Typed(arg) => iterated(&arg.ty),
+        FnArg::Receiver(_) => None,
+    }) {
+        if !check_receiver(method, errors) {
+            return None;
+        }
+        let keys = Keys::Iter(iterator_item(item, key, value, method, write, errors)?);
+        check_rest(method, error, write, errors);
+        return Some((method, keys));
+    }
     let found = keyed(method, errors)?;
-    let keys = match found {
-        Type::Slice(slice) => match &*slice.elem {
+    let keys = match elements(found) {
+        Some(elem) => match elem {
             Type::Tuple(pair) if pair.elems.len() == 2 => {
                 same(pair.elems.first(), key, "key", method, write, errors);
                 same(pair.elems.last(), value, "value", method, write, errors);
@@ -376,11 +406,17 @@ fn check_update<'a>(
                 Keys::Slice
             }
         },
-        found => {
+        None => {
             same(Some(found), key, "key", method, write, errors);
             Keys::One
         }
     };
+    check_rest(method, error, write, errors);
+    Some((method, keys))
+}
+
+/// The arguments after the keys, by shared reference, and the result, `Result<T, E>`.
+fn check_rest(method: &Method, error: &Type, write: &Method, errors: &mut Errors) {
     for input in method.item.sig.inputs.iter().skip(2) {
         if let FnArg::Typed(arg) = input {
             if !matches!(&*arg.ty, Type::Reference(reference) if reference.mutability.is_none()) {
@@ -398,5 +434,86 @@ fn check_update<'a>(
     if let Some((_, err)) = returned(method, "Result<T, E>", errors) {
         same(Some(err), error, "error", method, write, errors);
     }
-    Some((method, keys))
+}
+
+/// `[T]` or `Vec<T>` (borrowed as `&[T]` / `&Vec<T>`, iterated alike): `T`.
+fn elements(ty: &Type) -> Option<&Type> {
+    match ty {
+        Type::Slice(slice) => Some(&slice.elem),
+        Type::Path(path) => {
+            let last = path.path.segments.last().filter(|last| last.ident == "Vec")?;
+            let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+            match args.args.first() {
+                Some(GenericArgument::Type(elem)) if args.args.len() == 1 => Some(elem),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `impl IntoIterator<Item = X>` or `impl Iterator<Item = X>`: `X`.
+fn iterated(ty: &Type) -> Option<&Type> {
+    let Type::ImplTrait(bounds) = ty else { return None };
+    bounds.bounds.iter().find_map(|bound| {
+        let TypeParamBound::Trait(bound) = bound else { return None };
+        let last = bound.path.segments.last()?;
+        if last.ident != "IntoIterator" && last.ident != "Iterator" {
+            return None;
+        }
+        let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+        args.args.iter().find_map(|arg| match arg {
+            GenericArgument::AssocType(assoc) if assoc.ident == "Item" => Some(&assoc.ty),
+            _ => None,
+        })
+    })
+}
+
+/// Which of the shapes an iterator's item has, each part checked against the table's types.
+fn iterator_item(
+    item: &Type,
+    key: &Type,
+    value: &Type,
+    method: &Method,
+    write: &Method,
+    errors: &mut Errors,
+) -> Option<Item> {
+    fn referent(ty: &Type) -> Option<&Type> {
+        match ty {
+            Type::Reference(reference) if reference.mutability.is_none() => Some(&reference.elem),
+            _ => None,
+        }
+    }
+    fn pair(ty: &Type) -> Option<(&Type, &Type)> {
+        match ty {
+            Type::Tuple(tuple) if tuple.elems.len() == 2 => Some((&tuple.elems[0], &tuple.elems[1])),
+            _ => None,
+        }
+    }
+    let found = match (referent(item), pair(item)) {
+        (Some(inner), _) => match pair(inner) {
+            Some((k, v)) => Some((Item::PairRef, k, Some(v))),
+            None => Some((Item::KeyRef, inner, None)),
+        },
+        (None, Some((k, v))) => match (referent(k), referent(v)) {
+            (Some(k), Some(v)) => Some((Item::PairOfRefs, k, Some(v))),
+            (None, None) => Some((Item::Pair, k, Some(v))),
+            _ => None,
+        },
+        (None, None) => Some((Item::Key, item, None)),
+    };
+    let Some((shape, found_key, found_value)) = found else {
+        errors.push(Error::new_spanned(
+            item,
+            format!(
+                "the items of `{}`'s iterator are neither keys nor entries: yield keys as `&K` or `K`, or entries \
+                 as `(&K, &V)`, `&(K, V)` or `(K, V)`",
+                method.item.sig.ident,
+            ),
+        ));
+        return None;
+    };
+    same(Some(found_key), key, "key", method, write, errors);
+    same(found_value, value, "value", method, write, errors);
+    Some(shape)
 }
