@@ -48,7 +48,7 @@ impl Kind {
     /// alone or followed by `_`, needs no attribute — unless the rest of its name says it does
     /// something else as well (`get_or_create_order`, `fetch_and_increment`): then
     /// [`Named::Mixed`], with the word that says so.
-    fn from_name(name: &str) -> Named {
+    pub fn from_name(name: &str) -> Named {
         const VERBS: [(Kind, &[&str]); 3] = [
             (Kind::Read, &["get", "find", "load", "fetch", "read"]),
             (Kind::Write, &["put", "save", "store", "upsert", "insert", "set", "write"]),

@@ -186,11 +186,57 @@ impl<'a> Repository<'a> {
         same(delete_error, error, "error", delete, write, errors);
         let updates =
             updates.iter().filter_map(|update| check_update(update, key, value, error, write, errors)).collect();
+        self.check_passed_writes(key, write, mode, errors);
         Some(Table { key, value, error, read, write, delete, updates })
     }
 }
 
 impl Repository<'_> {
+    /// A method named as a write or delete of the table's keys cannot be passed through to one
+    /// store: to NEW alone it never reaches OLD, which answers for every key until the migration
+    /// completes; to OLD alone NEW keeps serving its older copy.
+    fn check_passed_writes(&self, key: &Type, write: &Method, mode: Mode, errors: &mut Errors) {
+        let key_text = key.to_token_stream().to_string();
+        for method in &self.methods {
+            let Some((kind @ (Kind::Old | Kind::New), Some(span))) = method.kind else { continue };
+            let name = &method.item.sig.ident;
+            let verb = match Kind::from_name(&name.to_string()) {
+                Named::Kind(verb @ (Kind::Write | Kind::Delete)) => verb,
+                Named::Mixed { verb, .. } => match Kind::from_name(&verb) {
+                    Named::Kind(verb @ (Kind::Write | Kind::Delete)) => verb,
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            let keyed = method.item.sig.inputs.iter().nth(1).is_some_and(|input| match input {
+                FnArg::Typed(arg) => arg.ty.to_token_stream().to_string().contains(&key_text),
+                FnArg::Receiver(_) => false,
+            });
+            if !keyed {
+                continue;
+            }
+            let why = if kind == Kind::New {
+                "passed through to NEW alone it would never reach OLD, which answers for every key until the \
+                 migration completes"
+            } else {
+                "passed through to OLD alone it would leave NEW serving its older copy of each key"
+            };
+            let instead = if mode == Mode::Local {
+                format!("route it with `#[zddm({})]`: it then runs on OLD with each key locked, and NEW's copies are removed", verb.name())
+            } else {
+                format!(
+                    "`mode = {}` cannot route a second write yet: give it a default body that calls `{}` for each key",
+                    mode.name(),
+                    write.item.sig.ident
+                )
+            };
+            errors.push(Error::new(
+                span,
+                format!("`{name}` writes the table's keys: {why}; {instead} (see docs/repository-macro.md)"),
+            ));
+        }
+    }
+
     /// A fleet mode calls each store from many tasks at once (no mutex around it): every routed
     /// method takes `&self`.
     fn check_shared(&self, mode: Mode, errors: &mut Errors) {

@@ -1,0 +1,30 @@
+use zddm_suite::ui::{Order, OrderKey, RepoError};
+
+pub struct OldStore;
+pub struct NewStore;
+
+#[zddm::migrate(old = OldStore, new = NewStore)]
+pub trait Orders {
+    fn get_order(&self, key: &OrderKey) -> Result<Option<Order>, RepoError>;
+    fn put_order(&self, key: &OrderKey, order: &Order) -> Result<(), RepoError>;
+    fn delete_order(&self, key: &OrderKey) -> Result<(), RepoError>;
+    // Writes of the table's keys, each to one store.
+    #[zddm(new)]
+    fn put_many(&self, entries: &[(OrderKey, Order)]) -> Result<(), RepoError>;
+    #[zddm(old)]
+    fn delete_expired(&self, keys: &[OrderKey]) -> Result<usize, RepoError>;
+    // A write of another table: passing it through is fine.
+    #[zddm(old)]
+    fn save_audit_entry(&self, line: &str) -> Result<(), RepoError>;
+}
+
+#[zddm::migrate(old = OldStore, new = NewStore, mode = versioned)]
+pub trait Accounts {
+    fn get_account(&self, key: &OrderKey) -> Result<Option<Order>, RepoError>;
+    fn put_account(&self, key: &OrderKey, order: &Order) -> Result<(), RepoError>;
+    fn delete_account(&self, key: &OrderKey) -> Result<(), RepoError>;
+    #[zddm(old)]
+    fn store_all(&self, entries: impl IntoIterator<Item = (OrderKey, Order)>) -> Result<(), RepoError>;
+}
+
+fn main() {}
