@@ -80,6 +80,15 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
         plain.colon_token = Some(Default::default());
     }
     plain.supertraits.push(parse_quote!(::zddm::__private::Registered<#migration<(), ()>>));
+    // Shown on hover where a call on a bare store fails with rustc's own "no method named …".
+    let migrating = format!(
+        "**Migrating** (`#[zddm::migrate]`): call it through [`{migration}`], which routes every call between \
+         the OLD and NEW stores; a store implements it with `#[zddm::backend] impl {name} for Store {{ … }}` \
+         ([`{}`]).",
+        names.companion
+    );
+    plain.attrs.push(parse_quote!(#[doc = ""]));
+    plain.attrs.push(parse_quote!(#[doc = #migrating]));
     let message = format!("`{{Self}}` cannot be used as `{name}` outside the migration `{migration}`");
     let label = format!("read and write `{name}` through `{migration}`");
     let note = format!(
