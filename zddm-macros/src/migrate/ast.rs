@@ -1,7 +1,10 @@
 //! The repository trait, with each method's classification and the original syntax for spans.
 
 use proc_macro2::Span;
-use syn::{FnArg, ItemTrait, ReceiverKind, TraitItem, TraitItemFn};
+use syn::{
+    FnArg, GenericArgument, ItemTrait, PathArguments, ReceiverKind, ReturnType, Signature, TraitItem, TraitItemFn,
+    Type, TypeParamBound,
+};
 
 use super::attr;
 use crate::errors::Errors;
@@ -147,4 +150,25 @@ impl<'a> Repository<'a> {
             .collect();
         Repository { item, methods }
     }
+}
+
+/// `T` of a method written `fn …(…) -> impl Future<Output = T> [+ Send]`, the form rustc suggests
+/// for `async fn` in a public trait.
+pub fn future_output(sig: &Signature) -> Option<&Type> {
+    let ReturnType::Type(_, ty) = &sig.output else { return None };
+    let Type::ImplTrait(bounds) = &**ty else { return None };
+    bounds.bounds.iter().find_map(|bound| {
+        let TypeParamBound::Trait(bound) = bound else { return None };
+        let last = bound.path.segments.last().filter(|last| last.ident == "Future")?;
+        let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+        args.args.iter().find_map(|arg| match arg {
+            GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(&assoc.ty),
+            _ => None,
+        })
+    })
+}
+
+/// Whether a call of the method is awaited: an `async fn`, or one returning `impl Future`.
+pub fn is_async(sig: &Signature) -> bool {
+    sig.asyncness.is_some() || future_output(sig).is_some()
 }

@@ -5,7 +5,7 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{parse_quote, FnArg, ItemTrait, Pat, ReturnType, Signature, TraitItem, TraitItemFn, Type};
 
-use super::ast::{Kind, Method, Repository};
+use super::ast::{self, Kind, Method, Repository};
 use super::attr::{self, Args, Mode};
 use super::valid::{Item, Keys, Table};
 use crate::receiver;
@@ -289,18 +289,19 @@ fn companion_trait(
         if let Some(block) = &copy.default {
             copy.default = syn::parse2(receiver::rename_self(block.to_token_stream())).ok();
         }
-        if async_trait.is_empty() && copy.sig.asyncness.is_some() && routed(method) {
-            copy.sig.asyncness = None;
-            let output = match &copy.sig.output {
-                ReturnType::Default => quote!(()),
-                ReturnType::Type(_, ty) => ty.to_token_stream(),
+        if async_trait.is_empty() && ast::is_async(&copy.sig) && routed(method) {
+            let output = match (ast::future_output(&copy.sig), &copy.sig.output) {
+                (Some(output), _) => output.to_token_stream(),
+                (None, ReturnType::Default) => quote!(()),
+                (None, ReturnType::Type(_, ty)) => ty.to_token_stream(),
             };
+            if let (Some(block), Some(_)) = (&copy.default, copy.sig.asyncness) {
+                copy.default = Some(parse_quote!({ async move #block }));
+            }
+            copy.sig.asyncness = None;
             copy.sig.output = parse_quote!(
                 -> impl ::zddm::__private::Future<Output = #output> + ::zddm::__private::Send
             );
-            if let Some(block) = &copy.default {
-                copy.default = Some(parse_quote!({ async move #block }));
-            }
         }
         declared.push(copy);
 
@@ -782,7 +783,7 @@ fn method_body(method: &Method, table: &Table, shape: &Shape, names: &Names) -> 
     let key_span = method_key(method).unwrap_or(table.key).span();
     let (proxy, turbofish) = (respan(&shape.proxy_path, key_span), respan(&shape.turbofish, key_span));
     let (sig, args) = named(&method.item.sig);
-    let is_async = sig.asyncness.is_some();
+    let is_async = ast::is_async(&sig);
     let error = table.error;
     // Spanned at the method's key type: a key that is not a `MigrationKey` is reported there, with
     // that trait's message.
@@ -799,16 +800,29 @@ fn method_body(method: &Method, table: &Table, shape: &Shape, names: &Names) -> 
                 if kind == Kind::Old { (&shape.old_place, &names.old) } else { (&shape.new_place, &names.new) };
             let access = Access { call_async: is_async, lock_async: is_async, exclusive: shape.exclusive };
             let call = on_store(place.clone(), ty, &names.companion, &sig.ident, quote!(#(#args),*), access);
-            return quote!(#sig { #call });
+            return body(&sig, call);
         }
     };
     let call = if is_async { quote!(#call.await) } else { quote!(::zddm::__private::block_on(#call)) };
     // Spanned at the error type: an error type without `From<zddm::Error>` is reported once, there.
     let convert = quote_spanned!(error.span()=> ::zddm::__private::carry::<_, #error>(__zddm_result));
-    quote!(#sig {
-        let __zddm_result = #call;
-        #convert
-    })
+    body(
+        &sig,
+        quote! {
+            let __zddm_result = #call;
+            #convert
+        },
+    )
+}
+
+/// The method with `statements` as its body; a method declared `-> impl Future<…>` returns them as
+/// an `async` block.
+fn body(sig: &Signature, statements: TokenStream) -> TokenStream {
+    if sig.asyncness.is_none() && ast::future_output(sig).is_some() {
+        quote!(#sig { async move { #statements } })
+    } else {
+        quote!(#sig { #statements })
+    }
 }
 
 // Input:
@@ -831,7 +845,7 @@ fn method_body(method: &Method, table: &Table, shape: &Shape, names: &Names) -> 
 //         let __zddm_keys: Vec<_> = __zddm_items.iter().map(|item| *item).collect();
 //         … update_many(&self.proxy, &__zddm_keys, async { <Old as OrdersBackend>::purge(…, __zddm_items.iter().copied()) }, …)
 fn update(sig: &Signature, args: &[Ident], keys: Keys, shape: &Shape, names: &Names, error: &Type) -> TokenStream {
-    let is_async = sig.asyncness.is_some();
+    let is_async = ast::is_async(sig);
     let access = Access { call_async: is_async, lock_async: true, exclusive: shape.exclusive };
     let key = &args[0];
     // An iterator is consumed here, to lock its keys first; each side gets it again from the items.
@@ -876,10 +890,13 @@ fn update(sig: &Signature, args: &[Ident], keys: Keys, shape: &Shape, names: &Na
         Keys::Iter(_) => many(items.unwrap_or_default()),
     };
     let call = if is_async { quote!(#call.await) } else { quote!(::zddm::__private::block_on(#call)) };
-    quote!(#sig {
-        #prelude
-        ::zddm::__private::carry_update::<_, #error>(#call)
-    })
+    body(
+        sig,
+        quote! {
+            #prelude
+            ::zddm::__private::carry_update::<_, #error>(#call)
+        },
+    )
 }
 
 /// `tokens` with every span set to `span`, so that rustc reports a call's unmet bound there.
@@ -917,7 +934,7 @@ fn store(table: &Table, names: &Names, exclusive: bool) -> TokenStream {
     let Names { side, companion, store, .. } = names;
     let call = |method: &Method, args: TokenStream| {
         // `Store`'s methods are async: the mutex is awaited even for a synchronous trait method.
-        let access = Access { call_async: method.item.sig.asyncness.is_some(), lock_async: true, exclusive };
+        let access = Access { call_async: ast::is_async(&method.item.sig), lock_async: true, exclusive };
         on_store(quote!(self.0), store, companion, &method.item.sig.ident, args, access)
     };
     let get = call(read, quote!(key));

@@ -338,9 +338,10 @@ fn result(ty: &Type) -> Option<(&Type, &Type)> {
 
 fn returned<'a>(method: &'a Method, expected: &str, errors: &mut Errors) -> Option<(&'a Type, &'a Type)> {
     let sig = &method.item.sig;
-    let found = match &sig.output {
-        ReturnType::Type(_, ty) => result(ty),
-        ReturnType::Default => None,
+    let found = match (super::ast::future_output(sig), &sig.output) {
+        (Some(output), _) => result(output),
+        (None, ReturnType::Type(_, ty)) => result(ty),
+        (None, ReturnType::Default) => None,
     };
     if found.is_none() {
         let message = format!(
