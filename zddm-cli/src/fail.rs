@@ -23,6 +23,11 @@ impl Failure {
         Failure::Store(Box::new(error))
     }
 
+    /// A store's failure, saying which store: `OLD store (postgres://u:***@db:5432/orders): …`.
+    pub fn store_at(store: &str, url: &str, error: impl Error + Send + Sync + 'static) -> Failure {
+        Failure::Store(Box::new(At { at: format!("{store} ({})", redact_url(url)), error: Box::new(error) }))
+    }
+
     /// Prints the failure to stderr and gives the exit status: 1 for a failure, 130 for Ctrl-C.
     pub fn report(self) -> ExitCode {
         let text = match &self {
@@ -37,6 +42,22 @@ impl Failure {
         ExitCode::from(if matches!(self, Failure::Interrupted) { 130 } else { 1 })
     }
 }
+
+/// A store's error with which store it is. Its message carries the error's whole chain, so it has
+/// no `source()` of its own (a cause is said once).
+#[derive(Debug)]
+struct At {
+    at: String,
+    error: Box<dyn Error + Send + Sync>,
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.at, chain(self.error.as_ref()))
+    }
+}
+
+impl Error for At {}
 
 /// The error's message and each cause's, `: `-separated, skipping causes already said.
 fn chain(error: &(dyn Error + 'static)) -> String {
@@ -53,8 +74,43 @@ fn chain(error: &(dyn Error + 'static)) -> String {
     text
 }
 
-/// Every `scheme://user:password@` in `text` with the password replaced by `***`.
+/// Every `scheme://user:password@` in `text`, and every `password=` or `pass=` query value, with
+/// the password replaced by `***`. In a message, a value ends at `&`, `#`, whitespace, a quote or a
+/// `)`; see [`redact_url`] for a URL alone.
 pub fn redact(text: &str) -> String {
+    redact_values(&redact_user_info(text), |c| matches!(c, '&' | '#' | '"' | '\'' | ')') || c.is_whitespace())
+}
+
+/// [`redact`] for a URL alone: a query value ends only at `&` or `#`.
+pub fn redact_url(url: &str) -> String {
+    redact_values(&redact_user_info(url), |c| matches!(c, '&' | '#'))
+}
+
+/// `text` with the value of every `password=` or `pass=` query parameter replaced by `***`; a value
+/// ends where `ends` says.
+fn redact_values(text: &str, ends: impl Fn(char) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(['?', '&']) {
+        let (head, tail) = rest.split_at(at + 1);
+        out.push_str(head);
+        let lower = tail.to_ascii_lowercase();
+        let name = ["password=", "pass="].into_iter().find(|name| lower.starts_with(name));
+        rest = match name {
+            Some(name) => {
+                out.push_str(&tail[..name.len()]);
+                out.push_str("***");
+                let value = &tail[name.len()..];
+                &value[value.find(&ends).unwrap_or(value.len())..]
+            }
+            None => tail,
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
+fn redact_user_info(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("://") {
@@ -99,5 +155,28 @@ mod tests {
         assert_eq!(redact("\"postgres://u:p@h/d\""), "\"postgres://u:***@h/d\"");
         assert_eq!(redact("sqlite:/tmp/a.db"), "sqlite:/tmp/a.db");
         assert_eq!(redact("postgres://user@host/db"), "postgres://user@host/db");
+        assert_eq!(
+            redact("postgres://u@h/db?sslmode=disable&password=s3cret and redis+unix:///r.sock?pass=pw&db=1"),
+            "postgres://u@h/db?sslmode=disable&password=*** and redis+unix:///r.sock?pass=***&db=1"
+        );
+        assert_eq!(redact("(postgres://u@h/db?password=s3cret): refused"), "(postgres://u@h/db?password=***): refused");
+        assert_eq!(redact_url("postgres://u@h/db?password=s3c)r et&x=1"), "postgres://u@h/db?password=***&x=1");
+    }
+
+    #[test]
+    fn a_store_failure_names_the_store_and_says_each_cause_once() {
+        #[derive(Debug)]
+        struct Refused;
+        impl std::fmt::Display for Refused {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("connection refused")
+            }
+        }
+        impl Error for Refused {}
+        let Failure::Store(error) = Failure::store_at("OLD store", "postgres://u:pw@db:5432/orders", Refused) else {
+            panic!("a store failure")
+        };
+        assert_eq!(chain(error.as_ref()), "OLD store (postgres://u:***@db:5432/orders): connection refused");
+        assert!(error.source().is_none());
     }
 }

@@ -8,7 +8,7 @@ use zddm::versioned::{
 };
 use zddm::RawKey;
 
-use crate::fail::{redact, Failure};
+use crate::fail::{redact, redact_url, Failure};
 use crate::json::Json;
 
 /// Where a store or a control record is.
@@ -43,6 +43,14 @@ impl Url {
             return Ok(Url::Sqlite(PathBuf::from(text)));
         }
         Err(Failure::Input(format!("--{flag} {:?} is not a store this command knows: write {FORMS}", redact(text))))
+    }
+
+    /// The store's location as given, for a message: never a password.
+    pub fn shown(&self) -> String {
+        match self {
+            Url::Sqlite(path) => format!("sqlite:{}", path.display()),
+            Url::Postgres(url) | Url::Redis(url) => redact_url(url),
+        }
     }
 }
 
@@ -80,8 +88,8 @@ pub async fn old(url: &Url, table: &str, columns: Option<Columns<'_>>, connectio
     if let Some(columns) = columns {
         let keys: Vec<&str> = columns.keys.iter().map(String::as_str).collect();
         let failure = |error| match error {
-            zddm::versioned::TableError::Postgres(error) => Failure::store(error),
-            zddm::versioned::TableError::Sqlite(error) => Failure::store(error),
+            zddm::versioned::TableError::Postgres(error) => Failure::store_at("OLD store", &url.shown(), error),
+            zddm::versioned::TableError::Sqlite(error) => Failure::store_at("OLD store", &url.shown(), error),
             other => Failure::Input(other.to_string()),
         };
         return match url {
@@ -107,30 +115,42 @@ pub async fn old(url: &Url, table: &str, columns: Option<Columns<'_>>, connectio
         };
     }
     Ok(match url {
-        Url::Sqlite(path) => Old::Sqlite(SqliteSource::open(path, table).map_err(Failure::store)?),
-        Url::Postgres(url) => {
-            Old::Postgres(PostgresSource::connect(url, table, connections).await.map_err(Failure::store)?)
+        Url::Sqlite(path) => Old::Sqlite(SqliteSource::open(path, table).map_err(failing("OLD store", url))?),
+        Url::Postgres(text) => {
+            Old::Postgres(PostgresSource::connect(text, table, connections).await.map_err(failing("OLD store", url))?)
         }
-        Url::Redis(url) => Old::Redis(RedisSource::connect(url, table).await.map_err(Failure::store)?),
+        Url::Redis(text) => Old::Redis(RedisSource::connect(text, table).await.map_err(failing("OLD store", url))?),
     })
 }
 
 pub async fn new(url: &Url, table: &str, connections: usize) -> Result<New, Failure> {
     Ok(match url {
-        Url::Sqlite(path) => New::Sqlite(SqliteTarget::open(path, table).map_err(Failure::store)?),
-        Url::Postgres(url) => {
-            New::Postgres(PostgresTarget::connect(url, table, connections).await.map_err(Failure::store)?)
+        Url::Sqlite(path) => New::Sqlite(SqliteTarget::open(path, table).map_err(failing("NEW store", url))?),
+        Url::Postgres(text) => {
+            New::Postgres(PostgresTarget::connect(text, table, connections).await.map_err(failing("NEW store", url))?)
         }
-        Url::Redis(url) => New::Redis(RedisTarget::connect(url, table).await.map_err(Failure::store)?),
+        Url::Redis(text) => New::Redis(RedisTarget::connect(text, table).await.map_err(failing("NEW store", url))?),
     })
 }
 
 pub async fn control(url: &Url, fleet: &str) -> Result<Control, Failure> {
     Ok(match url {
-        Url::Sqlite(path) => Control::Sqlite(SqliteControl::open(path, fleet).map_err(Failure::store)?),
-        Url::Postgres(url) => Control::Postgres(PostgresControl::connect(url, fleet).await.map_err(Failure::store)?),
-        Url::Redis(url) => Control::Redis(RedisControl::connect(url, fleet).await.map_err(Failure::store)?),
+        Url::Sqlite(path) => {
+            Control::Sqlite(SqliteControl::open(path, fleet).map_err(failing("the fleet's control record", url))?)
+        }
+        Url::Postgres(text) => Control::Postgres(
+            PostgresControl::connect(text, fleet).await.map_err(failing("the fleet's control record", url))?,
+        ),
+        Url::Redis(text) => Control::Redis(
+            RedisControl::connect(text, fleet).await.map_err(failing("the fleet's control record", url))?,
+        ),
     })
+}
+
+/// Wraps a store's error as the failure of the store `store` at `url`.
+fn failing<E: std::error::Error + Send + Sync + 'static>(store: &'static str, url: &Url) -> impl FnOnce(E) -> Failure {
+    let shown = url.shown();
+    move |error| Failure::store_at(store, &shown, error)
 }
 
 /// Runs `$body` with `$o` and `$n` bound to OLD's and NEW's stores, whatever their kinds.

@@ -158,9 +158,40 @@ async fn mistakes_get_a_message_that_says_what_to_do_and_never_a_password() {
     ]);
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert!(!err.contains("s3cret") && err.contains("127.0.0.1"), "{err}");
+    // Which store, where, and why, each said once; never the password.
+    assert!(
+        err.starts_with(
+            "zddm: OLD store (postgres://ada:***@127.0.0.1:1/shop): cannot connect to PostgreSQL at 127.0.0.1:1 \
+             (database \"shop\", user \"ada\"): error connecting to server: Connection refused"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.matches("refused").count(), 1, "said once: {err}");
+    assert!(!err.contains("s3cret"), "{err}");
 
     let world = World::new().await;
+    let old = World::url(&world.old);
+    let out =
+        zddm(&["backfill", "--old", &old, "--new", "redis://:s3cret@127.0.0.1:1/0", "--table", "orders", "--live"]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.starts_with(
+            "zddm: NEW store (redis://:***@127.0.0.1:1/0): cannot connect to Redis at 127.0.0.1:1 \
+             (redis://:***@127.0.0.1:1/0): Connection refused"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.matches("refused").count(), 1, "said once: {err}");
+    assert!(!err.contains("s3cret"), "{err}");
+    let out = zddm(&["status", "--control", "postgres://ada@127.0.0.1:1/shop?password=s3cret", "--fleet", "orders"]);
+    let (_, err) = text(&out);
+    assert!(
+        err.starts_with("zddm: the fleet's control record (postgres://ada@127.0.0.1:1/shop?password=***): "),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+
     let out =
         zddm(&["backfill", "--old", &World::url(&world.old), "--new", &World::url(&world.new), "--table", "orders"]);
     assert!(text(&out).1.contains("--control URL --fleet NAME"), "{:?}", text(&out));

@@ -55,6 +55,7 @@ pub use ranges::{ranges, Claim, Range, Ranges};
 use throttle::Throttle;
 
 use crate::cached::{Cache, CachedProxy, ScanKeys};
+use crate::error::chain;
 use crate::key::MigrationKey;
 use crate::proxy::Proxy;
 use crate::store::Store;
@@ -229,24 +230,81 @@ impl fmt::Display for Progress {
 }
 
 /// Why a pass stopped before the end. Its checkpoint holds everything done until then.
-#[derive(Debug, thiserror::Error)]
+///
+/// As with [`zddm::Error`](crate::Error), the message carries the whole cause (the store's or the
+/// checkpoint's error, and each cause under it, said once), and
+/// [`source`](std::error::Error::source) returns `None`, so a reporter walking the chain says each
+/// cause once. For code, the underlying error stays reachable: [`BackfillError::store_error`]
+/// returns the proxy's [`zddm::Error`](crate::Error), [`BackfillError::checkpoint_error`] the
+/// checkpoint store's error.
+// Display and `std::error::Error` by hand, not derived with thiserror: thiserror would make the
+// field named `source` the `source()`.
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum BackfillError {
     /// A store kept failing: `attempts` batches in a row.
-    #[error("the backfill stopped after {attempts} failed attempts at one batch; run it again to resume")]
     Store {
         /// How many attempts failed.
         attempts: u32,
-        /// The last failure.
-        #[source]
+        /// The last failure: in the message, and returned by [`BackfillError::store_error`] (not by
+        /// `source()`, see [`BackfillError`]).
         source: crate::Error,
     },
-    /// The checkpoint could not be loaded or saved.
-    #[error("the backfill checkpoint failed")]
-    Checkpoint(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The checkpoint (or, for [`Backfill::work`], the ranges' store) could not be loaded or
+    /// saved. Its error is in the message, and returned by [`BackfillError::checkpoint_error`]
+    /// (not by `source()`, see [`BackfillError`]).
+    Checkpoint(Box<dyn std::error::Error + Send + Sync>),
     /// An option is out of range.
-    #[error("{0}")]
     Config(String),
+}
+
+impl fmt::Display for BackfillError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackfillError::Store { attempts, source } => write!(
+                f,
+                "the backfill stopped after {attempts} failed attempt{} at one batch ({}): run it again to \
+                 resume from its checkpoint",
+                if *attempts == 1 { "" } else { "s" },
+                chain(source)
+            ),
+            BackfillError::Checkpoint(error) => write!(
+                f,
+                "the backfill's checkpoint could not be loaded or saved ({}): fix that, then run the backfill \
+                 again to resume",
+                chain(&**error)
+            ),
+            BackfillError::Config(message) => f.write_str(message),
+        }
+    }
+}
+
+/// No `source()`: the cause is in the message (see [`BackfillError`]).
+impl std::error::Error for BackfillError {}
+
+impl BackfillError {
+    /// The proxy's error, if a store kept failing: the last failure. Its
+    /// [`store_error`](crate::Error::store_error) is the store's own error.
+    ///
+    /// The message of `self` already includes this error's message (see [`BackfillError`]).
+    pub fn store_error(&self) -> Option<&crate::Error> {
+        match self {
+            BackfillError::Store { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+
+    /// The checkpoint store's own error (or the ranges' store's, for [`Backfill::work`]), if the
+    /// checkpoint could not be loaded or saved: downcast it to the store's error type (e.g.
+    /// [`CheckpointError`]).
+    ///
+    /// The message of `self` already includes this error's message (see [`BackfillError`]).
+    pub fn checkpoint_error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            BackfillError::Checkpoint(error) => Some(&**error),
+            _ => None,
+        }
+    }
 }
 
 impl<'a, P: Pass> Backfill<'a, P> {
@@ -559,4 +617,62 @@ async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::error::{Op, Side};
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the disk is full")]
+    struct Disk;
+
+    /// A store's error that leaves its cause to `source()`.
+    #[derive(Debug, thiserror::Error)]
+    #[error("read failed")]
+    struct Layered(#[source] Disk);
+
+    #[test]
+    fn a_store_error_says_its_cause_once_and_has_no_source() {
+        let error =
+            BackfillError::Store { attempts: 3, source: crate::Error::store(Side::Old, Op::Scan, Layered(Disk)) };
+        assert_eq!(
+            error.to_string(),
+            "the backfill stopped after 3 failed attempts at one batch (scan on the OLD store failed: read failed: \
+             the disk is full): run it again to resume from its checkpoint"
+        );
+        assert!(error.source().is_none(), "the cause is in the message");
+        let store = error.store_error().expect("a store error");
+        assert_eq!((store.side(), store.op()), (Side::Old, Op::Scan));
+        assert!(store.store_error().downcast_ref::<Layered>().is_some());
+        assert!(error.checkpoint_error().is_none());
+        let error = BackfillError::Store { attempts: 1, source: crate::Error::store(Side::Old, Op::Scan, Disk) };
+        assert!(error.to_string().starts_with("the backfill stopped after 1 failed attempt at"), "{error}");
+    }
+
+    #[test]
+    fn a_checkpoint_error_says_its_cause_once_and_has_no_source() {
+        let error = BackfillError::Checkpoint(Box::new(Layered(Disk)));
+        assert_eq!(
+            error.to_string(),
+            "the backfill's checkpoint could not be loaded or saved (read failed: the disk is full): fix that, then \
+             run the backfill again to resume"
+        );
+        assert!(error.source().is_none(), "the cause is in the message");
+        assert!(error.checkpoint_error().and_then(|error| error.downcast_ref::<Layered>()).is_some());
+        assert!(error.store_error().is_none());
+
+        let error = BackfillError::Checkpoint(Box::new(CheckpointError::Io {
+            action: "read",
+            path: "pass.checkpoint".into(),
+            source: std::io::Error::other("device gone"),
+        }));
+        let message = error.to_string();
+        assert_eq!(message.matches("device gone").count(), 1, "{message}");
+        let cause = error.checkpoint_error().and_then(|error| error.downcast_ref::<CheckpointError>());
+        assert!(cause.and_then(CheckpointError::io_error).is_some());
+    }
 }

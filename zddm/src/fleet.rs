@@ -63,7 +63,7 @@ pub use postgres::PostgresControl;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteControl;
 
-use crate::error::BoxError;
+use crate::error::{chain, BoxError};
 use crate::gate::Gate;
 use crate::proxy::{Phase, PhaseError};
 use crate::rate::Rate;
@@ -157,12 +157,19 @@ impl Default for FleetConfig {
 }
 
 /// Why a fleet operation failed.
+///
+/// As with [`zddm::Error`](crate::Error), the message carries the whole cause (for
+/// [`FleetError::Control`], the control store's message and each cause under it, said once), and
+/// [`source`](std::error::Error::source) returns `None`, so a reporter walking the chain says each
+/// cause once. For code, the control store's own error is returned by
+/// [`FleetError::control_error`], to downcast to the store's error type.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FleetError {
-    /// The control store failed.
-    #[error("the fleet's control store failed: {0}")]
-    Control(#[source] BoxError),
+    /// The control store failed. The store's error is in the message, and returned by
+    /// [`FleetError::control_error`] (not by `source()`, see [`FleetError`]).
+    #[error("the fleet's control store failed: {}", chain(&**.0))]
+    Control(BoxError),
     /// This instance's salt is not the fleet's.
     #[error(
         "this instance's gate salt is {ours:?} but the fleet's record says {record:?}: every instance of a \
@@ -389,6 +396,19 @@ pub struct Fleet<C> {
 
 fn control<E: std::error::Error + Send + Sync + 'static>(error: E) -> FleetError {
     FleetError::Control(Box::new(error))
+}
+
+impl FleetError {
+    /// The control store's own error, if the control store failed: downcast it to the store's
+    /// error type (e.g. `error.control_error()?.downcast_ref::<zddm::PostgresError>()`).
+    ///
+    /// The message of `self` already includes this error's message (see [`FleetError`]).
+    pub fn control_error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            FleetError::Control(error) => Some(&**error),
+            _ => None,
+        }
+    }
 }
 
 impl<C: Control> Fleet<C> {
@@ -653,4 +673,31 @@ pub(crate) fn record_from_columns(
     }
     let verified = verified.map(|epoch| u64::try_from(epoch).map_err(|_| epoch.to_string())).transpose()?;
     Ok(Record { salt, epoch, plan, goal: Goal { phase: phase_of(goal_phase)?, rate: rate_of(goal_rate)? }, verified })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the disk is full")]
+    struct Disk;
+
+    /// A control store's error that leaves its cause to `source()`.
+    #[derive(Debug, thiserror::Error)]
+    #[error("write failed")]
+    struct Layered(#[source] Disk);
+
+    #[test]
+    fn a_control_error_says_its_cause_chain_once_and_has_no_source() {
+        let error = control(Layered(Disk));
+        assert_eq!(error.to_string(), "the fleet's control store failed: write failed: the disk is full");
+        assert!(error.source().is_none(), "the cause is in the message");
+        assert!(error.control_error().and_then(|error| error.downcast_ref::<Layered>()).is_some());
+        let error = FleetError::Goal(PhaseError::Unverified);
+        assert!(error.source().is_none());
+        assert!(error.control_error().is_none());
+    }
 }

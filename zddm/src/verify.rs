@@ -43,6 +43,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::cached::ScanKeys;
+use crate::error::chain;
 use crate::fleet::Plan;
 use crate::gate::Gate;
 use crate::key::MigrationKey;
@@ -181,12 +182,21 @@ impl fmt::Display for Report {
 }
 
 /// Why a verification could not finish.
+///
+/// As with [`zddm::Error`](crate::Error), the message carries the whole cause (for
+/// [`VerifyError::Store`], the proxy's message with the store's error), and
+/// [`source`](std::error::Error::source) returns `None`, so a reporter walking the chain says each
+/// cause once. For code, the proxy's error is returned by [`VerifyError::store_error`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum VerifyError {
-    /// A store failed.
-    #[error("the verification stopped: a store failed; run it again")]
-    Store(#[from] crate::Error),
+    /// A store failed. Its error is in the message, and returned by [`VerifyError::store_error`]
+    /// (not by `source()`, see [`VerifyError`]).
+    #[error(
+        "the verification stopped ({}): run it again, once the store is back (a verification starts over)",
+        chain(.0)
+    )]
+    Store(crate::Error),
     /// OLD's scan is not in canonical key order, which a side-by-side comparison needs.
     #[error(
         "OLD's scan returned keys out of canonical order (after {previous:02x?} came {key:02x?}): \
@@ -201,6 +211,26 @@ pub enum VerifyError {
     /// An option is out of range.
     #[error("{0}")]
     Config(String),
+}
+
+// By hand rather than `#[from]`, which would make the field the `source()` as well.
+impl From<crate::Error> for VerifyError {
+    fn from(error: crate::Error) -> Self {
+        VerifyError::Store(error)
+    }
+}
+
+impl VerifyError {
+    /// The proxy's error, if a store failed. Its [`store_error`](crate::Error::store_error) is the
+    /// store's own error.
+    ///
+    /// The message of `self` already includes this error's message (see [`VerifyError`]).
+    pub fn store_error(&self) -> Option<&crate::Error> {
+        match self {
+            VerifyError::Store(error) => Some(error),
+            _ => None,
+        }
+    }
 }
 
 /// What a verification runs over: a proxy whose OLD and NEW can both be scanned — a
@@ -754,6 +784,31 @@ impl<'a, P: Compare> Verify<'a, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{Op, Side};
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("the disk is full")]
+    struct Disk;
+
+    /// A store's error that leaves its cause to `source()`.
+    #[derive(Debug, thiserror::Error)]
+    #[error("read failed")]
+    struct Layered(#[source] Disk);
+
+    #[test]
+    fn a_store_error_says_its_cause_once_and_has_no_source() {
+        let error = VerifyError::from(crate::Error::store(Side::New, Op::Scan, Layered(Disk)));
+        assert_eq!(
+            error.to_string(),
+            "the verification stopped (scan on the NEW store failed: read failed: the disk is full): run it \
+             again, once the store is back (a verification starts over)"
+        );
+        assert!(std::error::Error::source(&error).is_none(), "the cause is in the message");
+        let store = error.store_error().expect("a store error");
+        assert_eq!((store.side(), store.op()), (Side::New, Op::Scan));
+        assert!(store.store_error().downcast_ref::<Layered>().is_some());
+        assert!(VerifyError::Config("x".into()).store_error().is_none());
+    }
 
     #[test]
     fn every_pair_of_old_and_new_has_one_verdict() {

@@ -1,9 +1,12 @@
 //! Where a backfill pass stands, and where that is kept between runs.
 
+use std::fmt;
 use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use crate::error::chain;
 
 /// How far a pass got: the scan position after the last finished batch, and what it did so far.
 /// Saved after every batch, so a crash or a cancelled run repeats at most one batch.
@@ -79,26 +82,63 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 }
 
 /// Why a checkpoint could not be loaded or saved.
-#[derive(Debug, thiserror::Error)]
+///
+/// As with [`zddm::Error`](crate::Error), the message carries the whole cause (for
+/// [`CheckpointError::Io`], the file and the I/O error), and
+/// [`source`](std::error::Error::source) returns `None`, so a reporter walking the chain says each
+/// cause once. For code, the I/O error is returned by [`CheckpointError::io_error`].
+// Display and `std::error::Error` by hand, not derived with thiserror: thiserror would make the
+// field named `source` the `source()`.
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum CheckpointError {
     /// The file could not be read or written.
-    #[error("cannot {action} the backfill checkpoint {path}")]
     Io {
         /// `read` or `write`.
         action: &'static str,
         /// The file.
         path: PathBuf,
-        /// Why.
-        #[source]
+        /// Why: in the message, and returned by [`CheckpointError::io_error`] (not by `source()`,
+        /// see [`CheckpointError`]).
         source: std::io::Error,
     },
     /// The checkpoint's text is not one a backfill wrote.
-    #[error("the backfill checkpoint is damaged: {what}; delete it to start the pass over")]
     Malformed {
         /// What is wrong.
         what: String,
     },
+}
+
+impl fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckpointError::Io { action, path, source } => write!(
+                f,
+                "cannot {action} the backfill checkpoint {} ({}): check the path, and that this process may \
+                 {action} it",
+                path.display(),
+                chain(source)
+            ),
+            CheckpointError::Malformed { what } => {
+                write!(f, "the backfill checkpoint is damaged: {what}; delete it to start the pass over")
+            }
+        }
+    }
+}
+
+/// No `source()`: the cause is in the message (see [`CheckpointError`]).
+impl std::error::Error for CheckpointError {}
+
+impl CheckpointError {
+    /// The I/O error, if the file could not be read or written: for its `kind()`.
+    ///
+    /// The message of `self` already includes this error's message (see [`CheckpointError`]).
+    pub fn io_error(&self) -> Option<&std::io::Error> {
+        match self {
+            CheckpointError::Io { source, .. } => Some(source),
+            CheckpointError::Malformed { .. } => None,
+        }
+    }
 }
 
 /// Where a backfill keeps its [`Checkpoint`] between runs.
@@ -203,5 +243,20 @@ mod tests {
         let error = Checkpoint::from_text(&text).unwrap_err().to_string();
         assert!(error.contains("the position `0g` is not hex") && error.contains("delete it"), "{error}");
         assert!(Checkpoint::from_text("something else").unwrap_err().to_string().contains("first line"));
+    }
+
+    #[test]
+    fn an_io_error_says_its_cause_once_and_has_no_source() {
+        let cause = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "access denied");
+        let error =
+            CheckpointError::Io { action: "write", path: PathBuf::from("/pass/orders.checkpoint"), source: cause };
+        assert_eq!(
+            error.to_string(),
+            "cannot write the backfill checkpoint /pass/orders.checkpoint (access denied): check the path, and \
+             that this process may write it"
+        );
+        assert!(std::error::Error::source(&error).is_none(), "the cause is in the message");
+        assert_eq!(error.io_error().map(std::io::Error::kind), Some(std::io::ErrorKind::PermissionDenied));
+        assert!(CheckpointError::Malformed { what: "x".into() }.io_error().is_none());
     }
 }

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio_postgres::config::Host;
 use tokio_postgres::NoTls;
 
+use crate::error::{chain, redact};
 use crate::key::{KeyError, MigrationKey};
 use crate::store::json::{decode, encode, DecodeError, EncodeError};
 use crate::store::Store;
@@ -32,21 +33,28 @@ pub struct PostgresStore<K: ?Sized, V> {
 
 /// Why a PostgreSQL operation failed.
 ///
-/// Every message carries its cause: for an error from the server, the server's message and its
-/// SQLSTATE code (e.g. `database "x" does not exist (3D000)`); for a connection, the address tried.
-/// No message shows a password. The driver's [`tokio_postgres::Error`] stays the
-/// [`source`](std::error::Error::source), for its `code()` and `as_db_error()`.
+/// Every message carries its whole cause: for an error from the server, the server's message and
+/// its SQLSTATE code (e.g. `database "x" does not exist (3D000)`); for a connection, the address,
+/// database and user tried; for a connection string that does not parse, the string with its
+/// password replaced by `***`. No message, and no `Debug` output, shows a password.
+///
+/// Because the cause is in the message, [`source`](std::error::Error::source) returns `None` (so a
+/// reporter walking the chain says each cause once, as with [`zddm::Error`](crate::Error)). The
+/// driver's [`tokio_postgres::Error`], for its `code()` and `as_db_error()`, is returned by
+/// [`PostgresError::driver_error`]; [`PostgresError::code`] gives the SQLSTATE directly.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PostgresError {
     /// The connection string is not valid.
-    #[error("{url:?} is not a PostgreSQL connection string ({}): write postgres://user@host:port/db", cause(source))]
+    #[error(
+        "{url:?} is not a PostgreSQL connection string ({}): write postgres://user:password@host:port/database",
+        cause(error)
+    )]
     Url {
         /// The string given, with any password replaced by `***`.
         url: String,
-        /// The driver's error.
-        #[source]
-        source: tokio_postgres::Error,
+        /// The driver's error (in the message; not the `source()`).
+        error: tokio_postgres::Error,
     },
     /// No connection could be made or taken from the pool.
     #[error(transparent)]
@@ -78,26 +86,67 @@ pub enum PostgresError {
     },
     /// A statement failed or timed out.
     #[error("PostgreSQL failed: {}", cause(.0))]
-    Query(#[from] tokio_postgres::Error),
+    Query(tokio_postgres::Error),
     /// A stored value is not valid for the value type.
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
+    #[error("{}", chain(.0))]
+    Decode(DecodeError),
     /// A value could not be serialized.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
+    #[error("{}", chain(.0))]
+    Encode(EncodeError),
     /// The key cannot be encoded.
     #[error(transparent)]
     Key(#[from] KeyError),
 }
 
+// By hand rather than `#[from]`, which would make the field the `source()` as well.
+impl From<tokio_postgres::Error> for PostgresError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        PostgresError::Query(error)
+    }
+}
+
+impl From<DecodeError> for PostgresError {
+    fn from(error: DecodeError) -> Self {
+        PostgresError::Decode(error)
+    }
+}
+
+impl From<EncodeError> for PostgresError {
+    fn from(error: EncodeError) -> Self {
+        PostgresError::Encode(error)
+    }
+}
+
+impl PostgresError {
+    /// The driver's error behind this one, if the driver failed: for its `code()`, `as_db_error()`.
+    pub fn driver_error(&self) -> Option<&tokio_postgres::Error> {
+        match self {
+            PostgresError::Url { error, .. } | PostgresError::Query(error) => Some(error),
+            PostgresError::Connect(error) => error.driver_error(),
+            _ => None,
+        }
+    }
+
+    /// The SQLSTATE code of the server's error, if the server refused something (e.g.
+    /// [`SqlState::INVALID_CATALOG_NAME`](tokio_postgres::error::SqlState::INVALID_CATALOG_NAME)
+    /// for a missing database).
+    pub fn code(&self) -> Option<&tokio_postgres::error::SqlState> {
+        self.driver_error().and_then(tokio_postgres::Error::code)
+    }
+}
+
 /// No PostgreSQL connection could be made, or none taken from the pool: where, and why.
 ///
-/// Its message names the address tried (`host:port`, never the password) and the cause; its
-/// [`source`](std::error::Error::source) is the driver's [`tokio_postgres::Error`] when the
-/// driver failed (`None` when the pool gave up waiting).
+/// Its message names the address tried (`host:port`), the database and the user (never the
+/// password), the cause (the server's message and SQLSTATE, or the driver's and the operating
+/// system's) and what to check. The cause is in the message, so
+/// [`source`](std::error::Error::source) is `None`; the driver's [`tokio_postgres::Error`] is
+/// returned by [`driver_error`](PostgresConnectError::driver_error).
 #[derive(Debug)]
 pub struct PostgresConnectError {
     target: String,
+    database: Option<String>,
+    user: Option<String>,
     cause: ConnectCause,
 }
 
@@ -111,21 +160,29 @@ enum ConnectCause {
 }
 
 impl PostgresConnectError {
-    fn new(target: &str, error: PoolError) -> Self {
+    fn new(pooled: &Pooled, error: PoolError) -> Self {
         let cause = match error {
             PoolError::Backend(error) => ConnectCause::Driver(error),
-            PoolError::Timeout(TimeoutType::Wait) => {
-                ConnectCause::Pool(format!("every connection of the pool stayed busy for {} s", TIMEOUT.as_secs()))
-            }
-            PoolError::Timeout(TimeoutType::Create) => {
-                ConnectCause::Pool(format!("no connection was made within {} s", TIMEOUT.as_secs()))
-            }
+            PoolError::Timeout(TimeoutType::Wait) => ConnectCause::Pool(format!(
+                "every connection of the pool stayed busy for {} s; give the store more connections",
+                TIMEOUT.as_secs()
+            )),
+            PoolError::Timeout(TimeoutType::Create) => ConnectCause::Pool(format!(
+                "no connection was made within {} s; check the host and port, and that no firewall drops the \
+                 connection",
+                TIMEOUT.as_secs()
+            )),
             PoolError::Timeout(TimeoutType::Recycle) => {
                 ConnectCause::Pool(format!("checking a pooled connection took over {} s", TIMEOUT.as_secs()))
             }
             other => ConnectCause::Pool(other.to_string()),
         };
-        PostgresConnectError { target: target.to_owned(), cause }
+        PostgresConnectError {
+            target: pooled.target.clone(),
+            database: pooled.database.clone(),
+            user: pooled.user.clone(),
+            cause,
+        }
     }
 
     /// The address tried: `host:port` (several, comma-separated, for a multi-host connection
@@ -133,28 +190,82 @@ impl PostgresConnectError {
     pub fn target(&self) -> &str {
         &self.target
     }
-}
 
-impl fmt::Display for PostgresConnectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.target.as_str() {
-            "" => f.write_str("cannot get a PostgreSQL connection: ")?,
-            target => write!(f, "cannot get a PostgreSQL connection to {target}: ")?,
-        }
-        match &self.cause {
-            ConnectCause::Driver(error) => f.write_str(&cause(error)),
-            ConnectCause::Pool(reason) => f.write_str(reason),
-        }
+    /// The database asked for (by default, the user's name), if known.
+    pub fn database(&self) -> Option<&str> {
+        self.database.as_deref()
     }
-}
 
-impl std::error::Error for PostgresConnectError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+    /// The driver's error, if the driver failed (`None` when the pool gave up waiting): for its
+    /// `code()` and `as_db_error()`.
+    pub fn driver_error(&self) -> Option<&tokio_postgres::Error> {
         match &self.cause {
             ConnectCause::Driver(error) => Some(error),
             ConnectCause::Pool(_) => None,
         }
     }
+}
+
+impl fmt::Display for PostgresConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cannot connect to PostgreSQL")?;
+        if !self.target.is_empty() {
+            write!(f, " at {}", self.target)?;
+        }
+        match (&self.database, &self.user) {
+            (Some(database), Some(user)) => write!(f, " (database {database:?}, user {user:?})")?,
+            (Some(database), None) => write!(f, " (database {database:?})")?,
+            (None, Some(user)) => write!(f, " (user {user:?})")?,
+            (None, None) => {}
+        }
+        match &self.cause {
+            ConnectCause::Driver(error) => {
+                write!(f, ": {}", cause(error))?;
+                if let Some(hint) = connect_hint(error) {
+                    write!(f, "; {hint}")?;
+                }
+                Ok(())
+            }
+            ConnectCause::Pool(reason) => write!(f, ": {reason}"),
+        }
+    }
+}
+
+/// No `source()`: the cause is in the message.
+impl std::error::Error for PostgresConnectError {}
+
+/// What to check, for a connection the driver or the server refused.
+fn connect_hint(error: &tokio_postgres::Error) -> Option<&'static str> {
+    use tokio_postgres::error::SqlState;
+    if let Some(code) = error.code() {
+        return match code {
+            c if *c == SqlState::INVALID_CATALOG_NAME => {
+                Some("create the database, or name an existing one in the connection string")
+            }
+            c if *c == SqlState::INVALID_PASSWORD => Some("check the user and password in the connection string"),
+            c if *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+                Some("check the user in the connection string, and that pg_hba.conf lets it connect from here")
+            }
+            c if *c == SqlState::TOO_MANY_CONNECTIONS => {
+                Some("the server is at its max_connections: use fewer connections or raise the limit")
+            }
+            _ => None,
+        };
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return Some(match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    "check that PostgreSQL is running and listens on that host and port"
+                }
+                std::io::ErrorKind::TimedOut => "check the host and port, and that no firewall drops the connection",
+                _ => "check the host and port in the connection string, and that the server is reachable from here",
+            });
+        }
+        source = error.source();
+    }
+    None
 }
 
 /// The advisory lock that serialises the creation of `table`: the first 8 bytes of a SHA-256 of
@@ -206,17 +317,7 @@ fn cause(error: &tokio_postgres::Error) -> String {
         }
         return text;
     }
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(error) = source {
-        let layer = error.to_string();
-        if !text.contains(&layer) {
-            text.push_str(": ");
-            text.push_str(&layer);
-        }
-        source = error.source();
-    }
-    text
+    chain(error)
 }
 
 /// The addresses a configuration connects to, as `host:port`, comma-separated (as the driver picks
@@ -245,62 +346,6 @@ fn target(config: &tokio_postgres::Config) -> String {
         .join(", ")
 }
 
-/// `url` with every password in it replaced by `***`: the one in the user info of a URL
-/// (`postgres://user:***@host/db`) and the value of every `password=` parameter, in a URL's query or
-/// in the key/value form (`host=h password=***`). Made for strings that did not parse, so it
-/// redacts generously rather than leave a piece of a password.
-fn redact(url: &str) -> String {
-    let mut text = url.to_owned();
-    let is_url = text.contains("://");
-    if let Some(scheme) = text.find("://") {
-        let rest = scheme + 3;
-        // The password ends at the last '@' (a password may hold an unescaped '@'), and starts
-        // after the first ':' before it.
-        if let Some(at) = text[rest..].rfind('@').map(|at| rest + at) {
-            if let Some(colon) = text[rest..at].find(':').map(|colon| rest + colon) {
-                text.replace_range(colon + 1..at, "***");
-            }
-        }
-    }
-    let skip_spaces = |text: &str, at: usize| at + (text[at..].len() - text[at..].trim_start().len());
-    let mut from = 0;
-    while let Some(found) = text[from..].to_ascii_lowercase().find("password").map(|found| from + found) {
-        let at = skip_spaces(&text, found + "password".len());
-        if !text[at..].starts_with('=') {
-            from = at;
-            continue;
-        }
-        let start = skip_spaces(&text, at + 1);
-        let end = if is_url { url_value_end(&text, start) } else { value_end(&text, start) };
-        text.replace_range(start..end, "***");
-        from = start + "***".len();
-    }
-    text
-}
-
-/// Where a URL query value starting at `start` ends: at the next '&', or the end of the text.
-fn url_value_end(text: &str, start: usize) -> usize {
-    text[start..].find('&').map_or(text.len(), |end| start + end)
-}
-
-/// Where a key/value parameter's value starting at `start` ends: after its closing quote if quoted,
-/// else at whitespace; a backslash escapes the next character; the end of the text if unterminated.
-fn value_end(text: &str, start: usize) -> usize {
-    let quoted = text[start..].starts_with('\'');
-    let mut chars = text[start..].char_indices().skip(usize::from(quoted));
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '\\' => {
-                chars.next();
-            }
-            '\'' if quoted => return start + i + 1,
-            c if !quoted && c.is_whitespace() => return start + i,
-            _ => {}
-        }
-    }
-    text.len()
-}
-
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A pool of connections to one server, and where it connects (for errors, never the password):
@@ -308,6 +353,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct Pooled {
     pool: Pool,
     target: String,
+    database: Option<String>,
+    user: Option<String>,
 }
 
 impl Pooled {
@@ -319,8 +366,10 @@ impl Pooled {
             return Err(PostgresError::TableName { name: table.to_owned() });
         }
         let mut config: tokio_postgres::Config =
-            url.parse().map_err(|source| PostgresError::Url { url: redact(url), source })?;
+            url.parse().map_err(|error| PostgresError::Url { url: redact(url), error })?;
         let target = target(&config);
+        let user = config.get_user().map(str::to_owned);
+        let database = config.get_dbname().map(str::to_owned).or_else(|| user.clone());
         config.connect_timeout(TIMEOUT);
         config.options(format!("-c statement_timeout={}", TIMEOUT.as_millis()));
         let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
@@ -332,13 +381,14 @@ impl Pooled {
             .build()
             .map_err(|error| {
                 let cause = ConnectCause::Pool(error.to_string());
-                PostgresError::Connect(PostgresConnectError { target: target.clone(), cause })
+                let (target, database, user) = (target.clone(), database.clone(), user.clone());
+                PostgresError::Connect(PostgresConnectError { target, database, user, cause })
             })?;
-        Ok(Pooled { pool, target })
+        Ok(Pooled { pool, target, database, user })
     }
 
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client, PostgresError> {
-        self.pool.get().await.map_err(|error| PostgresError::Connect(PostgresConnectError::new(&self.target, error)))
+        self.pool.get().await.map_err(|error| PostgresError::Connect(PostgresConnectError::new(self, error)))
     }
 
     /// Runs `create` (a `CREATE TABLE IF NOT EXISTS` of `table`), checks that the table's columns

@@ -9,6 +9,7 @@ use redis::{Client, Script};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::error::{chain, redact};
 use crate::key::{KeyError, MigrationKey};
 use crate::store::json::{decode, encode, DecodeError, EncodeError};
 use crate::store::Store;
@@ -31,26 +32,38 @@ pub struct RedisStore<K: ?Sized, V> {
 }
 
 /// Why a Redis operation failed.
+///
+/// Every message carries its whole cause, said once; a connection error names the server
+/// (`host:port`) and the URL with its password replaced by `***`. No message, and no `Debug`
+/// output, shows a password.
+///
+/// Because the cause is in the message, [`source`](std::error::Error::source) returns `None` (so a
+/// reporter walking the chain says each cause once, as with [`zddm::Error`](crate::Error)). The
+/// client's [`redis::RedisError`], for its `kind()` and `code()`, is returned by
+/// [`RedisError::driver_error`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedisError {
     /// The URL is not a Redis URL.
-    #[error("{url:?} is not a Redis URL ({source}): write redis://host:port/db")]
+    #[error(
+        "{url:?} is not a Redis URL ({}): write redis://host:port/db, or redis://:password@host:port/db",
+        cause(error)
+    )]
     Url {
-        /// The URL given.
+        /// The URL given, with any password replaced by `***`.
         url: String,
-        /// The client's error.
-        #[source]
-        source: redis::RedisError,
+        /// The client's error (in the message; not the `source()`).
+        error: redis::RedisError,
     },
-    /// The server could not be reached.
-    #[error("cannot connect to Redis at {url}: {source}")]
+    /// The server could not be reached, or refused the connection.
+    #[error("cannot connect to Redis at {server} ({url}): {}{}", cause(error), connect_hint(error))]
     Connect {
-        /// The URL given.
+        /// The server's address, `host:port` (the socket's path for a Unix socket).
+        server: String,
+        /// The URL given, with any password replaced by `***`.
         url: String,
-        /// The client's error.
-        #[source]
-        source: redis::RedisError,
+        /// The client's error (in the message; not the `source()`).
+        error: redis::RedisError,
     },
     /// A prefix with a character that would mix the store's keys up with other keys.
     #[error("key prefix {prefix:?} must be non-empty and must not contain ':' or whitespace: use e.g. \"orders\"")]
@@ -59,8 +72,8 @@ pub enum RedisError {
         prefix: String,
     },
     /// A command failed or timed out.
-    #[error("Redis failed: {0}")]
-    Command(#[from] redis::RedisError),
+    #[error("Redis failed: {}", cause(.0))]
+    Command(redis::RedisError),
     /// A versioned store's version, count or time field that is not a number: something other
     /// than zddm wrote the key.
     #[error(
@@ -71,14 +84,68 @@ pub enum RedisError {
         found: String,
     },
     /// A stored value is not valid for the value type.
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
+    #[error("{}", chain(.0))]
+    Decode(DecodeError),
     /// A value could not be serialized.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
+    #[error("{}", chain(.0))]
+    Encode(EncodeError),
     /// The key cannot be encoded.
     #[error(transparent)]
     Key(#[from] KeyError),
+}
+
+// By hand rather than `#[from]`, which would make the field the `source()` as well.
+impl From<redis::RedisError> for RedisError {
+    fn from(error: redis::RedisError) -> Self {
+        RedisError::Command(error)
+    }
+}
+
+impl From<DecodeError> for RedisError {
+    fn from(error: DecodeError) -> Self {
+        RedisError::Decode(error)
+    }
+}
+
+impl From<EncodeError> for RedisError {
+    fn from(error: EncodeError) -> Self {
+        RedisError::Encode(error)
+    }
+}
+
+impl RedisError {
+    /// The client's error behind this one, if the client failed: for its `kind()` and `code()`.
+    pub fn driver_error(&self) -> Option<&redis::RedisError> {
+        match self {
+            RedisError::Url { error, .. } | RedisError::Connect { error, .. } | RedisError::Command(error) => {
+                Some(error)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The client's message, then each underlying cause it does not already say (redis-rs's message
+/// often is its cause's, which `source()` then returns again).
+fn cause(error: &redis::RedisError) -> String {
+    chain(error)
+}
+
+/// What to check, after the cause, for a connection that failed.
+fn connect_hint(error: &redis::RedisError) -> &'static str {
+    let auth = error.kind() == redis::ErrorKind::AuthenticationFailed
+        || error.code().is_some_and(|code| matches!(code, "WRONGPASS" | "NOAUTH" | "NOPERM"));
+    if auth {
+        "; check the user and password in the URL"
+    } else if error.is_connection_refusal() {
+        "; check that Redis is running and listens on that host and port (or socket)"
+    } else if error.is_timeout() {
+        "; check the host and port, and that no firewall drops the connection"
+    } else if error.is_io_error() {
+        "; check the host and port in the URL, and that the server is reachable from here"
+    } else {
+        ""
+    }
 }
 
 /// The connection and response timeout of every Redis store.
@@ -99,14 +166,24 @@ pub(crate) async fn connect(url: &str, prefix: &str) -> Result<ConnectionManager
     if prefix.is_empty() || prefix.contains(':') || prefix.chars().any(char::is_whitespace) {
         return Err(RedisError::Prefix { prefix: prefix.to_owned() });
     }
-    let client = Client::open(url).map_err(|source| RedisError::Url { url: url.to_owned(), source })?;
+    let client = Client::open(url).map_err(|error| RedisError::Url { url: redact(url), error })?;
+    let server = match client.get_connection_info().addr() {
+        redis::ConnectionAddr::Tcp(host, port) | redis::ConnectionAddr::TcpTls { host, port, .. }
+            if host.contains(':') =>
+        {
+            format!("[{host}]:{port}")
+        }
+        addr => addr.to_string(),
+    };
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(TIMEOUT))
         .set_response_timeout(Some(TIMEOUT))
         .set_number_of_retries(1);
-    ConnectionManager::new_with_config(client, config)
-        .await
-        .map_err(|source| RedisError::Connect { url: url.to_owned(), source })
+    ConnectionManager::new_with_config(client, config).await.map_err(|error| RedisError::Connect {
+        server,
+        url: redact(url),
+        error,
+    })
 }
 
 /// Every key under `prefix` (without the prefix), in byte order: one `SCAN` of the prefix. For
