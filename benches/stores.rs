@@ -69,7 +69,7 @@ fn measure(ops: &Ops<'_>, keys: &[OrderKey], plan: Plan, read_batch: usize, writ
 /// The three gates of [`Ops`].
 fn gates() -> [Gate; 3] {
     let lapsed = Gate::new("orders", Rate::ALL);
-    lapsed.set_rate(Rate::NONE);
+    lapsed.set_rate(Rate::NONE).unwrap();
     [Gate::new("orders", Rate::NONE), lapsed, Gate::new("orders", Rate::ALL)]
 }
 

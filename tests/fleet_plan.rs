@@ -125,7 +125,7 @@ impl<O: Store<u64, u64> + ScanKeys<u64>, N: Store<u64, u64> + ScanKeys<u64>> OnT
     }
 
     async fn go(member: &(Proxy<u64, u64, O, N>, Gate), goal: Goal) {
-        member.1.set_rate(goal.rate);
+        member.1.set_rate(goal.rate).unwrap();
         // Step by step, as an operator would; a refused step (not allowed from here) is skipped.
         while member.0.phase() < goal.phase {
             let next = Phase::ALL[Phase::ALL.iter().position(|p| *p == member.0.phase()).unwrap() + 1];
@@ -376,10 +376,10 @@ async fn a_restarted_instance_keeps_the_high_water_mark() {
     let gate = Gate::new("fleet", Rate::ALL);
     let before = Proxy::new(old.clone(), new.clone(), gate.clone());
     before.put(&1, &1).await.unwrap();
-    gate.set_rate(Rate::NONE);
+    gate.set_rate(Rate::NONE).unwrap();
     let restarted = Proxy::new(old.clone(), new.clone(), Gate::new("fleet", Rate::NONE));
     restarted.put(&1, &2).await.unwrap();
-    restarted.gate().set_rate(Rate::ALL);
+    restarted.gate().set_rate(Rate::ALL).unwrap();
     assert_eq!(restarted.get(&1).await.unwrap(), Some(1), "the control serves the stale value");
 
     // In a fleet.

@@ -241,7 +241,7 @@ where
                     fleet.set_goal(goal).await.unwrap();
                 } else {
                     for member in &members {
-                        member.gate.set_rate(goal.rate);
+                        member.gate.set_rate(goal.rate).unwrap();
                         M::set_phase(&member.proxy, goal.phase);
                         // Long enough for writes to land while instances disagree.
                         tokio::time::sleep(Duration::from_millis(25)).await;

@@ -45,7 +45,7 @@ proptest! {
         let key = OrderKey { tenant, order };
         let gate = Gate::new("ramp", low);
         let before = gate.admits(&key);
-        gate.set_rate(high);
+        gate.set_rate(high).unwrap();
         prop_assert!(!before || gate.admits(&key), "admitted at {} but not at {}", low, high);
     }
 
@@ -61,7 +61,7 @@ proptest! {
         let bucket = gate.bucket(&key);
         prop_assert_eq!(gate.admission(&key), Admission::Never);
         for ppm in ramp {
-            gate.set_rate(Rate::from_ppm(ppm).unwrap());
+            gate.set_rate(Rate::from_ppm(ppm).unwrap()).unwrap();
             prop_assert_eq!(gate.admission(&key), gate.admission_for_bucket(bucket), "at {} ppm", ppm);
         }
     }
@@ -146,7 +146,7 @@ fn every_clone_on_every_thread_sees_a_rate_change_at_once() {
         })
         .collect();
     barrier.wait();
-    assert_eq!(gate.set_rate(Rate::ALL), Rate::NONE);
+    assert_eq!(gate.set_rate(Rate::ALL).unwrap(), Rate::NONE);
     barrier.wait();
     for thread in threads {
         assert_eq!(thread.join().unwrap(), (Rate::ALL, true));
@@ -161,7 +161,7 @@ fn concurrent_rate_changes_keep_the_high_water_mark_the_maximum() {
             let gate = gate.clone();
             std::thread::spawn(move || {
                 for i in 0..10_000u32 {
-                    gate.set_rate(Rate::from_ppm((i * 7 + t * 13) % 900_001).unwrap());
+                    gate.set_rate(Rate::from_ppm((i * 7 + t * 13) % 900_001).unwrap()).unwrap();
                 }
             })
         })
@@ -178,7 +178,7 @@ fn lowering_the_rate_leaves_keys_lapsed_not_forgotten() {
     let keys: Vec<_> = (0..2_000u32).map(|i| OrderKey { tenant: i, order: "o".into() }).collect();
     let admitted_at_half: Vec<bool> = keys.iter().map(|k| gate.admits(k)).collect();
 
-    assert_eq!(gate.set_rate(Rate::percent(10.0).unwrap()), Rate::percent(50.0).unwrap());
+    assert_eq!(gate.set_rate(Rate::percent(10.0).unwrap()).unwrap(), Rate::percent(50.0).unwrap());
     assert_eq!(gate.high_water_mark(), Rate::percent(50.0).unwrap());
     let mut seen = [0usize; 3];
     for (key, was) in keys.iter().zip(admitted_at_half) {
@@ -194,9 +194,9 @@ fn lowering_the_rate_leaves_keys_lapsed_not_forgotten() {
     assert!(seen.iter().all(|&n| n > 0), "every kind of admission occurs: {seen:?}");
 
     // Raising again re-admits exactly the lapsed keys first; the mark never goes down.
-    gate.set_rate(Rate::NONE);
+    gate.set_rate(Rate::NONE).unwrap();
     assert_eq!(gate.high_water_mark(), Rate::percent(50.0).unwrap());
-    gate.set_rate(Rate::ALL);
+    gate.set_rate(Rate::ALL).unwrap();
     assert_eq!(gate.high_water_mark(), Rate::ALL);
     assert!(keys.iter().all(|k| gate.admission(k) == Admission::Admitted));
 }
@@ -215,11 +215,12 @@ fn rates_are_validated_never_clamped() {
     assert!(matches!(Rate::percent(f64::NEG_INFINITY), Err(RateError::PercentNegative { .. })));
     assert_eq!(Rate::percent(-0.0), Ok(Rate::NONE));
     assert_eq!(Rate::percent(100.0), Ok(Rate::ALL));
-    // Rounded to the nearest ppm.
-    assert_eq!(Rate::percent(0.00004).unwrap().ppm(), 0);
-    assert_eq!(Rate::percent(0.00006).unwrap().ppm(), 1);
-    assert_eq!(Rate::percent(12.34567).unwrap().ppm(), 123_457);
+    // Whole ppm only (see `a_rate_finer_than_the_gate_resolution_is_an_error_not_rounded`); the
+    // error of the double itself is not an error.
+    assert_eq!(Rate::percent(0.0001).unwrap().ppm(), 1);
+    assert_eq!(Rate::percent(12.3456).unwrap().ppm(), 123_456);
     assert_eq!(Rate::percent(0.01).unwrap().ppm(), 100);
+    assert_eq!(Rate::percent(0.1 + 0.2).unwrap().ppm(), 3_000);
 
     let message = Rate::from_ppm(2_000_000).unwrap_err().to_string();
     assert!(message.contains("2000000 ppm") && message.contains("0 to 1000000"), "{message}");
@@ -240,12 +241,74 @@ fn rates_display_and_parse_exactly() {
     assert_eq!(" 50 % ".parse::<Rate>(), Ok(Rate::percent(50.0).unwrap()));
     assert_eq!("101%".parse::<Rate>(), Err(RateError::PercentAboveHundred { percent: 101.0 }));
     assert_eq!("1000001ppm".parse::<Rate>(), Err(RateError::PpmOutOfRange { ppm: 1_000_001 }));
-    for bad in ["", "50", "half", "%", "1.5ppm", "-1ppm", "NaN%x"] {
+    for bad in ["", "50", "half", "%", ".ppm", "-1ppm", "NaN%x", "1..5%"] {
         let err = bad.parse::<Rate>().unwrap_err();
         assert_eq!(err, RateError::Unparsable { input: bad.to_owned() }, "{bad:?}");
         assert!(err.to_string().contains("12.5%"), "the message shows the accepted forms");
     }
     assert_eq!("NaN%".parse::<Rate>(), Err(RateError::PercentNotANumber));
+}
+
+/// Issue 12, trap 3: `"0.00001%"` used to parse as 0 ppm, silently. A rate between two whole ppm
+/// is now an error that names the value and the resolution, from every constructor.
+#[test]
+fn a_rate_finer_than_the_gate_resolution_is_an_error_not_rounded() {
+    let below = |input: &str| RateError::BelowResolution { input: input.to_owned() };
+    let between = |input: &str, below: u32, above: u32| RateError::FinerThanResolution {
+        input: input.to_owned(),
+        below: Rate::from_ppm(below).unwrap(),
+        above: Rate::from_ppm(above).unwrap(),
+    };
+
+    let error = "0.00001%".parse::<Rate>().unwrap_err();
+    assert_eq!(error, below("0.00001%"));
+    assert_eq!(
+        error.to_string(),
+        "0.00001% is below the gate's resolution of 0.0001% (1 ppm): use 0% or at least 0.0001%"
+    );
+    let error = "12.34567%".parse::<Rate>().unwrap_err();
+    assert_eq!(error, between("12.34567%", 123_456, 123_457));
+    assert_eq!(
+        error.to_string(),
+        "12.34567% is finer than the gate's resolution of 0.0001% (1 ppm): use 12.3456% or 12.3457%"
+    );
+    // Text is read exactly, however many digits: no double rounds a long tail away.
+    assert_eq!(
+        "50.000000000000000000001%".parse::<Rate>(),
+        Err(between("50.000000000000000000001%", 500_000, 500_001))
+    );
+    assert_eq!("0.000050%".parse::<Rate>(), Err(below("0.000050%")));
+    assert_eq!("1.5ppm".parse::<Rate>(), Err(between("1.5ppm", 1, 2)));
+    assert_eq!("0.5ppm".parse::<Rate>(), Err(below("0.5ppm")));
+    assert_eq!("1e-5%".parse::<Rate>(), Err(below("1e-5%")), "an exponent goes through the f64 rules");
+    assert!(matches!("100.00001%".parse::<Rate>(), Err(RateError::PercentAboveHundred { .. })));
+    assert!(matches!("1000000.5ppm".parse::<Rate>(), Err(RateError::PercentAboveHundred { .. })));
+    // Trailing zeros are exact, and so is every whole ppm.
+    assert_eq!("12.345600%".parse::<Rate>(), Ok(Rate::from_ppm(123_456).unwrap()));
+    assert_eq!("7.000ppm".parse::<Rate>(), Ok(Rate::from_ppm(7).unwrap()));
+    assert_eq!("0.0001%".parse::<Rate>(), Ok(Rate::from_ppm(1).unwrap()));
+    assert_eq!(".5%".parse::<Rate>(), Ok(Rate::from_ppm(5_000).unwrap()));
+
+    // `Rate::percent(f64)` the same way.
+    assert_eq!(Rate::percent(0.00001), Err(below("0.00001%")));
+    assert_eq!(Rate::percent(0.00004), Err(below("0.00004%")));
+    assert_eq!(Rate::percent(0.00006), Err(below("0.00006%")), "0.6 ppm is not rounded up to 1");
+    assert_eq!(Rate::percent(12.34567), Err(between("12.34567%", 123_456, 123_457)));
+    assert_eq!(Rate::percent(100.0 / 3.0), Err(between("33.333333333333336%", 333_333, 333_334)));
+    assert!(matches!(Rate::percent(1e-300), Err(RateError::BelowResolution { input }) if input == "1e-300%"));
+    assert!(matches!(Rate::percent(f64::MIN_POSITIVE), Err(RateError::BelowResolution { .. })));
+    // And the other refusals stay what they were.
+    assert_eq!(Rate::percent(f64::NAN), Err(RateError::PercentNotANumber));
+    assert_eq!("-0.00001%".parse::<Rate>(), Err(RateError::PercentNegative { percent: -0.00001 }));
+    assert_eq!("150%".parse::<Rate>(), Err(RateError::PercentAboveHundred { percent: 150.0 }));
+
+    // Every whole ppm parses back from its display, and is a valid `percent` too.
+    for ppm in (0..=Rate::MAX_PPM).step_by(997).chain([1, 999_999, Rate::MAX_PPM]) {
+        let rate = Rate::from_ppm(ppm).unwrap();
+        assert_eq!(rate.to_string().parse::<Rate>(), Ok(rate));
+        assert_eq!(Rate::percent(rate.as_percent()), Ok(rate), "{rate}");
+        assert_eq!(Rate::percent(f64::from(ppm) / 10_000.0), Ok(rate), "{rate}");
+    }
 }
 
 #[test]
@@ -292,7 +355,7 @@ fn an_unencodable_key_is_an_error_and_never_admitted() {
 #[test]
 fn gates_debug_print_their_state() {
     let gate = Gate::new("orders", Rate::percent(5.0).unwrap());
-    gate.set_rate(Rate::percent(1.0).unwrap());
+    gate.set_rate(Rate::percent(1.0).unwrap()).unwrap();
     assert_eq!(format!("{gate:?}"), r#"Gate { salt: "orders", rate: Rate(1%), high_water_mark: Rate(5%) }"#);
     assert_eq!(gate.salt(), "orders");
 }

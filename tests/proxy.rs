@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use zddm::verify::{Report, Verify};
 
-use zddm::{
-    Admission, Blocking, ConfigError, Gate, MemoryStore, MigrationKey, Op, Phase, PhaseError, Proxy, Rate, Stats, Store,
-};
+use zddm::{Admission, ConfigError, Gate, MemoryStore, MigrationKey, Op, Phase, PhaseError, Proxy, Rate, Stats, Store};
 use zddm_suite::faults::Faulty;
 
 type Mem = Faulty<MemoryStore<u64, String>>;
@@ -59,7 +57,7 @@ async fn each_store_is_called_exactly_once_per_step() {
     assert_eq!(calls_made(&old, &new, async { proxy.get(&3).await.unwrap() }).await, [1, 0, 0, 0, 1, 0, 0, 0]);
     assert_eq!(calls_made(&old, &new, async { proxy.delete(&1).await.unwrap() }).await, [0, 0, 0, 1, 0, 0, 0, 1]);
 
-    proxy.gate().set_rate(Rate::NONE);
+    proxy.gate().set_rate(Rate::NONE).unwrap();
     // Lapsed: OLD, plus one invalidation. Reads stay on OLD.
     assert_eq!(calls_made(&old, &new, async { proxy.put(&2, &s("c")).await.unwrap() }).await, [0, 1, 0, 0, 0, 0, 0, 1]);
     assert_eq!(calls_made(&old, &new, async { proxy.get(&2).await.unwrap() }).await, [1, 0, 0, 0, 0, 0, 0, 0]);
@@ -127,7 +125,7 @@ async fn phase_changes_are_checked() {
     assert_eq!(proxy.phase(), Phase::ReadThrough);
     assert_eq!(proxy.set_phase(Phase::Shadow), Ok(Phase::ReadThrough));
 
-    proxy.gate().set_rate(Rate::ALL);
+    proxy.gate().set_rate(Rate::ALL).unwrap();
     let skipped = proxy.set_phase(Phase::Complete).unwrap_err();
     assert_eq!(skipped, PhaseError::CompleteNeedsLive { from: Phase::Shadow });
     assert!(skipped.to_string().contains("move to live first"), "{skipped}");
@@ -285,11 +283,8 @@ async fn keys_are_routed_by_their_bucket() {
 
 #[test]
 fn the_blocking_handle_runs_the_same_protocol_across_threads() {
-    let proxy = Proxy::new(
-        Blocking(MemoryStore::<u64, u64>::new()),
-        Blocking(MemoryStore::<u64, u64>::new()),
-        Gate::new("blocking", Rate::ALL),
-    );
+    let proxy =
+        Proxy::new(MemoryStore::<u64, u64>::new(), MemoryStore::<u64, u64>::new(), Gate::new("blocking", Rate::ALL));
     let threads: Vec<_> = (0..4u64)
         .map(|t| {
             let users = proxy.blocking();
@@ -313,7 +308,7 @@ fn the_blocking_handle_runs_the_same_protocol_across_threads() {
         })
         .collect();
     threads.into_iter().for_each(|t| t.join().unwrap());
-    let (old, new) = (proxy.old().0.entries(), proxy.new_store().0.entries());
+    let (old, new) = (proxy.old().entries(), proxy.new_store().entries());
     for (key, value) in &new {
         assert_eq!(old.iter().find(|(k, _)| k == key).map(|(_, v)| v), Some(value), "NEW agrees with OLD");
     }
@@ -343,7 +338,7 @@ async fn seed_scenario_migrates_100k_keys_by_reading_them() {
 
     let mut in_new = 0;
     for percent in [0.0, 10.0, 50.0, 100.0] {
-        proxy.gate().set_rate(Rate::percent(percent).unwrap());
+        proxy.gate().set_rate(Rate::percent(percent).unwrap()).unwrap();
         for (i, key) in keys.iter().enumerate() {
             assert_eq!(proxy.get(key).await.unwrap(), Some(format!("record-{i}")));
         }

@@ -41,8 +41,9 @@
 //! invariant 1, checks 2 and 3 of its invariants 2 and 3, check 6 of its invariant 4; check 4 is its
 //! "a NEW failure …" column.
 //!
-//! Phase changes are checked against the documented rules (`Live` and `Complete` need a 100 %
-//! gate; `Complete` cannot be left). Outside `Live` and `Complete`, NEW may only lose copies of
+//! Phase changes are checked against the documented rules (`Live` and `Complete` are entered with a
+//! 100 % gate; staying in a phase is always accepted; `Complete` cannot be left), and so are rate
+//! changes (any rate before `Complete`, `Live` included; from `Complete` on only 100 %). Outside `Live` and `Complete`, NEW may only lose copies of
 //! the keys the gate does not admit (of every key in `Off`, the kill switch). In `Complete`, OLD must
 //! stay untouched.
 //!
@@ -281,7 +282,7 @@ enum Failure {
 
 /// The injected fault behind a store error of the proxy (the in-memory stores never fail alone).
 fn injected_fault(error: &Error) -> Result<Fault, TestCaseError> {
-    let injected = std::error::Error::source(error).and_then(|source| source.downcast_ref::<Injected>());
+    let injected = error.store_error().downcast_ref::<Injected>();
     match injected {
         Some(injected) if injected.op == error.op() => Ok(injected.fault),
         _ => Err(TestCaseError::fail(format!("{error:?} is not an injected failure of {}", error.op()))),
@@ -609,8 +610,15 @@ impl<O: Store<u64, u64> + ScanKeys<u64>, N: Counted<u64, u64> + ScanKeys<u64>> H
     }
 
     fn set_rate(&mut self, ppm: u32) -> Result<(), TestCaseError> {
+        // From `Complete` on the gate stays at 100 %: any other rate is refused, and nothing changes.
+        if self.model.phase == Phase::Complete && ppm != Rate::MAX_PPM {
+            let refused = self.proxy.gate().set_rate(rate(ppm));
+            prop_assert_eq!(refused, Err(zddm::RateError::GateComplete { rate: rate(ppm) }));
+            prop_assert_eq!(self.proxy.gate().rate(), Rate::ALL);
+            return Ok(());
+        }
         let previous = self.proxy.gate().set_rate(rate(ppm));
-        prop_assert_eq!(previous, rate(self.model.rate_ppm));
+        prop_assert_eq!(previous, Ok(rate(self.model.rate_ppm)));
         self.model.rate_ppm = ppm;
         Ok(())
     }
@@ -618,7 +626,8 @@ impl<O: Store<u64, u64> + ScanKeys<u64>, N: Counted<u64, u64> + ScanKeys<u64>> H
     fn set_phase(&mut self, target: Phase) -> Result<(), TestCaseError> {
         let current = self.model.phase;
         let leaving_complete = current == Phase::Complete && target != Phase::Complete;
-        let rate_too_low = needs_full_rate(target) && self.model.rate_ppm != Rate::MAX_PPM;
+        // Staying in a phase is always accepted, `Live` with a gate lowered since included.
+        let rate_too_low = needs_full_rate(target) && self.model.rate_ppm != Rate::MAX_PPM && target != current;
         let skips_live = target == Phase::Complete && !matches!(current, Phase::Live | Phase::Complete);
         let completing = target == Phase::Complete && current == Phase::Live;
         let in_doubt = completing && !self.model.in_doubt.is_empty();
@@ -678,8 +687,9 @@ impl<O: Store<u64, u64> + ScanKeys<u64>, N: Counted<u64, u64> + ScanKeys<u64>> H
         self.model.old_faults.clear();
         let phase = self.model.phase;
         let reads_new = |key: &u64| match phase {
-            Phase::Live | Phase::Complete => true,
-            Phase::Shadow | Phase::ReadThrough => self.proxy.gate().admits(key),
+            Phase::Complete => true,
+            // In `Live` too, only the keys the gate admits (it may have been lowered since).
+            Phase::Live | Phase::Shadow | Phase::ReadThrough => self.proxy.gate().admits(key),
             Phase::Off | Phase::DualWrite => false,
         };
         let stays_in_doubt: BTreeSet<u64> = self.model.in_doubt.iter().copied().filter(|key| !reads_new(key)).collect();
@@ -699,7 +709,7 @@ impl<O: Store<u64, u64> + ScanKeys<u64>, N: Counted<u64, u64> + ScanKeys<u64>> H
         } else if !clean {
             self.model.verified = false;
         }
-        if phase == Phase::Live {
+        if phase == Phase::Live && self.model.rate_ppm == Rate::MAX_PPM {
             prop_assert_eq!(report.unresolved.count, 0, "{}", report);
             prop_assert_eq!(contents(&self.new), self.model.old.clone(), "the repairs left NEW unlike OLD: {}", report);
         }
@@ -858,7 +868,7 @@ fn run_naive(scenario: &Scenario) -> Result<(), TestCaseError> {
                 let _ = wait(Migrating::delete(&naive, &key));
             }
             Step::SetRate(ppm) => {
-                gate.set_rate(rate(ppm));
+                gate.set_rate(rate(ppm)).unwrap();
             }
             Step::SetPhase(_) | Step::Verify => {}
             Step::Fail { side, op, fault } => fail_next(side, op, fault, &old, &new),

@@ -194,7 +194,10 @@ async fn a_new_read_outage_never_fails_a_read_old_can_serve<F: Fresh>(fresh: &F)
     world.old.fail_next(Some(Op::Get), Fault::Before);
     let error = world.proxy.get(&K).await.unwrap_err();
     assert_eq!((error.side(), error.op()), (zddm::Side::Old, Op::Get));
-    assert_eq!(error.to_string(), "get on the OLD store failed");
+    // The message carries the store's error, so `to_string()` alone says what went wrong.
+    assert_eq!(error.to_string(), "get on the OLD store failed: injected Before failure of get");
+    assert!(std::error::Error::source(&error).is_none(), "the cause is said once, in the message");
+    assert!(error.store_error().downcast_ref::<zddm_suite::faults::Injected>().is_some(), "{error:?}");
 }
 
 // 5. Cancellation at every `.await`: a caller dropping the future at any store call must never leave
@@ -254,9 +257,9 @@ async fn cancellation_at_every_await_of_every_operation<F: Fresh>(fresh: &F) {
                 cancel_at(&world, side(), at, world.proxy.get(&K)).await
             }
             Case::LapsedPut(..) => {
-                world.gate.set_rate(Rate::NONE);
+                world.gate.set_rate(Rate::NONE).unwrap();
                 let read = cancel_at(&world, side(), at, world.proxy.put(&K, &2)).await;
-                world.gate.set_rate(Rate::ALL);
+                world.gate.set_rate(Rate::ALL).unwrap();
                 assert_eq!(read, world.old_value().await, "{case:?}: a lapsed read is served by OLD");
                 world.proxy.get(&K).await.unwrap()
             }

@@ -90,7 +90,7 @@ use shuttle::future::{block_on, spawn_local, yield_now};
 use shuttle::rand::{rngs::ThreadRng, thread_rng, Rng};
 use shuttle::scheduler::{PctScheduler, RandomScheduler, Scheduler};
 use shuttle::{Config, Runner};
-use zddm::{BlockingStore, Gate, KeyError, MemoryStore, Op, Phase, Proxy, Rate, Side, Stats, Store};
+use zddm::{Gate, KeyError, MemoryStore, Op, Phase, Proxy, Rate, Side, Stats, Store};
 use zddm_suite::faults::{Fault, Faulty, Injected};
 use zddm_suite::naive::{Migrating, NaiveProxy};
 
@@ -279,17 +279,17 @@ impl Store<u64, u64> for Recorder {
     type Error = KeyError;
 
     async fn get(&self, key: &u64) -> Result<Option<u64>, KeyError> {
-        BlockingStore::get(&self.memory, key)
+        self.memory.get(key).await
     }
 
     async fn put(&self, key: &u64, value: &u64) -> Result<(), KeyError> {
-        BlockingStore::put(&self.memory, key, value)?;
+        self.memory.put(key, value).await?;
         self.applied(*key, Some(*value));
         Ok(())
     }
 
     async fn insert_if_absent(&self, key: &u64, value: &u64) -> Result<bool, KeyError> {
-        let inserted = BlockingStore::insert_if_absent(&self.memory, key, value)?;
+        let inserted = self.memory.insert_if_absent(key, value).await?;
         if inserted {
             self.applied(*key, Some(*value));
         }
@@ -297,7 +297,7 @@ impl Store<u64, u64> for Recorder {
     }
 
     async fn delete(&self, key: &u64) -> Result<(), KeyError> {
-        BlockingStore::delete(&self.memory, key)?;
+        self.memory.delete(key).await?;
         self.applied(*key, None);
         Ok(())
     }
@@ -391,16 +391,16 @@ impl World {
     /// The key's initial state: version 0 of OLD's log, and a copy in NEW if `in_new`.
     fn seed(&self, key: u64, value: Option<u64>, in_new: bool) {
         if let Some(value) = value {
-            BlockingStore::put(&self.old.inner().memory, &key, &value).unwrap();
+            zddm::block_on(self.old.inner().memory.put(&key, &value)).unwrap();
             if in_new {
-                BlockingStore::put(&self.new.inner().memory, &key, &value).unwrap();
+                zddm::block_on(self.new.inner().memory.put(&key, &value)).unwrap();
             }
         }
         self.history().old_log.entry(key).or_default().push(Commit { value, tick: 0, op: None });
     }
 
     fn value(&self, side: Side, key: u64) -> Option<u64> {
-        BlockingStore::get(&self.store(side).inner().memory, &key).unwrap()
+        zddm::block_on(self.store(side).inner().memory.get(&key)).unwrap()
     }
 
     fn event(&self, event: String) {
@@ -468,7 +468,10 @@ impl Subject for Real {
     }
 
     fn set_rate(&self, rate: Rate) {
-        self.gate().set_rate(rate);
+        // From `Complete` on the gate stays at 100 %: a lower rate is refused.
+        if let Err(refused) = self.gate().set_rate(rate) {
+            assert_eq!(self.phase(), Phase::Complete, "{refused}");
+        }
     }
 
     fn set_phase(&self, phase: Phase) -> Result<Phase, String> {
@@ -509,7 +512,7 @@ impl Subject for Naive {
     }
 
     fn set_rate(&self, rate: Rate) {
-        self.0.gate.set_rate(rate);
+        self.0.gate.set_rate(rate).unwrap();
     }
 
     fn set_phase(&self, _phase: Phase) -> Result<Phase, String> {
@@ -1135,7 +1138,7 @@ async fn sequential() {
     // Shadow: OLD served, NEW compared (equal: nothing else), copied on a miss.
     proxy.set_phase(Phase::Shadow).unwrap();
     expect!(Kind::Get, 1, Outcome::Read(Some(3)), &[(O, G), (N, G)]);
-    BlockingStore::delete(&world.new.inner().memory, &1).unwrap();
+    world.new.inner().memory.delete(&1).await.unwrap();
     expect!(Kind::Get, 1, Outcome::Read(Some(3)), &[(O, G), (N, G), (N, I)]);
     // Live: like ReadThrough for every key.
     proxy.set_phase(Phase::Live).unwrap();
@@ -1144,10 +1147,10 @@ async fn sequential() {
 
     // ReadThrough with the gate lowered: the key has lapsed, writes invalidate, reads go to OLD.
     proxy.set_phase(Phase::ReadThrough).unwrap();
-    proxy.gate().set_rate(Rate::NONE);
+    proxy.gate().set_rate(Rate::NONE).unwrap();
     expect!(Kind::Put(5), 1, Outcome::Written, &[(O, P), (N, D)]);
     expect!(Kind::Get, 1, Outcome::Read(Some(5)), &[(O, G)]);
-    proxy.gate().set_rate(Rate::ALL);
+    proxy.gate().set_rate(Rate::ALL).unwrap();
     expect!(Kind::Get, 1, Outcome::Read(Some(5)), &[(N, G), (O, G), (N, I)]);
 
     // NEW's put fails: invalidated, the write still succeeds.

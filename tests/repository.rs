@@ -197,7 +197,7 @@ async fn methods_are_routed_as_classified() {
     assert_eq!((cause.side(), cause.op()), (zddm::Side::Old, Op::Get));
 
     // The proxy's controls are there: phases, gate, stats.
-    repo.proxy().gate().set_rate(Rate::ALL);
+    repo.proxy().gate().set_rate(Rate::ALL).unwrap();
     repo.proxy().set_phase(Phase::Off).unwrap();
     Counters::put(repo, &2, &20).await.unwrap();
     assert_eq!(world.new.inner().get(&2).await.unwrap(), None, "the kill switch keeps NEW out of it");

@@ -64,7 +64,7 @@ async fn proxy_over<O: Store<OrderKey, Order>, N: Store<OrderKey, Order>>(old: O
     }
     let proxy = Proxy::new(old, new, Gate::new("conformance", Rate::NONE));
     for percent in ["0%", "30%", "100%"] {
-        proxy.gate().set_rate(percent.parse().unwrap());
+        proxy.gate().set_rate(percent.parse().unwrap()).unwrap();
         for (i, k) in keys.iter().enumerate() {
             if i % 5 == 0 {
                 proxy.put(k, &order(1_000 + i as u32)).await.unwrap();

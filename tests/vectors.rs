@@ -454,7 +454,7 @@ fn every_committed_case_holds_through_the_public_api() {
         assert_eq!(bucket.to_string(), case["bucket"], "bucket of {name}");
         for row in case["admission"].as_array().unwrap() {
             let rate = Rate::from_ppm(row["ppm"].as_u64().unwrap() as u32).unwrap();
-            gate.set_rate(rate);
+            gate.set_rate(rate).unwrap();
             assert_eq!(gate.admits(&tree), row["admitted"].as_bool().unwrap(), "{name} at {rate}");
         }
     }

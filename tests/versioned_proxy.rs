@@ -141,7 +141,7 @@ async fn reads_copy_into_new_at_olds_version_and_never_over_a_newer_value() {
 #[tokio::test(flavor = "current_thread")]
 async fn the_gate_decides_which_writes_touch_new() {
     let w = world();
-    w.gate.set_rate(Rate::NONE);
+    w.gate.set_rate(Rate::NONE).unwrap();
     // Before any ramp no key was ever admitted: OLD only, no mark.
     let gate = Gate::new("versioned-fresh", Rate::NONE);
     let fresh = VersionedProxy::new(w.old.clone(), w.new.clone(), gate);
@@ -153,7 +153,7 @@ async fn the_gate_decides_which_writes_touch_new() {
     assert_eq!(w.lookup(6).await, Lookup::Hit(6));
     assert_eq!(w.proxy.get(&6).await.unwrap(), Some(6));
     assert_eq!(w.proxy.stats().reads_from_old, 1, "a lapsed key is read from OLD");
-    w.gate.set_rate(Rate::ALL);
+    w.gate.set_rate(Rate::ALL).unwrap();
     assert_eq!(w.proxy.get(&6).await.unwrap(), Some(6));
     assert_eq!(w.proxy.stats().reads_from_new, 1, "raised again, NEW serves it, current");
 }
@@ -186,7 +186,7 @@ async fn complete_writes_new_only_and_repairs_pending_keys_from_old() {
 async fn phases_and_options_are_checked() {
     let w = world();
     assert_eq!(w.proxy.set_phase(Phase::Complete), Err(PhaseError::CompleteNeedsLive { from: Phase::ReadThrough }));
-    w.gate.set_rate(Rate::percent(50.0).unwrap());
+    w.gate.set_rate(Rate::percent(50.0).unwrap()).unwrap();
     assert!(matches!(w.proxy.set_phase(Phase::Live), Err(PhaseError::NeedsFullRate { .. })));
     for grace in [Duration::ZERO, Duration::from_micros(1500)] {
         let error = VersionedProxy::builder(w.old.clone(), w.new.clone(), Gate::new("g", Rate::ALL))

@@ -112,9 +112,9 @@ pub async fn ramp_down_and_up<P: Migrating<u64, u64>, O: Store<u64, u64>, N: Sto
 ) -> Option<u64> {
     world.proxy.put(&K, &1).await.unwrap();
     assert_eq!(world.new_value().await, Some(1));
-    world.gate.set_rate(Rate::NONE);
+    world.gate.set_rate(Rate::NONE).unwrap();
     world.proxy.put(&K, &2).await.unwrap();
-    world.gate.set_rate(Rate::ALL);
+    world.gate.set_rate(Rate::ALL).unwrap();
     world.proxy.get(&K).await.unwrap()
 }
 

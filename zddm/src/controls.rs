@@ -43,7 +43,7 @@ use crate::versioned::{Copied, Page, VersionedProxy};
 /// # users!(OldUsers); users!(NewUsers);
 ///
 /// let users = UsersMigration::new(OldUsers::default(), NewUsers::default(), Gate::new("users", Rate::NONE));
-/// users.proxy().gate().set_rate(Rate::ALL);
+/// users.proxy().gate().set_rate(Rate::ALL)?;
 /// users.proxy().set_phase(Phase::Live)?;
 /// assert_eq!(users.proxy().stats().reads_from_old, 0);
 /// # Ok::<(), Box<dyn std::error::Error>>(())

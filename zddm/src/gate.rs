@@ -7,7 +7,7 @@ use std::sync::Arc;
 use sha2::digest::generic_array::GenericArray;
 
 use crate::key::{KeyError, KeySink, MigrationKey};
-use crate::rate::Rate;
+use crate::rate::{Rate, RateError};
 
 /// Decides, per key, whether the key takes part in the migration.
 ///
@@ -20,6 +20,11 @@ use crate::rate::Rate;
 /// The gate also keeps the **high-water mark**, the largest rate ever applied: keys below it may
 /// have a copy in NEW even when the current rate no longer admits them (see [`Admission`]).
 ///
+/// Lowering the rate takes keys off NEW in every phase before `Complete`: they are served by OLD,
+/// which those phases still write first, so nothing only NEW holds is lost. A gate whose proxy has
+/// completed its migration stays at 100 %, and the gate of a proxy in a fleet follows the fleet's
+/// plan: [`set_rate`](Gate::set_rate) refuses a change there rather than apply one nobody follows.
+///
 /// ```
 /// use zddm::{Admission, Gate, MigrationKey, Rate};
 ///
@@ -30,9 +35,9 @@ use crate::rate::Rate;
 /// let admitted = (0..10_000).filter(|&id| gate.admits(&UserId(id))).count();
 /// assert!((900..1_100).contains(&admitted));
 ///
-/// gate.set_rate(Rate::ALL);
+/// gate.set_rate(Rate::ALL)?;
 /// assert!(gate.admits(&UserId(1)));
-/// gate.set_rate(Rate::NONE);
+/// gate.set_rate(Rate::NONE)?;
 /// assert_eq!(gate.admission(&UserId(1)), Admission::Lapsed);
 /// assert_eq!(gate.high_water_mark(), Rate::ALL);
 /// # Ok::<(), zddm::RateError>(())
@@ -47,8 +52,8 @@ struct Inner {
     /// SHA-256 state after the padded prefix, or why the salt cannot be encoded.
     midstate: Result<[u32; 8], KeyError>,
     prefix_len: u64,
-    /// `high_water_ppm << 32 | rate_ppm`: one atomic word, so the rate and the high-water mark
-    /// always change together.
+    /// `high_water_ppm << 32 | flags | rate_ppm`: one atomic word, so the rate, the high-water mark
+    /// and whether the rate is fixed ([`FIXED_COMPLETE`], [`FIXED_FLEET`]) always change together.
     rates: AtomicU64,
 }
 
@@ -65,6 +70,13 @@ pub enum Admission {
 }
 
 const DOMAIN: &str = "zddm/v1";
+/// A ppm takes 20 bits (1_000_000 < 2^20); the flags sit above the rate's.
+const PPM_BITS: u64 = 0xF_FFFF;
+/// The gate's proxy completed its migration: the rate stays at 100 %.
+const FIXED_COMPLETE: u64 = 1 << 31;
+/// The gate belongs to a fleet's proxies, which follow the fleet's plan, not its rate.
+const FIXED_FLEET: u64 = 1 << 30;
+const FLAGS: u64 = FIXED_COMPLETE | FIXED_FLEET;
 const BLOCK: usize = 64;
 const SHA256_IV: [u32; 8] =
     [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
@@ -135,13 +147,41 @@ impl Gate {
 
     /// Applies `rate` to this gate and every clone of it, at once; raises the high-water mark if
     /// `rate` is above it. Returns the previous rate.
-    pub fn set_rate(&self, rate: Rate) -> Rate {
-        let previous = self.inner.rates.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
-            let (_, high) = unpack(word);
-            Some(pack(rate, high.max(rate)))
+    ///
+    /// Lowering is safe in every phase before `Complete` (keys that leave the gate are served by
+    /// OLD, which those phases write first). Refused, with the gate unchanged, where the rate would
+    /// be ignored: [`RateError::GateComplete`] for anything but 100 % once a proxy over this gate
+    /// has entered `Complete` (OLD is no longer written, so every key stays on NEW), and
+    /// [`RateError::GateInFleet`] for the gate of a proxy in a fleet (its plan sets the rates: use
+    /// `Fleet::set_goal`).
+    pub fn set_rate(&self, rate: Rate) -> Result<Rate, RateError> {
+        let swapped = self.inner.rates.fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+            let (current, high) = unpack(word);
+            let fixed = word & FIXED_FLEET != 0 || (word & FIXED_COMPLETE != 0 && rate != current);
+            (!fixed).then_some(pack(rate, high.max(rate)) | (word & FLAGS))
         });
-        // fetch_update only fails when the closure returns None, which it never does.
-        unpack(previous.unwrap_or_else(|word| word)).0
+        match swapped {
+            Ok(previous) => Ok(unpack(previous).0),
+            Err(word) if word & FIXED_FLEET != 0 => Err(RateError::GateInFleet { rate }),
+            Err(_) => Err(RateError::GateComplete { rate }),
+        }
+    }
+
+    /// Fixes the rate at 100 % for good, as a proxy enters `Complete`; the rate found if it is
+    /// not 100 % (then nothing changes).
+    pub(crate) fn fix_for_complete(&self) -> Result<(), Rate> {
+        self.inner
+            .rates
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |word| {
+                (unpack(word).0 == Rate::ALL).then_some(word | FIXED_COMPLETE)
+            })
+            .map(drop)
+            .map_err(|word| unpack(word).0)
+    }
+
+    /// Marks the gate as a fleet's: its rates are the plan's, so `set_rate` is refused.
+    pub(crate) fn fix_for_fleet(&self) {
+        self.inner.rates.fetch_or(FIXED_FLEET, Ordering::AcqRel);
     }
 
     /// The key's bucket: the first 8 bytes, big-endian, of SHA-256(prefix ‖ key bytes).
@@ -244,9 +284,9 @@ fn pack(rate: Rate, high: Rate) -> u64 {
 }
 
 fn unpack(word: u64) -> (Rate, Rate) {
-    // Only `pack` writes the word, from valid rates.
-    let rate = Rate::from_ppm(word as u32).unwrap_or(Rate::NONE);
-    let high = Rate::from_ppm((word >> 32) as u32).unwrap_or(Rate::NONE);
+    // Only `pack` writes the word, from valid rates (and the flags, masked off here).
+    let rate = Rate::from_ppm((word & PPM_BITS) as u32).unwrap_or(Rate::NONE);
+    let high = Rate::from_ppm(((word >> 32) & PPM_BITS) as u32).unwrap_or(Rate::NONE);
     (rate, high)
 }
 

@@ -30,7 +30,8 @@ use stats::{bump, Counters};
 /// a read tries NEW, and on a miss reads OLD and copies the value into NEW with a conditional insert;
 /// a write goes to OLD, then NEW; a delete removes the key from both. Other keys go to OLD only, and
 /// their writes invalidate NEW's copy if the gate's high-water mark ever admitted them, so lowering
-/// the gate is always safe and raising it again never serves stale data.
+/// the gate is safe in every phase before `Complete` and raising it again never serves stale data
+/// (the table on [`Phase`] gives every phase; in `Complete` the gate stays at 100 %).
 ///
 /// Within a process, every write and read-through of a key is serialised, so no interleaving of
 /// concurrent calls, gate or phase changes, dropped futures or store failures lets NEW serve a value
@@ -171,8 +172,11 @@ impl<K: ?Sized, V, Old, New> ProxyBuilder<K, V, Old, New> {
             return Err(ConfigError::Stripes { count: self.stripes });
         }
         // Starting in a phase is not a transition (a restarted process may start in `Complete`): only
-        // the gate rate is checked.
-        Phase::check_transition(self.phase, self.phase, self.gate.rate())?;
+        // the gate rate is checked, and in `Complete` fixed at 100 %.
+        Phase::check_start(self.phase, self.gate.rate())?;
+        if self.phase == Phase::Complete {
+            self.gate.fix_for_complete().map_err(|rate| PhaseError::NeedsFullRate { phase: Phase::Complete, rate })?;
+        }
         Ok(self.assemble())
     }
 
@@ -272,7 +276,8 @@ impl<K: ?Sized, V, Old, New> Proxy<K, V, Old, New> {
         }
     }
 
-    /// The gate deciding which keys take part. Change its rate at any time.
+    /// The gate deciding which keys take part. Change its rate at any time before `Complete`; from
+    /// `Complete` on it stays at 100 % ([`Gate::set_rate`] refuses to lower it).
     pub fn gate(&self) -> &Gate {
         &self.inner.gate
     }
@@ -299,15 +304,16 @@ impl<K: ?Sized, V, Old, New> Proxy<K, V, Old, New> {
         crate::fleet::Plan::local(self.phase(), rate, high)
     }
 
-    /// Moves to `phase`, for this proxy and every clone, and returns the previous phase.
+    /// Moves to `phase`, for this proxy and every clone, and returns the previous phase. Moving to
+    /// the phase the proxy is in changes nothing and is always accepted.
     ///
-    /// Refused: [`Live`](Phase::Live) or [`Complete`](Phase::Complete) while the gate admits less
-    /// than 100 %, leaving `Complete`, and entering it from `Live` unless earned: no key may be in
+    /// Refused: entering [`Live`](Phase::Live) or [`Complete`](Phase::Complete) while the gate
+    /// admits less than 100 %, leaving `Complete`, and entering it from `Live` unless earned: no key may be in
     /// doubt ([`keys_in_doubt`](Proxy::keys_in_doubt)), and a whole
     /// [`Verify`](crate::verify::Verify) pass begun in `Live`, with no phase change since, must
     /// have found NEW clean ([`PhaseError::Unverified`]; a [`Backfill`](crate::backfill::Backfill)
     /// copies what reads did not). Operations already past their routing decision finish under the
-    /// phase they started in; each is safe in either.
+    /// phase they started in; each is safe in either. Entering `Complete` fixes the gate at 100 %.
     pub fn set_phase(&self, phase: Phase) -> Result<Phase, PhaseError> {
         // Every change runs under the evidence's mutex, so the phase cannot change between the
         // checks and the store.
@@ -322,6 +328,11 @@ impl<K: ?Sized, V, Old, New> Proxy<K, V, Old, New> {
                 if !earned {
                     return Err(PhaseError::Unverified);
                 }
+            }
+            if phase == Phase::Complete {
+                // Atomically with the check of the rate: from here no one can lower it.
+                let gate = &self.inner.gate;
+                gate.fix_for_complete().map_err(|rate| PhaseError::NeedsFullRate { phase, rate })?;
             }
             self.inner.phase.store(phase.index(), Ordering::Release);
             Ok(current)
@@ -359,7 +370,7 @@ where
 {
     /// Reads `key`: from NEW if the gate admits it and NEW has it, otherwise from OLD (copying the
     /// value into NEW when the key is admitted). Fails only if the store that must serve the read
-    /// fails: OLD, or NEW in the `Live` and `Complete` phases.
+    /// fails: OLD, or NEW for an admitted key in `Live`, and for every key in `Complete`.
     pub async fn get(&self, key: &K) -> Result<Option<V>, Error> {
         match self.read_route(self.phase(), key) {
             // Awaited inline rather than through `read_old`: one state machine fewer on the most
@@ -402,7 +413,9 @@ where
         let Some((admission, bucket)) = self.inner.gate.decide(key) else { return ReadRoute::Old };
         match (phase, admission) {
             (Phase::Shadow, Admission::Admitted) if self.sampled() => ReadRoute::Shadow(bucket),
-            (Phase::ReadThrough, Admission::Admitted) | (Phase::Live, _) => ReadRoute::Through(bucket),
+            // In `Live` too: a key the gate no longer admits is read from OLD, which `Live` still
+            // writes first, so it holds every acknowledged write.
+            (Phase::ReadThrough | Phase::Live, Admission::Admitted) => ReadRoute::Through(bucket),
             _ => ReadRoute::Old,
         }
     }
@@ -419,8 +432,7 @@ where
 
     fn reads_through(&self, phase: Phase, bucket: u64) -> bool {
         match phase {
-            Phase::Live => true,
-            Phase::ReadThrough => self.admitted(bucket),
+            Phase::Live | Phase::ReadThrough => self.admitted(bucket),
             _ => false,
         }
     }
@@ -623,6 +635,8 @@ where
         };
         match phase {
             Phase::Complete => Route::New,
+            // Every key, admitted or not: `Live` keeps NEW current for keys a lowered gate reads
+            // from OLD, so raising it again serves them from NEW at once.
             Phase::Live => Route::Both,
             _ => match self.inner.gate.admission_for_bucket(bucket) {
                 Admission::Admitted if phase != Phase::Off => Route::Both,

@@ -7,21 +7,29 @@ use std::str::FromStr;
 /// admits into the migration.
 ///
 /// Exact by construction: a rate is an integer number of ppm, so every process of a fleet computes
-/// the same admission threshold. Out-of-range input is an error, never clamped.
+/// the same admission threshold. The resolution is therefore 1 ppm = 0.0001 %. Input that is out of
+/// range, or finer than the resolution (`0.00001%`, `12.34567%`, `1.5ppm`), is an error naming the
+/// nearest rates there are — never clamped, never rounded.
 ///
 /// ```
-/// use zddm::Rate;
+/// use zddm::{Rate, RateError};
 ///
 /// assert_eq!(Rate::percent(12.5)?.ppm(), 125_000);
 /// assert_eq!(Rate::from_ppm(1)?.to_string(), "0.0001%");
 /// assert!(Rate::from_ppm(1_000_001).is_err());
 /// assert_eq!("50%".parse::<Rate>()?, Rate::percent(50.0)?);
+/// assert!(matches!("0.00001%".parse::<Rate>(), Err(RateError::BelowResolution { .. })));
+/// assert!(matches!(Rate::percent(12.34567), Err(RateError::FinerThanResolution { .. })));
 /// # Ok::<(), zddm::RateError>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Rate(u32);
 
 const PPM_PER_PERCENT: u32 = 10_000;
+
+/// How far from a whole ppm an `f64` percentage may be and still count as that ppm: far above the
+/// error of a double near 10^6 (about 10^-10), far below any step a person would mean.
+const FLOAT_TOLERANCE_PPM: f64 = 1e-6;
 
 impl Rate {
     /// No key is admitted.
@@ -39,7 +47,12 @@ impl Rate {
         Ok(Rate(ppm))
     }
 
-    /// A rate of `percent` %, 0 to 100, rounded to the nearest ppm (halves away from zero).
+    /// A rate of `percent` %, 0 to 100, in steps of 0.0001 % (1 ppm).
+    ///
+    /// A value between two steps is an error ([`RateError::BelowResolution`] under 0.0001 %,
+    /// [`RateError::FinerThanResolution`] above), not rounded; only the error of the `f64` itself
+    /// (`0.1 + 0.2`) is tolerated, up to a millionth of a ppm. NaN, a negative value or one over
+    /// 100 is an error too.
     pub fn percent(percent: f64) -> Result<Rate, RateError> {
         if percent.is_nan() {
             return Err(RateError::PercentNotANumber);
@@ -50,8 +63,13 @@ impl Rate {
         if percent > 100.0 {
             return Err(RateError::PercentAboveHundred { percent });
         }
-        // In range 0..=1_000_000 after rounding, so the cast is exact.
-        Ok(Rate((percent * f64::from(PPM_PER_PERCENT)).round() as u32))
+        let ppm = percent * f64::from(PPM_PER_PERCENT);
+        let nearest = ppm.round();
+        // In range 0..=1_000_000, so the casts are exact.
+        if (ppm - nearest).abs() > FLOAT_TOLERANCE_PPM || (nearest == 0.0 && percent > 0.0) {
+            return Err(RateError::between(show_percent(percent), ppm.floor() as u32));
+        }
+        Ok(Rate(nearest as u32))
     }
 
     /// Parts per million.
@@ -97,8 +115,8 @@ impl fmt::Display for Rate {
     }
 }
 
-/// Parses `12.5%` (percent, rounded to the nearest ppm) or `125000ppm`; surrounding spaces are
-/// ignored.
+/// Parses `12.5%` (percent) or `125000ppm`; surrounding spaces are ignored. The value must be a
+/// whole number of ppm: `0.00001%` or `1.5ppm` is an error, not rounded (see [`Rate`]).
 impl FromStr for Rate {
     type Err = RateError;
 
@@ -106,17 +124,70 @@ impl FromStr for Rate {
         let trimmed = text.trim();
         let invalid = || RateError::Unparsable { input: text.to_owned() };
         if let Some(ppm) = trimmed.strip_suffix("ppm") {
-            Rate::from_ppm(ppm.trim_end().parse().map_err(|_| invalid())?)
+            let ppm = ppm.trim_end();
+            let (whole, fraction) = decimal(ppm).ok_or_else(invalid)?;
+            let whole: u32 = whole.parse().map_err(|_| invalid())?;
+            if fraction.bytes().all(|digit| digit == b'0') {
+                return Rate::from_ppm(whole);
+            }
+            if whole >= Self::MAX_PPM {
+                let percent = ppm.parse::<f64>().map_err(|_| invalid())? / f64::from(PPM_PER_PERCENT);
+                return Err(RateError::PercentAboveHundred { percent });
+            }
+            Err(RateError::between(format!("{ppm}ppm"), whole))
         } else if let Some(percent) = trimmed.strip_suffix('%') {
-            let percent: f64 = percent.trim_end().parse().map_err(|_| invalid())?;
-            Rate::percent(percent)
+            let percent = percent.trim_end();
+            // Not plain digits (a sign, an exponent, NaN, inf), or more than a u64 of them: the
+            // `f64` rules apply, and an error names the text as given.
+            let as_float = || {
+                let value = percent.parse().map_err(|_| invalid())?;
+                Rate::percent(value).map_err(|error| error.naming(format!("{percent}%")))
+            };
+            let Some((whole, fraction)) = decimal(percent) else { return as_float() };
+            let Ok(whole) = whole.parse::<u64>() else { return as_float() };
+            let (steps, finer) = fraction.split_at(fraction.len().min(4));
+            let steps: u64 = format!("{steps:0<4}").parse().map_err(|_| invalid())?;
+            let ppm = whole.saturating_mul(u64::from(PPM_PER_PERCENT)).saturating_add(steps);
+            let exact = finer.bytes().all(|digit| digit == b'0');
+            if ppm > u64::from(Self::MAX_PPM) || (ppm == u64::from(Self::MAX_PPM) && !exact) {
+                return Err(RateError::PercentAboveHundred { percent: percent.parse().map_err(|_| invalid())? });
+            }
+            // At most 1_000_000 here.
+            let ppm = ppm as u32;
+            if exact {
+                Rate::from_ppm(ppm)
+            } else {
+                Err(RateError::between(format!("{percent}%"), ppm))
+            }
         } else {
             Err(invalid())
         }
     }
 }
 
-/// Why a rate was refused.
+/// `digits[.digits]` (at least one digit in all) as its whole and fractional digits; `None` for
+/// anything else. A missing whole part reads as 0.
+fn decimal(text: &str) -> Option<(&str, &str)> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
+    if whole.len() + fraction.len() == 0 || !digits(whole) || !digits(fraction) {
+        return None;
+    }
+    Some((if whole.is_empty() { "0" } else { whole }, fraction))
+}
+
+/// A percentage as the user would have written it: `0.00001%`, or `1e-300%` where the plain form
+/// would be unreadably long.
+fn show_percent(percent: f64) -> String {
+    let plain = format!("{percent}%");
+    if plain.len() <= 24 {
+        plain
+    } else {
+        format!("{percent:e}%")
+    }
+}
+
+/// Why a rate was refused: a value the gate cannot represent, or a gate that does not take one.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RateError {
@@ -141,6 +212,42 @@ pub enum RateError {
         /// The refused value.
         percent: f64,
     },
+    /// A rate above 0 but below the gate's resolution of 1 ppm (`0.00001%`, `0.5ppm`).
+    #[error("{input} is below the gate's resolution of 0.0001% (1 ppm): use 0% or at least 0.0001%")]
+    BelowResolution {
+        /// The refused value, as given.
+        input: String,
+    },
+    /// A rate between two whole ppm (`12.34567%`, `1.5ppm`): the gate cannot admit a fraction of
+    /// a step, and rounding would silently pick one for you.
+    #[error("{input} is finer than the gate's resolution of 0.0001% (1 ppm): use {below} or {above}")]
+    FinerThanResolution {
+        /// The refused value, as given.
+        input: String,
+        /// The nearest rate below it.
+        below: Rate,
+        /// The nearest rate above it.
+        above: Rate,
+    },
+    /// `Gate::set_rate` below 100 % on the gate of a proxy that completed its migration.
+    #[error(
+        "cannot set the gate to {rate}: its migration is complete, so NEW is the only store still \
+         written and every key must stay on it (there is no way back from complete; to serve keys \
+         from OLD again, migrate them back with a new migration from NEW to OLD)"
+    )]
+    GateComplete {
+        /// The refused rate.
+        rate: Rate,
+    },
+    /// `Gate::set_rate` on the gate of a proxy in a fleet, which follows the fleet's plan.
+    #[error(
+        "cannot set this gate to {rate}: it belongs to a fleet, whose plan sets the rates of every \
+         instance: set the fleet's goal instead (Fleet::set_goal, or `zddm gate`)"
+    )]
+    GateInFleet {
+        /// The refused rate.
+        rate: Rate,
+    },
     /// Text that is neither `<number>%` nor `<integer>ppm`.
     #[error(
         "cannot read {input:?} as a rate: write a percentage such as `12.5%` or parts per million such as `125000ppm`"
@@ -149,4 +256,25 @@ pub enum RateError {
         /// The refused text.
         input: String,
     },
+}
+
+impl RateError {
+    /// The same error, naming `input` as the value refused.
+    fn naming(self, input: String) -> RateError {
+        match self {
+            RateError::BelowResolution { .. } => RateError::BelowResolution { input },
+            RateError::FinerThanResolution { below, above, .. } => {
+                RateError::FinerThanResolution { input, below, above }
+            }
+            other => other,
+        }
+    }
+
+    /// The error for `input`, strictly between `below` ppm and the next ppm (`below` < 1_000_000).
+    fn between(input: String, below: u32) -> RateError {
+        match (Rate::from_ppm(below), Rate::from_ppm(below.saturating_add(1))) {
+            (Ok(below), Ok(above)) if below != Rate::NONE => RateError::FinerThanResolution { input, below, above },
+            _ => RateError::BelowResolution { input },
+        }
+    }
 }

@@ -58,6 +58,29 @@ pub(crate) fn from_sql(n: i64) -> u64 {
 ///
 /// Implementations may write `async fn`; the futures must be `Send`.
 ///
+/// # Cancellation: nothing may take effect after the future is dropped
+///
+/// The proxy's callers may drop its futures at any `.await` (a timeout, `select!`, a client that
+/// went away), and the proxy then drops the store's future it was awaiting. **An operation must not
+/// take effect after its future is dropped, unless it already had when it was dropped**; likewise
+/// after its future returned an error. The proxy treats such a write as *in doubt* — it may or may
+/// not have happened — and, before it releases the key's lock, removes NEW's copy or records the
+/// key so that its next read or write repairs NEW from OLD. That is only right if the abandoned
+/// write cannot land afterwards: landing late, it would put an older value back over a newer one,
+/// or leave NEW and OLD apart (invariants 1 and 2 of `docs/consistency.md`).
+///
+/// So an implementation must:
+/// - do the work inside the future it returns: never hand a write to a task spawned to finish it
+///   in the background (`tokio::spawn`), to a write-behind buffer, or to a queue that sends it
+///   later — once the future is dropped, a write not yet sent must never be sent;
+/// - make each operation take effect in one atomic step (one statement, one command, one
+///   transaction), so that a dropped future leaves it either committed or not at all, never half;
+/// - for a network store, where a request already sent can still commit on the server after the
+///   client gave up, keep that window short and bounded on the server (a statement timeout, as
+///   `PostgresStore` sets), and send nothing more once the future is dropped.
+///
+/// [`MemoryStore`] meets this trivially: each operation is done before its future first returns.
+///
 /// ```
 /// use zddm::{MemoryStore, Store};
 ///
@@ -117,6 +140,13 @@ forward!(Arc<S>, &S, Box<S>);
 /// Wrap it in [`Blocking`] to use it as a [`Store`]: the proxy then runs the same protocol over it,
 /// and [`Proxy::blocking`](crate::Proxy::blocking) drives it from synchronous code without a
 /// runtime. There is no second copy of the migration logic for blocking stores.
+///
+/// The rules of [`Store`] apply, cancellation included: **when a call returns, its operation has
+/// taken effect or never will**, whether it returned `Ok` or an error. Do not leave work to a
+/// background thread, a write-behind buffer or a connection that sends it later, and make each
+/// operation one atomic step (one statement or transaction). An error means "may or may not have
+/// happened" — the proxy then holds the key in doubt and repairs NEW from OLD — but never "will
+/// happen later".
 pub trait BlockingStore<K: ?Sized, V>: Send + Sync {
     /// The store's own error type.
     type Error: std::error::Error + Send + Sync + 'static;

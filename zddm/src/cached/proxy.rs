@@ -47,7 +47,10 @@ impl<K: ?Sized, V, Old, New> CachedProxy<K, V, Old, New> {
         Old: Store<K, V>,
         New: Cache<K, V>,
     {
-        Self::assemble(old, new, fleet.gate().clone(), Routing::Fleet(fleet.cell()), DEFAULT_GRACE)
+        let gate = fleet.gate().clone();
+        // Its rates are the plan's: `set_rate` on it would be ignored, so it is refused.
+        gate.fix_for_fleet();
+        Self::assemble(old, new, gate, Routing::Fleet(fleet.cell()), DEFAULT_GRACE)
     }
 
     /// The same proxy with another grace period: how long a write may take from its mark to its
@@ -78,7 +81,10 @@ impl<K: ?Sized, V, Old, New> CachedProxy<K, V, Old, New> {
         }
     }
 
-    /// The gate deciding which keys take part (in a fleet, only its salt counts).
+    /// The gate deciding which keys take part. In a fleet only its salt counts, and
+    /// [`Gate::set_rate`] is refused ([`RateError::GateInFleet`](crate::RateError)). On its own,
+    /// its rate may be lowered in every phase (`Complete` behaves as `Live`, and both still write
+    /// OLD): the keys it no longer admits are read from OLD.
     pub fn gate(&self) -> &Gate {
         &self.inner.gate
     }
@@ -119,7 +125,15 @@ where
         let (reach, phase, _ticket) = self.inner.routing.route(
             &self.inner.gate,
             key,
-            |plan, admitted| plan.read_reach(admitted),
+            |plan, admitted| {
+                // A local plan's gate may have been lowered in `Live` (or `Complete`, which behaves
+                // as `Live` here): keys it no longer admits are read from OLD, the source of truth.
+                let everywhere = matches!(plan.phase, Phase::Live | Phase::Complete);
+                if everywhere && plan.read != crate::Rate::ALL && !admitted(plan.read) {
+                    return Reach::Old;
+                }
+                plan.read_reach(admitted)
+            },
             |plan, _| match plan.phase {
                 Phase::Live | Phase::Complete => Reach::Through,
                 _ => Reach::Old,

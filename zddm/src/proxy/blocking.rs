@@ -34,14 +34,17 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
     }
 }
 
-/// The proxy for synchronous code: the same protocol, driven by [`block_on`].
+/// The proxy for synchronous code: the same protocol, driven by [`block_on`]. Its stores are
+/// [`BlockingStore`](crate::BlockingStore)s wrapped in [`Blocking`](crate::Blocking) (e.g. a
+/// `SqliteStore`), or any [`Store`] whose futures do not wait on a runtime, such as
+/// [`MemoryStore`](crate::MemoryStore):
 ///
 /// ```
-/// use zddm::{Blocking, Gate, MemoryStore, Proxy, Rate};
+/// use zddm::{Gate, MemoryStore, Proxy, Rate};
 ///
 /// let proxy = Proxy::new(
-///     Blocking(MemoryStore::<u64, String>::new()),
-///     Blocking(MemoryStore::<u64, String>::new()),
+///     MemoryStore::<u64, String>::new(),
+///     MemoryStore::<u64, String>::new(),
 ///     Gate::new("users", Rate::ALL),
 /// );
 /// let users = proxy.blocking();

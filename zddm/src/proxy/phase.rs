@@ -12,13 +12,18 @@ use crate::rate::Rate;
 /// | `DualWrite` | OLD | OLD, then NEW |
 /// | `Shadow` | OLD, compared with NEW (sampled); mismatches reported and invalidated | OLD, then NEW |
 /// | `ReadThrough` | NEW; on a miss OLD, copied into NEW | OLD, then NEW |
-/// | `Live` | NEW; on a miss OLD, copied into NEW; a NEW failure fails the read | OLD, then NEW |
-/// | `Complete` | NEW only | NEW only |
+/// | `Live` | NEW; on a miss OLD, copied into NEW; a NEW failure fails the read | OLD, then NEW (every key) |
+/// | `Complete` | NEW only (every key) | NEW only (every key) |
 ///
-/// Keys the gate does not admit go to OLD only in every phase but `Live` and `Complete` (which need a
-/// 100 % gate and then apply to every key), and their writes invalidate NEW's copy if the gate's
-/// high-water mark ever admitted them. `Complete` is entered only from `Live`, with no key in doubt
-/// (`docs/consistency.md` says why).
+/// Reads of keys the gate does not admit go to OLD in every phase but `Complete`. Their writes go to
+/// OLD only, and invalidate NEW's copy if the gate's high-water mark ever admitted them — except in
+/// `Live`, which writes every key to OLD, then NEW. `Live` and `Complete` are entered with the gate
+/// at 100 %. In `Live` the gate may be lowered again: the keys it no longer admits are read from
+/// OLD, which holds every acknowledged write (nothing is only in NEW before `Complete`), and `Live`
+/// keeps writing them to NEW, so raising the gate again serves them from NEW at once. `Complete`
+/// stops writing OLD, so its gate stays at 100 % (`Gate::set_rate` refuses to lower it).
+/// `Complete` is entered only from `Live`, with no key in doubt (`docs/consistency.md` says why).
+/// Setting the phase the proxy is already in changes nothing and is always accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Phase {
     /// The kill switch: OLD only. NEW is touched only to invalidate copies that writes make stale.
@@ -29,7 +34,8 @@ pub enum Phase {
     Shadow,
     /// NEW is a read-through / write-through cache of OLD (the classic migration cache).
     ReadThrough,
-    /// NEW serves every read; OLD is still written, so stepping back to `ReadThrough` is safe.
+    /// NEW serves every read the gate admits, and a NEW failure fails it; every write still goes
+    /// to OLD first, so lowering the gate or stepping back to `ReadThrough` is safe.
     Live,
     /// The migration is over: NEW only. OLD is no longer written, so there is no way back.
     Complete,
@@ -60,20 +66,31 @@ impl Phase {
         }
     }
 
-    /// Whether the phase applies to every key regardless of the gate.
+    /// Whether the phase is entered only with the gate at 100 % (and writes every key to NEW).
     pub(crate) fn ignores_gate(self) -> bool {
         matches!(self, Phase::Live | Phase::Complete)
     }
 
+    /// Whether a move from `from` to `to` is allowed with the gate at `rate`. Staying in a phase
+    /// changes nothing, so it is always allowed (`Live` with a gate lowered since included).
     pub(crate) fn check_transition(from: Phase, to: Phase, rate: Rate) -> Result<(), PhaseError> {
+        if from == to {
+            return Ok(());
+        }
         if from == Phase::Complete && to != Phase::Complete {
             return Err(PhaseError::LeavingComplete { to });
         }
         if to == Phase::Complete && !matches!(from, Phase::Live | Phase::Complete) {
             return Err(PhaseError::CompleteNeedsLive { from });
         }
-        if to.ignores_gate() && rate != Rate::ALL {
-            return Err(PhaseError::NeedsFullRate { phase: to, rate });
+        Phase::check_start(to, rate)
+    }
+
+    /// Whether a proxy may start in `phase` with the gate at `rate` (a restarted process may start
+    /// in any phase, but `Live` and `Complete` only with the gate at 100 %).
+    pub(crate) fn check_start(phase: Phase, rate: Rate) -> Result<(), PhaseError> {
+        if phase.ignores_gate() && rate != Rate::ALL {
+            return Err(PhaseError::NeedsFullRate { phase, rate });
         }
         Ok(())
     }
@@ -100,8 +117,11 @@ impl FromStr for Phase {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PhaseError {
-    /// `Live` and `Complete` apply to every key, so the gate must admit every key first.
-    #[error("the {phase} phase applies to every key, but the gate admits {rate}: raise the gate to 100% first")]
+    /// `Live` and `Complete` are entered with the gate at 100 %.
+    #[error(
+        "the {phase} phase is entered with the gate at 100%, but it admits {rate}: raise the gate to \
+         100% first (or, to serve fewer keys from NEW, use read-through at the lower rate)"
+    )]
     NeedsFullRate {
         /// The refused phase.
         phase: Phase,

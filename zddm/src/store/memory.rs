@@ -5,10 +5,24 @@ use std::marker::PhantomData;
 use std::sync::{PoisonError, RwLock};
 
 use crate::key::{KeyError, MigrationKey};
-use crate::store::BlockingStore;
+use crate::store::Store;
 
 /// An in-memory store keyed by the canonical key bytes: the embedded default for examples and
 /// tests. Each operation is atomic.
+///
+/// It is a [`Store`] only — not also a [`BlockingStore`](crate::BlockingStore), whose methods have
+/// the same names and would make every call ambiguous with both traits imported. Its futures
+/// complete on their first poll, so synchronous code uses it as it is:
+///
+/// ```
+/// use zddm::{block_on, Gate, MemoryStore, Proxy, Rate, Store};
+///
+/// let old = MemoryStore::<u64, String>::new();
+/// block_on(old.put(&1, &"ada".to_string()))?;
+/// let users = Proxy::new(old, MemoryStore::new(), Gate::new("users", Rate::ALL));
+/// assert_eq!(users.blocking().get(&1)?, Some("ada".to_string()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct MemoryStore<K: ?Sized, V> {
     map: RwLock<HashMap<Vec<u8>, V>>,
     key: PhantomData<fn(&K)>,
@@ -77,21 +91,23 @@ impl<K: ?Sized, V> fmt::Debug for MemoryStore<K, V> {
     }
 }
 
-impl<K: MigrationKey + ?Sized, V: Clone + Send + Sync> BlockingStore<K, V> for MemoryStore<K, V> {
+/// Every future completes on its first poll, so synchronous code can drive the store with
+/// [`block_on`](crate::block_on), or a proxy over it with [`Proxy::blocking`](crate::Proxy::blocking).
+impl<K: MigrationKey + ?Sized + Sync, V: Clone + Send + Sync> Store<K, V> for MemoryStore<K, V> {
     type Error = KeyError;
 
-    fn get(&self, key: &K) -> Result<Option<V>, KeyError> {
+    async fn get(&self, key: &K) -> Result<Option<V>, KeyError> {
         let key = key.try_key_bytes()?;
         Ok(self.read().get(&key).cloned())
     }
 
-    fn put(&self, key: &K, value: &V) -> Result<(), KeyError> {
+    async fn put(&self, key: &K, value: &V) -> Result<(), KeyError> {
         let key = key.try_key_bytes()?;
         self.write().insert(key, value.clone());
         Ok(())
     }
 
-    fn insert_if_absent(&self, key: &K, value: &V) -> Result<bool, KeyError> {
+    async fn insert_if_absent(&self, key: &K, value: &V) -> Result<bool, KeyError> {
         let key = key.try_key_bytes()?;
         match self.write().entry(key) {
             Entry::Occupied(_) => Ok(false),
@@ -102,30 +118,9 @@ impl<K: MigrationKey + ?Sized, V: Clone + Send + Sync> BlockingStore<K, V> for M
         }
     }
 
-    fn delete(&self, key: &K) -> Result<(), KeyError> {
+    async fn delete(&self, key: &K) -> Result<(), KeyError> {
         let key = key.try_key_bytes()?;
         self.write().remove(&key);
         Ok(())
-    }
-}
-
-/// The async face of the same store: every future completes on its first poll.
-impl<K: MigrationKey + ?Sized + Sync, V: Clone + Send + Sync> crate::Store<K, V> for MemoryStore<K, V> {
-    type Error = KeyError;
-
-    async fn get(&self, key: &K) -> Result<Option<V>, KeyError> {
-        BlockingStore::get(self, key)
-    }
-
-    async fn put(&self, key: &K, value: &V) -> Result<(), KeyError> {
-        BlockingStore::put(self, key, value)
-    }
-
-    async fn insert_if_absent(&self, key: &K, value: &V) -> Result<bool, KeyError> {
-        BlockingStore::insert_if_absent(self, key, value)
-    }
-
-    async fn delete(&self, key: &K) -> Result<(), KeyError> {
-        BlockingStore::delete(self, key)
     }
 }

@@ -94,7 +94,11 @@ impl<K: ?Sized, V, Old: Source<K, V>, New: Target<K, V>> VersionedProxyBuilder<K
             return Err(ConfigError::GraceBelowTimeout { grace: self.grace, timeout });
         }
         if let Routing::Local(phase) = &mut self.routing {
-            Phase::check_transition(self.phase, self.phase, self.gate.rate())?;
+            Phase::check_start(self.phase, self.gate.rate())?;
+            if self.phase == Phase::Complete {
+                let full = self.gate.fix_for_complete();
+                full.map_err(|rate| PhaseError::NeedsFullRate { phase: Phase::Complete, rate })?;
+            }
             *phase.get_mut() = self.phase.index();
         }
         Ok(self.assemble())
@@ -159,10 +163,13 @@ impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
         Old: Source<K, V>,
         New: Target<K, V>,
     {
+        let gate = fleet.gate().clone();
+        // Its rates are the plan's: `set_rate` on it would be ignored, so it is refused.
+        gate.fix_for_fleet();
         VersionedProxyBuilder {
             old,
             new,
-            gate: fleet.gate().clone(),
+            gate,
             routing: Routing::Fleet(fleet.cell()),
             phase: Phase::ReadThrough,
             grace: DEFAULT_GRACE,
@@ -171,7 +178,10 @@ impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
     }
 
     /// The gate deciding which keys take part. In a fleet only its salt counts: the rates are
-    /// the plan's.
+    /// the plan's, and [`Gate::set_rate`] is refused ([`RateError::GateInFleet`](crate::RateError)).
+    /// On its own, its rate may be lowered in any phase before `Complete` (in `Live` the keys it no
+    /// longer admits are read from OLD, which `Live` still writes first); from `Complete` on it
+    /// stays at 100 %.
     pub fn gate(&self) -> &Gate {
         &self.inner.gate
     }
@@ -199,9 +209,17 @@ impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
     /// in `Complete` a read of a pending key still repairs it from OLD.
     pub fn set_phase(&self, phase: Phase) -> Result<Phase, PhaseError> {
         self.inner.evidence.change(phase, |earned| {
-            let completing = phase == Phase::Complete && self.phase() == Phase::Live;
-            if completing && matches!(self.inner.routing, Routing::Local(_)) && !earned {
+            let current = self.phase();
+            let local = matches!(self.inner.routing, Routing::Local(_));
+            if phase == Phase::Complete && current == Phase::Live && local && !earned {
                 return Err(PhaseError::Unverified);
+            }
+            if phase == Phase::Complete && local {
+                // `Complete` writes NEW only: fix the gate at 100 %, once the move is known to be
+                // allowed (phase changes of this proxy are serialised by the evidence's lock).
+                Phase::check_transition(current, phase, self.inner.gate.rate())?;
+                let full = self.inner.gate.fix_for_complete();
+                full.map_err(|rate| PhaseError::NeedsFullRate { phase, rate })?;
             }
             self.inner.routing.set_phase(&self.inner.gate, phase)
         })
@@ -238,7 +256,7 @@ where
     pub async fn get(&self, key: &K) -> Result<Option<V>, Error> {
         let (reach, phase, _ticket) = self.route(
             key,
-            |plan, admitted| plan.read_reach(admitted),
+            read_reach,
             // Fenced: OLD, which every phase before `Complete` writes; in `Live` NEW as well, as
             // the fleet may have completed without this instance.
             |plan, _| match plan.phase {
@@ -551,6 +569,16 @@ where
         };
         written.map_err(|e| self.fail(Side::Old, op, e))
     }
+}
+
+/// Where a read goes under `plan`. A fleet's plan reads every key in `Live`; a local plan's read
+/// rate is its gate's, which may have been lowered in `Live`: the keys it no longer admits are read
+/// from OLD, which `Live` still writes first (and writes them through to NEW as well).
+fn read_reach(plan: &Plan, admitted: &dyn Fn(crate::Rate) -> bool) -> Reach {
+    if plan.phase == Phase::Live && plan.read != crate::Rate::ALL && !admitted(plan.read) {
+        return Reach::Old;
+    }
+    plan.read_reach(admitted)
 }
 
 impl<K: ?Sized, V, Old, New> Clone for VersionedProxy<K, V, Old, New> {
