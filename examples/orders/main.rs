@@ -2,7 +2,7 @@
 //! the application keeps calling its own `Orders` trait while the gate ramps and the new store
 //! fills; the legacy store can no longer be written behind the migration's back.
 //!
-//! `cargo run --example orders`
+//! `cargo run -p zddm-examples --bin orders`
 
 mod repository;
 
@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The application's traffic: mostly reads, some saves, through its own trait.
     for step in ["0%", "5%", "25%", "100%"] {
-        orders.proxy().gate().set_rate(step.parse()?);
+        orders.proxy().gate().set_rate(step.parse()?)?;
         let before = orders.proxy().stats();
         for i in 0..30_000usize {
             let key = &keys[i.wrapping_mul(7919) % keys.len()];

@@ -1,15 +1,15 @@
-//! Zero-downtime data migration.
+//! Zero-downtime data migration: move a live application's data from an OLD store to a NEW one
+//! while it keeps serving traffic.
 //!
-//! An application keeps serving traffic while its data moves from an OLD store to a NEW one. Every
-//! read and write goes through a proxy; a deterministic per-key [`Gate`] picks which keys take part;
-//! for those keys NEW becomes a read-through / write-through cache of OLD until NEW holds everything.
-//!
-//! The gate must decide the same in every process, on every platform and in every language, so keys
-//! have a canonical byte encoding ([`MigrationKey`], `docs/key-encoding.md`) and the bucket is a
-//! SHA-256 prefix of it, never a hasher whose output changes between releases.
+//! Every read and write goes through a [`Proxy`] over the two stores; a deterministic per-key
+//! [`Gate`] picks which keys take part; for those keys NEW becomes a read-through / write-through
+//! cache of OLD until NEW holds everything. You raise the gate at your own pace, then a backfill
+//! copies the keys nobody read, a verification shows NEW holds everything, and `Complete` switches
+//! reads and writes to NEW alone.
 //!
 //! ```
-//! use zddm::{Gate, MigrationKey, Rate};
+//! use std::sync::Arc;
+//! use zddm::{Gate, MemoryStore, MigrationKey, Phase, Proxy, Rate, Store};
 //!
 //! #[derive(MigrationKey)]
 //! struct OrderKey {
@@ -17,14 +17,56 @@
 //!     order: String,
 //! }
 //!
-//! let gate = Gate::new("orders-v2", Rate::percent(5.0)?);
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Any two stores implementing `zddm::Store`: `SqliteStore`, `PostgresStore`, `RedisStore`,
+//! // `MemoryStore`, or your own.
+//! let old = Arc::new(MemoryStore::<OrderKey, String>::new());
+//! let new = Arc::new(MemoryStore::<OrderKey, String>::new());
 //! let key = OrderKey { tenant: 42, order: "A-1001".into() };
-//! // The same answer in every process of the fleet, and in every language.
-//! let migrate = gate.admits(&key);
-//! # let _ = migrate;
-//! # Ok::<(), zddm::RateError>(())
+//! old.put(&key, &"1 item".to_string()).await?; // data from before the migration
+//!
+//! let orders = Proxy::new(old, new.clone(), Gate::new("orders-v2", Rate::percent(5.0)?));
+//! orders.gate().set_rate(Rate::ALL)?; // ramp at your own pace
+//! assert_eq!(orders.get(&key).await?, Some("1 item".to_string())); // from OLD, now in NEW too
+//! orders.put(&key, &"2 items".to_string()).await?; // OLD, then NEW
+//! assert_eq!(new.get(&key).await?, Some("2 items".to_string()));
+//! orders.set_phase(Phase::Live)?; // NEW answers; `zddm::backfill` and `zddm::verify` finish
+//! # Ok(())
+//! # }
 //! ```
+//!
+//! An application that reads and writes through a repository trait of its own annotates it
+//! instead: [`macro@migrate`] generates `<Trait>Migration`, which implements the trait by routing
+//! every call through the proxy, and a write that goes around it does not compile.
+//!
+//! The gate must decide the same in every process, on every platform and in every language, so keys
+//! have a canonical byte encoding ([`MigrationKey`]) and the bucket is a SHA-256 prefix of it, never
+//! a hasher whose output changes between releases. A fleet of instances shares one plan
+//! ([`fleet`]) and a versioned protocol ([`versioned`]); see [`Proxy`] for what one process
+//! guarantees.
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | (none) | keys, [`Gate`], [`Rate`], [`Proxy`], [`MemoryStore`], the macros, the fleet modes with in-memory stores, [`backfill`], [`verify`] |
+//! | `sqlite` | `SqliteStore` and the SQLite sources, targets, caches and control records (bundled SQLite); re-exports `rusqlite` |
+//! | `postgres` | `PostgresStore` and the PostgreSQL sources, targets, caches, control records and backfill workers |
+//! | `redis` | `RedisStore` and the Redis targets, caches and control records |
+//! | `uuid` | `uuid::Uuid` as a key field |
+//!
+//! Items that need a feature say so in these docs. Values of the SQLite, PostgreSQL and Redis
+//! stores are JSON (`serde`).
+//!
+//! # Guides
+//!
+//! The repository's `docs/` directory: `repository-macro.md` (migrating a repository trait, every
+//! compile error and its fix), `consistency.md` (the guarantees per mode and failure),
+//! `backfill.md` (backfill, verification, the `zddm` command), `key-encoding.md` (the byte format
+//! for other languages), `performance.md` and `decisions.md`.
 
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -49,6 +91,10 @@ pub use gate::{Admission, Gate};
 pub use key::{schema_fields, ByteKey, Bytes, KeyError, KeyReader, KeySink, MigrationKey, RawKey};
 pub use proxy::{block_on, BlockingProxy, ConfigError, Mismatch, Phase, PhaseError, Proxy, ProxyBuilder, Stats};
 pub use rate::{Rate, RateError};
+/// The SQLite bindings `SqliteStore::with_connection` takes a connection of (the same version zddm
+/// links, which a `cargo add rusqlite` of another version would clash with).
+#[cfg(feature = "sqlite")]
+pub use rusqlite;
 pub use store::{Blocking, BlockingStore, MemoryStore, Store};
 #[cfg(any(feature = "sqlite", feature = "redis", feature = "postgres"))]
 pub use store::{DecodeError, EncodeError};
