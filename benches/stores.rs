@@ -8,7 +8,7 @@
 //! `cargo bench --bench stores` (PostgreSQL runs on a server the bench starts, as the tests do).
 //! Under `cargo test` it runs two tiny rounds of each, as a check that it works.
 
-use zddm::{Blocking, BlockingStore, Gate, PostgresStore, Proxy, Rate, SqliteStore, Store};
+use zddm::{block_on, Gate, PostgresStore, Proxy, Rate, SqliteStore, Store};
 use zddm_suite::paired::{compare, keys, print, reads, row, writes, Get, OrderKey, Plan, Put, Report};
 use zddm_suite::servers::PostgresServer;
 
@@ -84,16 +84,17 @@ fn sqlite(plan: Plan) -> Vec<Report> {
     let keys = keys();
     let rows = seed_rows(&keys);
     let refs: Vec<(&OrderKey, &String)> = rows.iter().map(|(k, v)| (k, v)).collect();
-    old.put_many(&refs).expect("seeds OLD");
-    new.put_many(&refs).expect("seeds NEW");
-    let [closed, lapsed, open_gate] = gates().map(|gate| Proxy::new(Blocking(&old), Blocking(&new), gate));
+    block_on(old.put_many(&refs)).expect("seeds OLD");
+    block_on(new.put_many(&refs)).expect("seeds NEW");
+    let [closed, lapsed, open_gate] = gates().map(|gate| Proxy::new(&old, &new, gate));
     let [closed, lapsed, open_gate] = [closed.blocking(), lapsed.blocking(), open_gate.blocking()];
+    // Both sides wait for the store's own thread, as an application's synchronous code would.
     let ops = Ops {
         name: "sqlite",
-        old_get: Box::new(|k| old.get(k).unwrap()),
-        new_get: Box::new(|k| new.get(k).unwrap()),
-        old_put: Box::new(|k, v| old.put(k, v).unwrap()),
-        new_put: Box::new(|k, v| new.put(k, v).unwrap()),
+        old_get: Box::new(|k| block_on(old.get(k)).unwrap()),
+        new_get: Box::new(|k| block_on(new.get(k)).unwrap()),
+        old_put: Box::new(|k, v| block_on(old.put(k, v)).unwrap()),
+        new_put: Box::new(|k, v| block_on(new.put(k, v)).unwrap()),
         closed_get: Box::new(|k| closed.get(k).unwrap()),
         lapsed_get: Box::new(|k| lapsed.get(k).unwrap()),
         open_get: Box::new(|k| open_gate.get(k).unwrap()),

@@ -11,7 +11,7 @@ use zddm::cached::{CachedProxy, PostgresCache, SqliteCache};
 use zddm::fleet::{Fleet, FleetConfig, Goal, MemoryControl};
 use zddm::versioned::{MemorySource, MemoryTarget, PostgresSource, PostgresTarget, SqliteSource, SqliteTarget};
 use zddm::versioned::{Source, Target, VersionedProxy};
-use zddm::{block_on, Blocking, Gate, Phase, PostgresStore, Proxy, Rate, SqliteStore};
+use zddm::{block_on, Gate, Phase, PostgresStore, Proxy, Rate, SqliteStore};
 use zddm_suite::paired::{compare, keys, print, reads, row, writes, Get, OrderKey, Plan, Put, Report, KEYS};
 use zddm_suite::servers::PostgresServer;
 
@@ -77,7 +77,7 @@ fn seed(plan: Plan, keys: &[OrderKey], pair: &Pair<'_>) {
 fn sqlite(plan: Plan) -> Vec<Report> {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let path = |name: &str| dir.path().join(name);
-    let plain = |name: &str| Blocking(SqliteStore::<OrderKey, String>::open(path(name), "orders").expect("opens"));
+    let plain = |name: &str| SqliteStore::<OrderKey, String>::open(path(name), "orders").expect("opens");
     let unversioned = Proxy::new(plain("old.db"), plain("new.db"), Gate::new("orders", Rate::ALL));
     let old = SqliteSource::<OrderKey, String>::open(path("vold.db"), "orders").expect("opens");
     let new = SqliteTarget::<OrderKey, String>::open(path("vnew.db"), "orders").expect("opens");

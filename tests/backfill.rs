@@ -258,7 +258,7 @@ async fn an_unversioned_backfill_while_writers_hammer_leaves_nothing_stale_in_me
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unversioned_backfill_while_writers_hammer_leaves_nothing_stale_over_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let old = zddm::Blocking(zddm::SqliteStore::open(dir.path().join("old.db"), "orders").unwrap());
+    let old = zddm::SqliteStore::open(dir.path().join("old.db"), "orders").unwrap();
     let new = zddm::cached::SqliteCache::open(dir.path().join("cache.db"), "orders").unwrap();
     cached_hammered(old, new, "sqlite").await;
 }

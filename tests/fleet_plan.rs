@@ -17,7 +17,7 @@ use zddm::fleet::{
 };
 use zddm::versioned::{MemorySource, MemoryTarget, PostgresSource, RedisTarget, SqliteSource, SqliteTarget};
 use zddm::versioned::{Source, Target, VersionedProxy};
-use zddm::{Blocking, Gate, MemoryStore, Phase, PostgresStore, Proxy, Rate, RedisStore, SqliteStore, Store};
+use zddm::{Gate, MemoryStore, Phase, PostgresStore, Proxy, Rate, RedisStore, SqliteStore, Store};
 use zddm_suite::fleet::Instance;
 use zddm_suite::servers::{PostgresServer, RedisServer};
 
@@ -260,8 +260,8 @@ async fn instances_out_of_step_on_their_own_serve_stale_values_over_sqlite_files
     let dir = tempfile::tempdir().unwrap();
     let pair = || {
         (
-            Blocking(SqliteStore::<u64, u64>::open(dir.path().join("old.db"), "entries").unwrap()),
-            Blocking(SqliteStore::<u64, u64>::open(dir.path().join("new.db"), "entries").unwrap()),
+            SqliteStore::<u64, u64>::open(dir.path().join("old.db"), "entries").unwrap(),
+            SqliteStore::<u64, u64>::open(dir.path().join("new.db"), "entries").unwrap(),
         )
     };
     shows_the_races(&ramps(&OnTheirOwn::new(pair(), pair())).await);
@@ -347,7 +347,7 @@ async fn an_unversioned_fleet_out_of_step_serves_no_stale_value() {
     let config = FleetConfig::default();
     let pair = || {
         (
-            Blocking(SqliteStore::<u64, u64>::open(dir.path().join("old.db"), "entries").unwrap()),
+            SqliteStore::<u64, u64>::open(dir.path().join("old.db"), "entries").unwrap(),
             SqliteCache::<u64, u64>::open(dir.path().join("new.db"), "entries").unwrap(),
         )
     };

@@ -14,7 +14,7 @@ use std::time::Duration;
 use zddm::versioned::{
     Lookup, PostgresSource, RedisTarget, Source, SqliteSource, SqliteTarget, Target, VersionedProxy,
 };
-use zddm::{Blocking, Gate, Proxy, Rate, SqliteStore};
+use zddm::{Gate, Proxy, Rate, SqliteStore};
 use zddm_suite::servers::{PostgresServer, RedisServer};
 use zddm_suite::stall::{Call, Stall};
 
@@ -52,8 +52,8 @@ fn child_instance() {
                 crash_at(new.pause_next(Call::Apply), proxy.put(&KEY, &2)).await;
             }
             "crash-control" => {
-                let old = Arc::new(Stall::new(Blocking(SqliteStore::<u64, u64>::open(env("OLD"), "entries").unwrap())));
-                let new = Arc::new(Stall::new(Blocking(SqliteStore::<u64, u64>::open(env("NEW"), "entries").unwrap())));
+                let old = Arc::new(Stall::new(SqliteStore::<u64, u64>::open(env("OLD"), "entries").unwrap()));
+                let new = Arc::new(Stall::new(SqliteStore::<u64, u64>::open(env("NEW"), "entries").unwrap()));
                 let proxy = Proxy::new(old, new.clone(), Gate::new("p", Rate::ALL));
                 proxy.put(&KEY, &1).await.unwrap();
                 crash_at(new.pause_next(Call::Put), proxy.put(&KEY, &2)).await;
@@ -135,8 +135,8 @@ async fn a_process_that_dies_between_old_and_new_leaves_nothing_stale_to_serve()
 
     let paths = files("control");
     assert!(!spawn("crash-control", &paths).wait().unwrap().success());
-    let old = Blocking(SqliteStore::<u64, u64>::open(&paths[0].1, "entries").unwrap());
-    let new = Blocking(SqliteStore::<u64, u64>::open(&paths[1].1, "entries").unwrap());
+    let old = SqliteStore::<u64, u64>::open(&paths[0].1, "entries").unwrap();
+    let new = SqliteStore::<u64, u64>::open(&paths[1].1, "entries").unwrap();
     let survivor = Proxy::new(old, new, Gate::new("p", Rate::ALL));
     assert_eq!(survivor.get(&KEY).await.unwrap(), Some(1), "the control serves the dead write's predecessor");
 }

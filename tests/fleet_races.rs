@@ -10,16 +10,16 @@ use std::sync::Arc;
 use zddm::cached::{MemoryCache, PostgresCache, RedisCache, SqliteCache};
 use zddm::versioned::{MemorySource, MemoryTarget, SqliteSource, SqliteTarget};
 use zddm::versioned::{PostgresSource, PostgresTarget, RedisTarget};
-use zddm::{Blocking, MemoryStore, PostgresStore, RedisStore, SqliteStore};
+use zddm::{MemoryStore, PostgresStore, RedisStore, SqliteStore};
 use zddm_suite::fleet::{self, Cached, Fleet, Unversioned, Versioned};
 use zddm_suite::servers::{PostgresServer, RedisServer};
 
 type MemV = Versioned<Arc<MemorySource<u64, u64>>, Arc<MemoryTarget<u64, u64>>>;
 type MemC = Unversioned<Arc<MemoryStore<u64, u64>>, Arc<MemoryStore<u64, u64>>>;
 type SqlV = Versioned<SqliteSource<u64, u64>, SqliteTarget<u64, u64>>;
-type SqlC = Unversioned<Blocking<SqliteStore<u64, u64>>, Blocking<SqliteStore<u64, u64>>>;
+type SqlC = Unversioned<SqliteStore<u64, u64>, SqliteStore<u64, u64>>;
 type MemCached = Cached<Arc<MemoryStore<u64, u64>>, Arc<MemoryCache<u64, u64>>>;
-type SqlCached = Cached<Blocking<SqliteStore<u64, u64>>, SqliteCache<u64, u64>>;
+type SqlCached = Cached<SqliteStore<u64, u64>, SqliteCache<u64, u64>>;
 type PgCached = Cached<PostgresStore<u64, u64>, PostgresCache<u64, u64>>;
 type PgRedisCached = Cached<PostgresStore<u64, u64>, RedisCache<u64, u64>>;
 type PgV = Versioned<PostgresSource<u64, u64>, PostgresTarget<u64, u64>>;
@@ -42,7 +42,7 @@ fn memory_cached() -> Fleet<MemCached> {
 fn sqlite_cached(dir: &Path, name: &str) -> Fleet<SqlCached> {
     let pair = || {
         (
-            Blocking(SqliteStore::open(dir.join(format!("{name}-old-u.db")), "entries").unwrap()),
+            SqliteStore::open(dir.join(format!("{name}-old-u.db")), "entries").unwrap(),
             SqliteCache::open(dir.join(format!("{name}-new-u.db")), "entries").unwrap(),
         )
     };
@@ -69,8 +69,8 @@ fn sqlite_versioned(dir: &Path, name: &str) -> Fleet<SqlV> {
 fn sqlite_control(dir: &Path, name: &str) -> Fleet<SqlC> {
     let pair = || {
         (
-            Blocking(SqliteStore::open(dir.join(format!("{name}-old-c.db")), "entries").unwrap()),
-            Blocking(SqliteStore::open(dir.join(format!("{name}-new-c.db")), "entries").unwrap()),
+            SqliteStore::open(dir.join(format!("{name}-old-c.db")), "entries").unwrap(),
+            SqliteStore::open(dir.join(format!("{name}-new-c.db")), "entries").unwrap(),
         )
     };
     Fleet::new(pair(), pair(), pair())

@@ -21,7 +21,7 @@ use zddm::cached::{Cache, CachedProxy, MemoryCache, Probe, SqliteCache};
 use zddm::fleet::{Control, Fleet, FleetConfig, Goal, MemoryControl, PostgresControl, SqliteControl};
 use zddm::versioned::{Lookup, MemorySource, MemoryTarget, PostgresSource, RedisTarget, SqliteSource, SqliteTarget};
 use zddm::versioned::{Source, Target, VersionedProxy};
-use zddm::{Blocking, Gate, MemoryStore, Phase, Rate, SqliteStore, Store};
+use zddm::{Gate, MemoryStore, Phase, Rate, SqliteStore, Store};
 use zddm_suite::fleet::Instance;
 use zddm_suite::history::{Event, History, Kind};
 use zddm_suite::servers::{PostgresServer, RedisServer};
@@ -378,7 +378,7 @@ async fn an_unversioned_fleet_under_chaos_keeps_every_invariant_over_sqlite_file
     let path = |name: &str| dir.path().join(name);
     let open = |_| {
         let handles = (
-            Blocking(SqliteStore::<u64, u64>::open(path("old.db"), "entries").unwrap()),
+            SqliteStore::<u64, u64>::open(path("old.db"), "entries").unwrap(),
             SqliteCache::<u64, u64>::open(path("new.db"), "entries").unwrap(),
             SqliteControl::open(path("control.db"), "stress").unwrap(),
         );

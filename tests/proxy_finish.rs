@@ -10,7 +10,7 @@ use std::time::Duration;
 use zddm::backfill::{Backfill, MemoryCheckpoint};
 use zddm::cached::ScanKeys;
 use zddm::verify::Verify;
-use zddm::{Blocking, Gate, MemoryStore, Phase, PhaseError, PostgresStore, Proxy, Rate, RedisStore};
+use zddm::{Gate, MemoryStore, Phase, PhaseError, PostgresStore, Proxy, Rate, RedisStore};
 use zddm::{SqliteStore, Store};
 use zddm_suite::faults::{Fault, Faulty};
 use zddm_suite::planted::check_planted;
@@ -239,8 +239,8 @@ where
     assert_eq!(proxy.get(&100).await.unwrap(), Some(value(100, 1)), "{name}: NEW answers alone");
 }
 
-fn sqlite(dir: &tempfile::TempDir, name: &str) -> Blocking<SqliteStore<u64, String>> {
-    Blocking(SqliteStore::open(dir.path().join(name), "orders").unwrap())
+fn sqlite(dir: &tempfile::TempDir, name: &str) -> SqliteStore<u64, String> {
+    SqliteStore::open(dir.path().join(name), "orders").unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

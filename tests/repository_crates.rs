@@ -8,7 +8,7 @@ use shop_domain::{Order, OrderKey, Orders, OrdersMigration};
 use shop_stores::SqliteOrders;
 use zddm::backfill::{Backfill, MemoryCheckpoint};
 use zddm::verify::Verify;
-use zddm::{BlockingStore, Gate, Phase, Rate, SqliteStore};
+use zddm::{block_on, Gate, Phase, Rate, SqliteStore, Store};
 
 fn key(n: u32) -> OrderKey {
     OrderKey { tenant: n % 3, order: format!("A-{n}") }
@@ -30,8 +30,8 @@ fn in_step(
     keys: impl Iterator<Item = OrderKey>,
 ) {
     for key in keys {
-        if let Some(cached) = new.get(&key).unwrap() {
-            assert_eq!(old.get(&key).unwrap(), Some(cached), "{key:?}: NEW serves a value OLD does not hold");
+        if let Some(cached) = block_on(new.get(&key)).unwrap() {
+            assert_eq!(block_on(old.get(&key)).unwrap(), Some(cached), "{key:?}: NEW serves a value OLD does not hold");
         }
     }
 }
@@ -42,7 +42,7 @@ async fn stores_registered_in_another_crate_are_migrated_and_completed() {
     let (old_path, new_path) = (dir.path().join("legacy.db"), dir.path().join("modern.db"));
     let (old_rows, new_rows) = (table(&old_path), table(&new_path));
     for n in 0..30 {
-        old_rows.put(&key(n), &order(n)).unwrap();
+        block_on(old_rows.put(&key(n), &order(n))).unwrap();
     }
 
     // The application picks the stores; the domain crate never named them.
@@ -54,19 +54,22 @@ async fn stores_registered_in_another_crate_are_migrated_and_completed() {
 
     // Read-through: OLD's value, and NEW now holds it.
     assert_eq!(orders.get_order(&key(4)).await.unwrap(), Some(order(4)));
-    assert_eq!(new_rows.get(&key(4)).unwrap(), Some(order(4)));
+    assert_eq!(block_on(new_rows.get(&key(4))).unwrap(), Some(order(4)));
     // Write-through, on both.
     orders.save_order(&key(4), &order(40)).await.unwrap();
-    assert_eq!((old_rows.get(&key(4)).unwrap(), new_rows.get(&key(4)).unwrap()), (Some(order(40)), Some(order(40))));
+    assert_eq!(
+        (block_on(old_rows.get(&key(4))).unwrap(), block_on(new_rows.get(&key(4))).unwrap()),
+        (Some(order(40)), Some(order(40)))
+    );
     // The update the store implements with its own methods: OLD changes, NEW's copy goes.
     assert!(orders.archive(&key(4)).await.unwrap());
-    assert_eq!(old_rows.get(&key(4)).unwrap(), Some(Order { items: 40, archived: true }));
-    assert_eq!(new_rows.get(&key(4)).unwrap(), None);
+    assert_eq!(block_on(old_rows.get(&key(4))).unwrap(), Some(Order { items: 40, archived: true }));
+    assert_eq!(block_on(new_rows.get(&key(4))).unwrap(), None);
     assert_eq!(orders.get_order(&key(4)).await.unwrap(), Some(Order { items: 40, archived: true }));
     // Delete, from both.
     orders.get_order(&key(5)).await.unwrap();
     orders.delete_order(&key(5)).await.unwrap();
-    assert_eq!((old_rows.get(&key(5)).unwrap(), new_rows.get(&key(5)).unwrap()), (None, None));
+    assert_eq!((block_on(old_rows.get(&key(5))).unwrap(), block_on(new_rows.get(&key(5))).unwrap()), (None, None));
     // Passed through to OLD, and a default method over the routed read.
     assert_eq!(orders.count().await.unwrap(), 29);
     assert_eq!(orders.items_of(&[key(1), key(2), key(5)]).await.unwrap(), 3);
@@ -79,7 +82,7 @@ async fn stores_registered_in_another_crate_are_migrated_and_completed() {
     let report = Verify::new(orders.proxy()).run(tokio::time::sleep, |_| {}).await.unwrap();
     assert!(report.earns_complete(), "{report}");
     orders.proxy().set_phase(Phase::Complete).unwrap();
-    assert_eq!(new_rows.len().unwrap(), 29);
+    assert_eq!(block_on(new_rows.len()).unwrap(), 29);
     in_step(&old_rows, &new_rows, (0..30).map(key));
     for n in (0..30).filter(|n| *n != 5) {
         assert!(orders.get_order(&key(n)).await.unwrap().is_some(), "{n}");
@@ -103,5 +106,5 @@ async fn two_migrations_over_different_stores_share_one_trait() {
     );
     first.save_order(&key(1), &order(1)).await.unwrap();
     assert_eq!(second.get_order(&key(1)).await.unwrap(), Some(order(1)));
-    assert_eq!(table(&path("c.db")).get(&key(1)).unwrap(), Some(order(1)));
+    assert_eq!(block_on(table(&path("c.db")).get(&key(1))).unwrap(), Some(order(1)));
 }

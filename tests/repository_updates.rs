@@ -7,7 +7,7 @@
 #![allow(clippy::ptr_arg)]
 
 use zddm::verify::Verify;
-use zddm::{BlockingStore, Gate, Phase, PhaseError, Rate, SqliteStore};
+use zddm::{block_on, Gate, Phase, PhaseError, Rate, SqliteStore, Store};
 use zddm_suite::ui::RepoError;
 
 #[zddm::migrate(old = OldAccounts, new = NewAccounts)]
@@ -40,30 +40,30 @@ macro_rules! accounts {
         #[zddm::backend]
         impl Accounts for $store {
             fn get_account(&self, id: &u64) -> Result<Option<String>, RepoError> {
-                BlockingStore::get(&self.0, id).map_err(|_| RepoError)
+                block_on(Store::get(&self.0, id)).map_err(|_| RepoError)
             }
             fn put_account(&self, id: &u64, name: &String) -> Result<(), RepoError> {
-                BlockingStore::put(&self.0, id, name).map_err(|_| RepoError)
+                block_on(Store::put(&self.0, id, name)).map_err(|_| RepoError)
             }
             fn delete_account(&self, id: &u64) -> Result<(), RepoError> {
-                BlockingStore::delete(&self.0, id).map_err(|_| RepoError)
+                block_on(Store::delete(&self.0, id)).map_err(|_| RepoError)
             }
             fn archive(&self, id: &u64, reason: &str) -> Result<bool, RepoError> {
-                let Some(name) = BlockingStore::get(&self.0, id).map_err(|_| RepoError)? else { return Ok(false) };
-                BlockingStore::put(&self.0, id, &format!("{name} (archived: {reason})")).map_err(|_| RepoError)?;
+                let Some(name) = block_on(Store::get(&self.0, id)).map_err(|_| RepoError)? else { return Ok(false) };
+                block_on(Store::put(&self.0, id, &format!("{name} (archived: {reason})"))).map_err(|_| RepoError)?;
                 Ok(true)
             }
             fn put_many(&self, entries: &[(u64, String)]) -> Result<(), RepoError> {
                 for (id, name) in entries {
-                    BlockingStore::put(&self.0, id, name).map_err(|_| RepoError)?;
+                    block_on(Store::put(&self.0, id, name)).map_err(|_| RepoError)?;
                 }
                 Ok(())
             }
             fn purge(&self, ids: &[u64]) -> Result<usize, RepoError> {
                 let mut purged = 0;
                 for id in ids {
-                    if BlockingStore::get(&self.0, id).map_err(|_| RepoError)?.is_some() {
-                        BlockingStore::delete(&self.0, id).map_err(|_| RepoError)?;
+                    if block_on(Store::get(&self.0, id)).map_err(|_| RepoError)?.is_some() {
+                        block_on(Store::delete(&self.0, id)).map_err(|_| RepoError)?;
                         purged += 1;
                     }
                 }
@@ -79,8 +79,8 @@ macro_rules! accounts {
             }
             fn rename(&self, ids: &Vec<u64>, suffix: &str) -> Result<(), RepoError> {
                 for id in ids {
-                    if let Some(name) = BlockingStore::get(&self.0, id).map_err(|_| RepoError)? {
-                        BlockingStore::put(&self.0, id, &format!("{name}{suffix}")).map_err(|_| RepoError)?;
+                    if let Some(name) = block_on(Store::get(&self.0, id)).map_err(|_| RepoError)? {
+                        block_on(Store::put(&self.0, id, &format!("{name}{suffix}"))).map_err(|_| RepoError)?;
                     }
                 }
                 Ok(())
@@ -105,7 +105,7 @@ accounts!(OldAccounts);
 accounts!(NewAccounts);
 
 fn in_step(accounts: &AccountsMigration, old: &SqliteStore<u64, String>, new: &SqliteStore<u64, String>, id: u64) {
-    let (truth, copy) = (BlockingStore::get(old, &id).unwrap(), BlockingStore::get(new, &id).unwrap());
+    let (truth, copy) = (block_on(Store::get(old, &id)).unwrap(), block_on(Store::get(new, &id)).unwrap());
     assert!(copy.is_none() || copy == truth, "NEW holds {copy:?} for {id}, OLD {truth:?}");
     assert_eq!(accounts.get_account(&id).unwrap(), truth, "a read of {id} answers OLD's value");
 }
@@ -219,8 +219,8 @@ fn after_complete_the_second_write_goes_to_new() {
     assert!(accounts.archive(&1, "done").unwrap());
     let old = SqliteStore::<u64, String>::open(&old_path, "accounts").unwrap();
     let new = SqliteStore::<u64, String>::open(&new_path, "accounts").unwrap();
-    assert_eq!(BlockingStore::get(&old, &1).unwrap(), Some("ada".into()), "OLD is no longer written");
-    assert_eq!(BlockingStore::get(&new, &1).unwrap(), Some("ada (archived: done)".into()));
+    assert_eq!(block_on(Store::get(&old, &1)).unwrap(), Some("ada".into()), "OLD is no longer written");
+    assert_eq!(block_on(Store::get(&new, &1)).unwrap(), Some("ada (archived: done)".into()));
 }
 
 /// Writes of many keys lock every key's stripe in one order: two threads writing the same keys in

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 use zddm::{
-    Blocking, BlockingStore, Gate, MemoryStore, MigrationKey, PostgresError, PostgresStore, Proxy, Rate, RedisError,
-    RedisStore, SqliteError, SqliteStore, Store,
+    Gate, MemoryStore, MigrationKey, PostgresError, PostgresStore, Proxy, Rate, RedisError, RedisStore, SqliteError,
+    SqliteStore, Store,
 };
 use zddm_suite::servers::{PostgresServer, RedisServer};
 
@@ -89,12 +89,12 @@ trait Batches: Store<OrderKey, Order> {
     async fn get_many(&self, keys: &[&OrderKey]) -> Vec<Option<Order>>;
 }
 
-impl Batches for Blocking<SqliteStore<OrderKey, Order>> {
+impl Batches for SqliteStore<OrderKey, Order> {
     async fn put_many(&self, entries: &[(&OrderKey, &Order)]) {
-        self.0.put_many(entries).unwrap()
+        SqliteStore::put_many(self, entries).await.unwrap()
     }
     async fn get_many(&self, keys: &[&OrderKey]) -> Vec<Option<Order>> {
-        self.0.get_many(keys).unwrap()
+        SqliteStore::get_many(self, keys).await.unwrap()
     }
 }
 
@@ -197,8 +197,8 @@ async fn redis(server: &RedisServer, prefix: &str) -> RedisStore<OrderKey, Order
     RedisStore::connect(&server.url(), prefix).await.unwrap()
 }
 
-fn sqlite_file(dir: &tempfile::TempDir, name: &str) -> Blocking<SqliteStore<OrderKey, Order>> {
-    Blocking(SqliteStore::open(dir.path().join(format!("{name}.db")), "orders").unwrap())
+fn sqlite_file(dir: &tempfile::TempDir, name: &str) -> SqliteStore<OrderKey, Order> {
+    SqliteStore::open(dir.path().join(format!("{name}.db")), "orders").unwrap()
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -209,7 +209,7 @@ async fn memory_store_conforms() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn sqlite_store_conforms() {
-    conformance(Blocking(SqliteStore::open_in_memory("orders").unwrap()), "sqlite in memory").await;
+    conformance(SqliteStore::open_in_memory("orders").unwrap(), "sqlite in memory").await;
     let dir = tempfile::tempdir().unwrap();
     conformance(sqlite_file(&dir, "conformance"), "sqlite file").await;
     batches(sqlite_file(&dir, "batches"), "sqlite").await;
@@ -279,11 +279,11 @@ fn sqlite_persists_across_reopening() {
     let path = dir.path().join("persist.db");
     {
         let store = SqliteStore::<OrderKey, Order>::open(&path, "orders").unwrap();
-        store.put(&key(3, "P"), &order(3)).unwrap();
+        zddm::block_on(store.put(&key(3, "P"), &order(3))).unwrap();
     }
     let store = SqliteStore::<OrderKey, Order>::open(&path, "orders").unwrap();
-    assert_eq!(store.get(&key(3, "P")).unwrap(), Some(order(3)));
-    assert_eq!(store.len().unwrap(), 1);
+    assert_eq!(zddm::block_on(store.get(&key(3, "P"))).unwrap(), Some(order(3)));
+    assert_eq!(zddm::block_on(store.len()).unwrap(), 1);
 }
 
 #[test]
@@ -292,12 +292,12 @@ fn sqlite_scans_keys_in_a_stable_order_page_by_page() {
     let keys: Vec<OrderKey> = (0..50).map(|i| key(i % 3, &format!("S-{i}"))).collect();
     let entries: Vec<(&OrderKey, Order)> = keys.iter().map(|k| (k, order(k.tenant))).collect();
     let refs: Vec<(&OrderKey, &Order)> = entries.iter().map(|(k, v)| (*k, v)).collect();
-    store.put_many(&refs).unwrap();
+    zddm::block_on(store.put_many(&refs)).unwrap();
 
     let mut seen = Vec::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
-        let page = store.scan(after.as_deref(), 7).unwrap();
+        let page = zddm::block_on(store.scan(after.as_deref(), 7)).unwrap();
         if page.is_empty() {
             break;
         }
@@ -309,7 +309,7 @@ fn sqlite_scans_keys_in_a_stable_order_page_by_page() {
     expected.sort();
     assert_eq!(seen, expected, "every key once, in canonical byte order");
 
-    let many = store.get_many(&[&keys[0], &key(9, "absent"), &keys[1]]).unwrap();
+    let many = zddm::block_on(store.get_many(&[&keys[0], &key(9, "absent"), &keys[1]])).unwrap();
     assert_eq!(many, vec![Some(order(keys[0].tenant)), None, Some(order(keys[1].tenant))]);
 }
 
@@ -344,12 +344,12 @@ fn sqlite_reports_a_value_that_does_not_deserialize() {
             (key(1, "bad").key_bytes(), "{\"items\": \"many\"}"),
         )
         .unwrap();
-    let error = store.get(&key(1, "bad")).unwrap_err();
+    let error = zddm::block_on(store.get(&key(1, "bad"))).unwrap_err();
     assert!(matches!(error, SqliteError::Decode { .. }), "{error}");
     let hex: String = key(1, "bad").key_bytes().iter().map(|b| format!("{b:02x}")).collect();
     assert!(error.to_string().contains(&hex), "the error names the key: {error}");
     // Through the proxy it is an OLD failure, saying so.
-    let proxy = Proxy::new(Blocking(store), MemoryStore::new(), Gate::new("decode", Rate::ALL));
+    let proxy = Proxy::new(store, MemoryStore::new(), Gate::new("decode", Rate::ALL));
     let error = zddm::block_on(proxy.get(&key(1, "bad"))).unwrap_err();
     assert_eq!((error.side(), error.op()), (zddm::Side::Old, zddm::Op::Get));
 }

@@ -1,12 +1,11 @@
 //! The demo's stores: SQLite files in a temporary directory by default, or servers of your own.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use zddm::cached::ScanKeys;
 use zddm::versioned::Page;
-use zddm::{Blocking, MigrationKey, SqliteError, SqliteStore, Store};
+use zddm::{MigrationKey, SqliteError, SqliteStore, Store};
 
 #[derive(MigrationKey, Clone, Debug)]
 pub struct OrderKey {
@@ -68,11 +67,9 @@ pub fn redact(text: &str) -> String {
     }
 }
 
-type Sqlite = Blocking<Arc<SqliteStore<OrderKey, String>>>;
-
 /// One of the demo's stores.
 pub enum DemoStore {
-    Sqlite(Sqlite),
+    Sqlite(SqliteStore<OrderKey, String>),
     #[cfg(feature = "postgres")]
     Postgres(zddm::PostgresStore<OrderKey, String>),
     #[cfg(feature = "redis")]
@@ -139,7 +136,7 @@ impl DemoStore {
                 let path = dir.join(format!("{role}.db"));
                 let connection = demo_connection(&path).map_err(StoreError::Connection)?;
                 let store = SqliteStore::with_connection(connection, "orders").map_err(StoreError::Sqlite)?;
-                Ok(DemoStore::Sqlite(Blocking(Arc::new(store))))
+                Ok(DemoStore::Sqlite(store))
             }
             #[cfg(feature = "postgres")]
             Location::Postgres(url) => Ok(DemoStore::Postgres(
@@ -156,7 +153,7 @@ impl DemoStore {
     pub async fn fill(&self, rows: &[(OrderKey, String)]) -> Result<(), StoreError> {
         let rows: Vec<(&OrderKey, &String)> = rows.iter().map(|(key, value)| (key, value)).collect();
         match self {
-            DemoStore::Sqlite(store) => store.0.put_many(&rows).map_err(StoreError::Sqlite),
+            DemoStore::Sqlite(store) => store.put_many(&rows).await.map_err(StoreError::Sqlite),
             #[cfg(feature = "postgres")]
             DemoStore::Postgres(store) => store.put_many(&rows).await.map_err(StoreError::Postgres),
             #[cfg(feature = "redis")]
@@ -193,7 +190,7 @@ impl DemoStore {
     /// How many keys the store holds.
     pub async fn count(&self) -> Result<usize, StoreError> {
         match self {
-            DemoStore::Sqlite(store) => store.0.len().map_err(StoreError::Sqlite),
+            DemoStore::Sqlite(store) => store.len().await.map_err(StoreError::Sqlite),
             #[cfg(feature = "postgres")]
             DemoStore::Postgres(store) => store.len().await.map_err(StoreError::Postgres),
             #[cfg(feature = "redis")]

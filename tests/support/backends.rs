@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use zddm::{Blocking, MemoryStore, MigrationKey, PostgresStore, RedisStore, SqliteStore, Store};
+use zddm::{MemoryStore, MigrationKey, PostgresStore, RedisStore, SqliteStore, Store};
 
 use crate::servers::{PostgresServer, RedisServer};
 
@@ -37,9 +37,9 @@ impl Backends {
     }
 
     /// A store in its own SQLite file (WAL, as `SqliteStore::open` sets up).
-    pub fn sqlite<K: MigrationKey + ?Sized, V: Serialize + DeserializeOwned>(&self) -> Blocking<SqliteStore<K, V>> {
+    pub fn sqlite<K: MigrationKey + ?Sized, V: Serialize + DeserializeOwned>(&self) -> SqliteStore<K, V> {
         let path = self.dir.path().join(format!("{}.db", self.unique("sqlite")));
-        Blocking(SqliteStore::open(path, "entries").expect("a SQLite file in a temporary directory opens"))
+        SqliteStore::open(path, "entries").expect("a SQLite file in a temporary directory opens")
     }
 
     /// A table of its own on this value's PostgreSQL server (started on first use).
@@ -69,14 +69,13 @@ impl<K: MigrationKey + ?Sized + Sync, V: Clone + Send + Sync> Counted<K, V> for 
     }
 }
 
-impl<K, V> Counted<K, V> for Blocking<SqliteStore<K, V>>
+impl<K, V> Counted<K, V> for SqliteStore<K, V>
 where
     K: MigrationKey + ?Sized + Sync,
     V: Serialize + DeserializeOwned + Send + Sync,
-    Self: Store<K, V>,
 {
     async fn count(&self) -> usize {
-        self.0.len().expect("SQLite counts its entries")
+        self.len().await.expect("SQLite counts its entries")
     }
 }
 

@@ -35,9 +35,9 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 }
 
 /// The proxy for synchronous code: the same protocol, driven by [`block_on`]. Its stores are
-/// [`BlockingStore`](crate::BlockingStore)s wrapped in [`Blocking`](crate::Blocking) (e.g. a
-/// `SqliteStore`), or any [`Store`] whose futures do not wait on a runtime, such as
-/// [`MemoryStore`](crate::MemoryStore):
+/// [`BlockingStore`](crate::BlockingStore)s wrapped in [`Blocking`](crate::Blocking), or any
+/// [`Store`] whose futures do not wait on a runtime, such as [`MemoryStore`](crate::MemoryStore)
+/// and `SqliteStore`:
 ///
 /// ```
 /// use zddm::{Gate, MemoryStore, Proxy, Rate};

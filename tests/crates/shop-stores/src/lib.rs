@@ -2,7 +2,7 @@
 //! them from this crate, which the domain crate does not depend on.
 
 use shop_domain::{Order, OrderKey, Orders, OrdersBackend, RepoError};
-use zddm::{BlockingStore, SqliteError, SqliteStore};
+use zddm::{SqliteError, SqliteStore, Store};
 
 /// Orders in one SQLite table.
 pub struct SqliteOrders {
@@ -15,8 +15,8 @@ impl SqliteOrders {
     }
 
     /// How many orders the table holds, read by the store itself (as a test would).
-    pub fn rows(&self) -> usize {
-        self.table.len().unwrap_or(0)
+    pub async fn rows(&self) -> Result<usize, SqliteError> {
+        self.table.len().await
     }
 }
 
@@ -27,15 +27,15 @@ fn failed(error: SqliteError) -> RepoError {
 #[zddm::backend]
 impl Orders for SqliteOrders {
     async fn get_order(&self, key: &OrderKey) -> Result<Option<Order>, RepoError> {
-        self.table.get(key).map_err(failed)
+        self.table.get(key).await.map_err(failed)
     }
 
     async fn save_order(&self, key: &OrderKey, order: &Order) -> Result<(), RepoError> {
-        self.table.put(key, order).map_err(failed)
+        self.table.put(key, order).await.map_err(failed)
     }
 
     async fn delete_order(&self, key: &OrderKey) -> Result<(), RepoError> {
-        self.table.delete(key).map_err(failed)
+        self.table.delete(key).await.map_err(failed)
     }
 
     async fn archive(&self, key: &OrderKey) -> Result<bool, RepoError> {
@@ -46,7 +46,7 @@ impl Orders for SqliteOrders {
     }
 
     async fn count(&self) -> Result<usize, RepoError> {
-        self.table.len().map_err(failed)
+        self.table.len().await.map_err(failed)
     }
 }
 
@@ -59,6 +59,6 @@ impl zddm::cached::ScanKeys<OrderKey> for SqliteOrders {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<zddm::versioned::Page<OrderKey, ()>, SqliteError> {
-        self.table.scan_keys(after, limit).await
+        zddm::cached::ScanKeys::scan_keys(&self.table, after, limit).await
     }
 }
