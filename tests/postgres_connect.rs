@@ -336,3 +336,26 @@ async fn a_failing_statement_reports_the_server_message() {
     assert!(message.contains(r#"violates check constraint "checked_value_check" (23514)"#), "{message}");
     assert!(message.contains("Failing row contains"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_table_removes_the_stores_table_and_no_other() {
+    let server = PostgresServer::start();
+    let (trial, kept) = (
+        Orders::connect(&server.url(), "trial", 1).await.unwrap(),
+        Orders::connect(&server.url(), "kept", 1).await.unwrap(),
+    );
+    trial.put(&1, &"one".to_string()).await.unwrap();
+    kept.put(&1, &"one".to_string()).await.unwrap();
+    trial.drop_table().await.unwrap();
+    let (client, connection) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let tables: Vec<String> = client
+        .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(tables, vec!["kept".to_string()]);
+    assert!(trial.get(&1).await.is_err(), "the dropped table is gone");
+}

@@ -124,3 +124,18 @@ async fn a_failing_command_says_the_servers_message_once_and_the_proxy_names_the
     assert!(error.source().is_none());
     assert!(error.store_error().downcast_ref::<RedisError>().is_some());
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn clear_removes_every_entry_and_the_index_and_nothing_else() {
+    use zddm::Store;
+    let server = RedisServer::start();
+    let store = Orders::connect(&server.url(), "trial").await.unwrap();
+    for id in 0..2_500u64 {
+        store.put(&id, &format!("order {id}")).await.unwrap();
+    }
+    assert_eq!(raw(&server, &[b"SET", b"other:1", b"kept"]), "+OK");
+    store.clear().await.unwrap();
+    assert_eq!(store.len().await.unwrap(), 0);
+    assert_eq!(raw(&server, &[b"DBSIZE"]), ":1", "only the other key is left");
+    assert_eq!(raw(&server, &[b"EXISTS", b"other:1"]), ":1");
+}

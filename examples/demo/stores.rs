@@ -161,29 +161,15 @@ impl DemoStore {
         }
     }
 
-    fn is_file(&self) -> bool {
-        match self {
-            DemoStore::Sqlite(_) => true,
-            #[cfg(feature = "postgres")]
-            DemoStore::Postgres(_) => false,
-            #[cfg(feature = "redis")]
-            DemoStore::Redis(_) => false,
-        }
-    }
-
-    /// Removes every key the demo wrote (the SQLite files go with their temporary directory).
+    /// Removes what the demo created: a server's table or keys (the SQLite files go with their
+    /// temporary directory).
     pub async fn remove_all(&self) -> Result<(), StoreError> {
-        if self.is_file() {
-            return Ok(());
-        }
-        loop {
-            let page = self.scan_keys(None, 1_000).await?;
-            if page.entries.is_empty() {
-                return Ok(());
-            }
-            for (key, ()) in &page.entries {
-                self.delete(key).await?;
-            }
+        match self {
+            DemoStore::Sqlite(_) => Ok(()),
+            #[cfg(feature = "postgres")]
+            DemoStore::Postgres(store) => store.drop_table().await.map_err(StoreError::Postgres),
+            #[cfg(feature = "redis")]
+            DemoStore::Redis(store) => store.clear().await.map_err(StoreError::Redis),
         }
     }
 

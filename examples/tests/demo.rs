@@ -91,3 +91,39 @@ fn a_whole_run_completes_and_keep_keeps_the_stores() {
     assert!(kept[0].join("old.db").exists() && kept[0].join("new.db").exists(), "{kept:?}");
     assert!(err.contains(&format!("kept {}", kept[0].display())), "{err}");
 }
+
+/// From PostgreSQL to Redis, servers started for the test: the run completes, and the table and
+/// keys it created are gone afterwards.
+#[cfg(all(feature = "postgres", feature = "redis"))]
+#[test]
+fn from_postgres_to_redis_it_completes_and_leaves_nothing_behind() {
+    use zddm_suite::servers::{PostgresServer, RedisServer};
+    let (postgres, redis) = (PostgresServer::start(), RedisServer::start());
+    let scratch = tempfile::tempdir().unwrap();
+    let output = demo(scratch.path())
+        .args(["--records", "2000", "--step", "0.2", "--old", &postgres.url(), "--new", &redis.url()])
+        .output()
+        .unwrap();
+    let (out, err) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{out}\n{err}");
+    assert!(out.contains("complete: NEW holds 2000 orders"), "{out}");
+
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let tables = runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        let rows = client
+            .query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'", &[])
+            .await
+            .unwrap();
+        rows.iter().map(|row| row.get::<_, String>(0)).collect::<Vec<_>>()
+    });
+    assert!(tables.is_empty(), "tables left behind: {tables:?}");
+    let mut connection =
+        std::net::TcpStream::connect(redis.url().trim_start_matches("redis://").trim_end_matches("/0")).unwrap();
+    use std::io::{Read, Write};
+    connection.write_all(b"*1\r\n$6\r\nDBSIZE\r\n").unwrap();
+    let mut reply = [0u8; 16];
+    let read = connection.read(&mut reply).unwrap();
+    assert_eq!(&reply[..read], b":0\r\n", "keys left behind in Redis");
+}

@@ -467,6 +467,13 @@ impl<K: ?Sized, V> PostgresStore<K, V> {
         Ok(usize::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 
+    /// Drops the store's table, rows and all: for a store made for a trial run (the demo's), not
+    /// for a table an application still needs.
+    pub async fn drop_table(&self) -> Result<(), PostgresError> {
+        self.client().await?.batch_execute(&format!("DROP TABLE IF EXISTS {}", self.table)).await?;
+        Ok(())
+    }
+
     /// Whether the table holds no key.
     pub async fn is_empty(&self) -> Result<bool, PostgresError> {
         Ok(self.len().await? == 0)

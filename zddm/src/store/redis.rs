@@ -303,6 +303,40 @@ impl<K: ?Sized, V> RedisStore<K, V> {
     pub async fn is_empty(&self) -> Result<bool, RedisError> {
         Ok(self.len().await? == 0)
     }
+
+    /// Deletes every entry of the store and its index: for a store made for a trial run (the
+    /// demo's), not for keys an application still needs. A thousand keys per round trip.
+    pub async fn clear(&self) -> Result<(), RedisError> {
+        let mut connection = self.connection.clone();
+        loop {
+            let keys: Vec<Vec<u8>> = redis::cmd("ZRANGEBYLEX")
+                .arg(&self.index)
+                .arg("-")
+                .arg("+")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(1_000)
+                .query_async(&mut connection)
+                .await?;
+            if keys.is_empty() {
+                break;
+            }
+            let entries: Vec<Vec<u8>> = keys.iter().map(|key| self.entry(key)).collect();
+            redis::pipe()
+                .atomic()
+                .cmd("DEL")
+                .arg(&entries)
+                .ignore()
+                .cmd("ZREM")
+                .arg(&self.index)
+                .arg(&keys)
+                .ignore()
+                .query_async::<()>(&mut connection)
+                .await?;
+        }
+        redis::cmd("DEL").arg(&self.index).query_async::<()>(&mut connection).await?;
+        Ok(())
+    }
 }
 
 impl<K: ?Sized, V: DeserializeOwned> RedisStore<K, V> {
