@@ -1,5 +1,5 @@
-//! The README's `Cargo.toml` lines and Quickstart, compiled and run exactly as they stand, as a
-//! new project of their own (zddm patched in from this checkout, since it is not published): what a
+//! The README's `Cargo.toml` lines, Quickstart and repository example, compiled and run exactly as
+//! they stand, as a new project of their own (zddm patched in from this checkout, since it is not published): what a
 //! newcomer pastes works without anything the README does not say.
 
 use std::path::Path;
@@ -15,11 +15,14 @@ fn block<'a>(readme: &'a str, heading: &str, language: &str) -> &'a str {
 }
 
 #[test]
-fn the_quickstart_builds_and_runs_from_the_readme_alone() {
+fn the_quickstart_and_the_repository_example_build_and_run_from_the_readme_alone() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
     let dependencies = block(&readme, "## Add it to your project", "toml");
-    let quickstart = block(&readme, "## Quickstart", "rust");
+    let programs = [
+        ("quickstart", block(&readme, "## Quickstart", "rust")),
+        ("repository", block(&readme, "## Migrating your repository trait", "rust")),
+    ];
 
     let project = tempfile::tempdir().unwrap();
     let manifest = format!(
@@ -31,20 +34,24 @@ fn the_quickstart_builds_and_runs_from_the_readme_alone() {
     std::fs::write(project.path().join("Cargo.toml"), manifest).unwrap();
     // The workspace's lock file: the same versions as the rest of the suite, all available offline.
     std::fs::copy(root.join("Cargo.lock"), project.path().join("Cargo.lock")).unwrap();
-    std::fs::create_dir(project.path().join("src")).unwrap();
-    std::fs::write(project.path().join("src/main.rs"), quickstart).unwrap();
+    std::fs::create_dir_all(project.path().join("src/bin")).unwrap();
+    for (name, program) in programs {
+        std::fs::write(project.path().join(format!("src/bin/{name}.rs")), program).unwrap();
+    }
 
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into);
-    let output = Command::new(env!("CARGO"))
-        .args(["run", "--quiet", "--offline"])
-        .current_dir(project.path())
-        .env("CARGO_TARGET_DIR", target.join("readme"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "the Quickstart as pasted failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    for (name, _) in programs {
+        let output = Command::new(env!("CARGO"))
+            .args(["run", "--quiet", "--offline", "--bin", name])
+            .current_dir(project.path())
+            .env("CARGO_TARGET_DIR", target.join("readme"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "the README's {name} as pasted failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }

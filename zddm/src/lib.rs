@@ -230,6 +230,18 @@ pub mod __private {
     pub use ::std::sync::Arc;
     pub use ::tokio::sync::Mutex as AsyncMutex;
 
+    /// What a repository's error type must be for its stores to sit behind the proxy; generated
+    /// code names it at the error type, so that a type that is no `std::error::Error` is reported
+    /// with this message, there.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be a migrating repository's error type: it is not a `std::error::Error`",
+        label = "the stores' failures are reported as this type, which must implement `std::error::Error + Send + Sync + 'static`",
+        note = "derive it (`#[derive(Debug, thiserror::Error)]` with an `#[error(\"…\")]` message), or implement `std::fmt::Display` and `std::error::Error` for {Self}"
+    )]
+    pub trait RepositoryError: std::error::Error + Send + Sync + 'static {}
+
+    impl<E: std::error::Error + Send + Sync + 'static> RepositoryError for E {}
+
     /// How a repository's error type receives the migration's failures; generated code names it
     /// explicitly so that a missing `From<zddm::Error>` is reported with this message.
     #[diagnostic::on_unimplemented(

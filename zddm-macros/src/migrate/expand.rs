@@ -124,7 +124,7 @@ pub fn generate(repository: &Repository, args: &Args, table: &Table) -> TokenStr
         None => quote!(#old, #new),
     };
     let constructors = constructors(args, table, &shape, &names, vis);
-    let checks = checks(args, &shape, &names);
+    let checks = checks(args, table, &shape, &names);
     // The stores are called through the companion trait: the trait's own methods count as used
     // (for the dead-code lint) because the migration routes every one of them.
     let generic = |m: &&Method| {
@@ -514,13 +514,26 @@ impl Shape {
 //
 // A store named in the attribute without its impl is reported there, with the companion's (or
 // `Source`'s, `Target`'s, `Cache`'s) message; without named stores, where the migration is made.
-fn checks(args: &Args, shape: &Shape, names: &Names) -> TokenStream {
-    let Some((old_ty, new_ty)) = &args.stores else { return TokenStream::new() };
+fn checks(args: &Args, table: &Table, shape: &Shape, names: &Names) -> TokenStream {
+    // The stores behind the proxy report their failures as the trait's error type: in the modes
+    // that reach them through the trait, it must be a `std::error::Error` (said once, at the type).
+    let error = table.error;
+    let error_check = (args.mode != Mode::Versioned).then(|| {
+        let call = quote_spanned!(error.span()=> error_type::<#error>);
+        quote! {
+            const _: () = {
+                fn error_type<E: ::zddm::__private::RepositoryError>() {}
+                let _ = #call;
+            };
+        }
+    });
+    let Some((old_ty, new_ty)) = &args.stores else { return quote!(#error_check) };
     let Names { old, new, .. } = names;
     let (old_bounds, new_bounds) = (&shape.old_bounds, &shape.new_bounds);
     let old_call = quote_spanned!(old_ty.span()=> old_store::<#old_ty>);
     let new_call = quote_spanned!(new_ty.span()=> new_store::<#new_ty>);
     quote! {
+        #error_check
         const _: () = {
             fn old_store<#old>() where #old_bounds {}
             fn new_store<#new>() where #new_bounds {}
