@@ -127,3 +127,30 @@ fn from_postgres_to_redis_it_completes_and_leaves_nothing_behind() {
     let read = connection.read(&mut reply).unwrap();
     assert_eq!(&reply[..read], b":0\r\n", "keys left behind in Redis");
 }
+
+#[test]
+fn ctrl_c_stops_it_and_removes_what_it_created() {
+    use std::io::BufRead;
+    let scratch = tempfile::tempdir().unwrap();
+    let mut child = demo(scratch.path())
+        .args(["--records", "2000", "--step", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the traffic runs, then interrupt it as a terminal's Ctrl-C does.
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(line) = lines.next() {
+        if line.unwrap().trim_start().starts_with("gate ") {
+            break;
+        }
+    }
+    let killed = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted; removed what it created"), "{err}");
+    assert!(leftovers(scratch.path()).is_empty(), "left behind: {:?}", leftovers(scratch.path()));
+}
