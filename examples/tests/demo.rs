@@ -139,8 +139,7 @@ fn ctrl_c_stops_it_and_removes_what_it_created() {
         .spawn()
         .unwrap();
     // Wait until the traffic runs, then interrupt it as a terminal's Ctrl-C does.
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    while let Some(line) = lines.next() {
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
         if line.unwrap().trim_start().starts_with("gate ") {
             break;
         }

@@ -621,19 +621,11 @@ async fn both<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
 
 #[cfg(test)]
 mod tests {
+    use crate::error::fixtures::{Disk, Layered};
     use std::error::Error as _;
 
     use super::*;
     use crate::error::{Op, Side};
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("the disk is full")]
-    struct Disk;
-
-    /// A store's error that leaves its cause to `source()`.
-    #[derive(Debug, thiserror::Error)]
-    #[error("read failed")]
-    struct Layered(#[source] Disk);
 
     #[test]
     fn a_store_error_says_its_cause_once_and_has_no_source() {
@@ -641,7 +633,7 @@ mod tests {
             BackfillError::Store { attempts: 3, source: crate::Error::store(Side::Old, Op::Scan, Layered(Disk)) };
         assert_eq!(
             error.to_string(),
-            "the backfill stopped after 3 failed attempts at one batch (scan on the OLD store failed: read failed: \
+            "the backfill stopped after 3 failed attempts at one batch (scan on the OLD store failed: write failed: \
              the disk is full): run it again to resume from its checkpoint"
         );
         assert!(error.source().is_none(), "the cause is in the message");
@@ -658,7 +650,7 @@ mod tests {
         let error = BackfillError::Checkpoint(Box::new(Layered(Disk)));
         assert_eq!(
             error.to_string(),
-            "the backfill's checkpoint could not be loaded or saved (read failed: the disk is full): fix that, then \
+            "the backfill's checkpoint could not be loaded or saved (write failed: the disk is full): fix that, then \
              run the backfill again to resume"
         );
         assert!(error.source().is_none(), "the cause is in the message");

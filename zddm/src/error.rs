@@ -270,23 +270,28 @@ fn value_end(text: &str, start: usize) -> usize {
     text.len()
 }
 
+/// Store errors of the shapes real ones have, for the tests of every error that wraps one.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
+pub(crate) mod fixtures {
     #[derive(Debug, thiserror::Error)]
     #[error("the disk is full")]
-    struct Disk;
+    pub(crate) struct Disk;
 
     /// A store error that says its cause and returns it from `source()` too.
     #[derive(Debug, thiserror::Error)]
     #[error("write failed: {0}")]
-    struct Repeats(#[source] Disk);
+    pub(crate) struct Repeats(#[source] pub(crate) Disk);
 
     /// A store error that leaves its cause to `source()`.
     #[derive(Debug, thiserror::Error)]
     #[error("write failed")]
-    struct Layered(#[source] Disk);
+    pub(crate) struct Layered(#[source] pub(crate) Disk);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{Disk, Layered, Repeats};
+    use super::*;
 
     #[test]
     fn a_store_error_carries_its_cause_chain_once_and_no_source() {

@@ -677,18 +677,10 @@ pub(crate) fn record_from_columns(
 
 #[cfg(test)]
 mod tests {
+    use crate::error::fixtures::{Disk, Layered};
     use std::error::Error as _;
 
     use super::*;
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("the disk is full")]
-    struct Disk;
-
-    /// A control store's error that leaves its cause to `source()`.
-    #[derive(Debug, thiserror::Error)]
-    #[error("write failed")]
-    struct Layered(#[source] Disk);
 
     #[test]
     fn a_control_error_says_its_cause_chain_once_and_has_no_source() {

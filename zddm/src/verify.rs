@@ -784,23 +784,15 @@ impl<'a, P: Compare> Verify<'a, P> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::fixtures::{Disk, Layered};
     use crate::error::{Op, Side};
-
-    #[derive(Debug, thiserror::Error)]
-    #[error("the disk is full")]
-    struct Disk;
-
-    /// A store's error that leaves its cause to `source()`.
-    #[derive(Debug, thiserror::Error)]
-    #[error("read failed")]
-    struct Layered(#[source] Disk);
 
     #[test]
     fn a_store_error_says_its_cause_once_and_has_no_source() {
         let error = VerifyError::from(crate::Error::store(Side::New, Op::Scan, Layered(Disk)));
         assert_eq!(
             error.to_string(),
-            "the verification stopped (scan on the NEW store failed: read failed: the disk is full): run it \
+            "the verification stopped (scan on the NEW store failed: write failed: the disk is full): run it \
              again, once the store is back (a verification starts over)"
         );
         assert!(std::error::Error::source(&error).is_none(), "the cause is in the message");
