@@ -61,7 +61,7 @@
 //!
 //! # Guides
 //!
-//! The repository's `docs/` directory: `repository-macro.md` (migrating a repository trait, every
+//! In the `docs/` directory of the package (and of the repository): `repository-macro.md` (migrating a repository trait, every
 //! compile error and its fix), `consistency.md` (the guarantees per mode and failure),
 //! `backfill.md` (backfill, verification, the `zddm` command), `key-encoding.md` (the byte format
 //! for other languages), `performance.md` and `decisions.md`.

@@ -42,7 +42,7 @@ use stats::{bump, Counters};
 ///
 /// ```
 /// use std::sync::Arc;
-/// use zddm::{Gate, MemoryStore, Proxy, Rate};
+/// use zddm::{Gate, MemoryStore, Proxy, Rate, Store};
 ///
 /// # zddm::block_on(async {
 /// let old = Arc::new(MemoryStore::<u64, String>::new());
@@ -56,7 +56,6 @@ use stats::{bump, Counters};
 /// assert_eq!(proxy.stats().old_read_ratio(), 0.5);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// # }).unwrap();
-/// # use zddm::Store;
 /// ```
 pub struct Proxy<K: ?Sized, V, Old, New> {
     inner: Arc<Inner<K, V, Old, New>>,
