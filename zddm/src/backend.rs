@@ -384,6 +384,22 @@ pub mod cached {
     pub async fn delete<M: R>(proxy: &Proxy<M>, key: &M::Key) -> Result<(), Error> {
         proxy.inner().delete(key).await
     }
+
+    pub async fn update<M: R, Out>(
+        proxy: &Proxy<M>,
+        key: &M::Key,
+        on_old: impl std::future::Future<Output = Out>,
+    ) -> Result<Out, Error> {
+        proxy.inner().update(key, on_old).await
+    }
+
+    pub async fn update_many<M: R, Out>(
+        proxy: &Proxy<M>,
+        keys: &[&M::Key],
+        on_old: impl std::future::Future<Output = Out>,
+    ) -> Result<Out, Error> {
+        proxy.inner().update_many(keys, on_old).await
+    }
 }
 
 /// Generated code's calls for a migration in one process (no `mode`).

@@ -362,6 +362,8 @@ struct Shape {
     old_place: TokenStream,
     new_place: TokenStream,
     exclusive: bool,
+    /// Which proxy: `mode = cached` routes updates through its own calls.
+    mode: Mode,
     /// What each store must be, as where-clause predicates on `Old` and on `New`, and both.
     old_bounds: TokenStream,
     new_bounds: TokenStream,
@@ -432,6 +434,7 @@ impl Shape {
                 old_place: quote!(#old_reach.0),
                 new_place: quote!(#new_reach.0),
                 exclusive,
+                mode: args.mode,
                 old_bounds: TokenStream::new(),
                 new_bounds: TokenStream::new(),
                 bounds: TokenStream::new(),
@@ -450,6 +453,7 @@ impl Shape {
                 old_place: quote!((**#old_reach)),
                 new_place: quote!((**#new_reach)),
                 exclusive: false,
+                mode: args.mode,
                 old_bounds: TokenStream::new(),
                 new_bounds: TokenStream::new(),
                 bounds: TokenStream::new(),
@@ -468,6 +472,7 @@ impl Shape {
                 old_place: quote!(#old_reach.0),
                 new_place: quote!((**#new_reach)),
                 exclusive: false,
+                mode: args.mode,
                 old_bounds: TokenStream::new(),
                 new_bounds: TokenStream::new(),
                 bounds: TokenStream::new(),
@@ -888,13 +893,20 @@ fn update(sig: &Signature, args: &[Ident], keys: Keys, shape: &Shape, names: &Na
         on_store(place.clone(), ty, &names.companion, &sig.ident, quote!(#first #(, #rest)*), access)
     };
     let (on_old, on_new) = (on(&shape.old_place, &names.old), on(&shape.new_place, &names.new));
+    // `mode = cached` writes OLD in every phase: the call runs there, keys marked in NEW around it.
+    let cached = shape.mode == Mode::Cached;
     let many = |prelude: TokenStream| {
-        (
-            prelude,
-            quote!(::zddm::Controls::update_many(&self.proxy, &__zddm_keys, async { #on_old }, async { #on_new })),
-        )
+        let call = if cached {
+            quote!(::zddm::__private::cached::update_many::<Self, _>(&self.proxy, &__zddm_keys, async { #on_old }))
+        } else {
+            quote!(::zddm::Controls::update_many(&self.proxy, &__zddm_keys, async { #on_old }, async { #on_new }))
+        };
+        (prelude, call)
     };
     let (prelude, call) = match keys {
+        Keys::One if cached => {
+            (quote!(), quote!(::zddm::__private::cached::update::<Self, _>(&self.proxy, #key, async { #on_old })))
+        }
         Keys::One => {
             (quote!(), quote!(::zddm::Controls::update(&self.proxy, #key, async { #on_old }, async { #on_new })))
         }

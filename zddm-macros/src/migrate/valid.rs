@@ -96,13 +96,14 @@ impl<'a> Repository<'a> {
             }
         }
         let of = |kind: Kind| self.methods.iter().filter(move |m| m.kind.map(|(k, _)| k) == Some(kind));
-        // In one process, a second write or delete is routed as an update: run on OLD with the key
-        // locked, then NEW's copy removed. The fleet modes cannot route one yet.
+        // A second write or delete is routed as an update: run on OLD with the key locked (one
+        // process) or marked in NEW (`mode = cached`), then NEW's copy removed. `mode = versioned`
+        // cannot route one yet.
         let mut updates = Vec::new();
         let mut one = |kind: Kind, errors: &mut Errors| -> Option<&Method> {
             let mut all = of(kind);
             let first = all.next();
-            if kind != Kind::Read && mode == Mode::Local {
+            if kind != Kind::Read && mode != Mode::Versioned {
                 updates.extend(all);
                 return first;
             }
@@ -221,7 +222,7 @@ impl Repository<'_> {
             } else {
                 "passed through to OLD alone it would leave NEW serving its older copy of each key"
             };
-            let instead = if mode == Mode::Local {
+            let instead = if mode != Mode::Versioned {
                 format!("route it with `#[zddm({})]`: it then runs on OLD with each key locked, and NEW's copies are removed", verb.name())
             } else {
                 format!(

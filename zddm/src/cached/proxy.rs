@@ -274,6 +274,49 @@ where
         Ok(value)
     }
 
+    /// Another keyed write of the application's own (a repository's `archive` or `put_many`):
+    /// `on_old` runs once, on OLD, with each key's copy in NEW hidden before and invalidated after,
+    /// exactly as a write's, so no instance serves a copy from before it. The keys are routed as
+    /// writes are; the call's own answer comes back as it is (a failure of OLD included).
+    pub async fn update_many<R>(&self, keys: &[&K], on_old: impl std::future::Future<Output = R>) -> Result<R, Error> {
+        let mut tickets = Vec::with_capacity(keys.len());
+        let mut covered = Vec::with_capacity(keys.len());
+        for key in keys {
+            let (reach, _, ticket) = self.inner.routing.route(
+                &self.inner.gate,
+                *key,
+                |plan, admitted| plan.write_reach(admitted),
+                |_, _| Reach::Invalidate,
+            );
+            tickets.push(ticket);
+            if reach != Reach::Old {
+                covered.push(*key);
+            }
+        }
+        let started = Instant::now();
+        let grace_ms = u64::try_from(self.inner.grace.as_millis()).unwrap_or(u64::MAX);
+        // Before OLD changes, as a write's mark: whatever happens next, no instance serves NEW's copy.
+        for key in &covered {
+            self.inner.new.mark(key, grace_ms).await.map_err(|e| self.fail(Side::New, Op::Mark, e))?;
+        }
+        let answer = on_old.await;
+        let settle = started.elapsed() < self.inner.grace / 2;
+        for key in &covered {
+            match self.inner.new.invalidate(key, settle).await {
+                Ok(()) => bump(&self.inner.stats.invalidations),
+                // The key stays marked: OLD serves it until a read repairs NEW.
+                Err(error) => drop(self.fail(Side::New, Op::Delete, error)),
+            }
+        }
+        drop(tickets);
+        Ok(answer)
+    }
+
+    /// [`update_many`](Self::update_many) of one key.
+    pub async fn update<R>(&self, key: &K, on_old: impl std::future::Future<Output = R>) -> Result<R, Error> {
+        self.update_many(&[key], on_old).await
+    }
+
     async fn write(&self, key: &K, value: Option<&V>) -> Result<(), Error> {
         let op = if value.is_some() { Op::Put } else { Op::Delete };
         let (reach, _, _ticket) = self.inner.routing.route(
