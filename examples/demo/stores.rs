@@ -152,13 +152,7 @@ impl DemoStore {
     /// Writes `rows` directly: the data OLD holds before the migration starts.
     pub async fn fill(&self, rows: &[(OrderKey, String)]) -> Result<(), StoreError> {
         let rows: Vec<(&OrderKey, &String)> = rows.iter().map(|(key, value)| (key, value)).collect();
-        match self {
-            DemoStore::Sqlite(store) => store.put_many(&rows).await.map_err(StoreError::Sqlite),
-            #[cfg(feature = "postgres")]
-            DemoStore::Postgres(store) => store.put_many(&rows).await.map_err(StoreError::Postgres),
-            #[cfg(feature = "redis")]
-            DemoStore::Redis(store) => store.put_many(&rows).await.map_err(StoreError::Redis),
-        }
+        each!(self, store => store.put_many(&rows).await)
     }
 
     /// Removes what the demo created: a server's table or keys (the SQLite files go with their
@@ -175,13 +169,7 @@ impl DemoStore {
 
     /// How many keys the store holds.
     pub async fn count(&self) -> Result<usize, StoreError> {
-        match self {
-            DemoStore::Sqlite(store) => store.len().await.map_err(StoreError::Sqlite),
-            #[cfg(feature = "postgres")]
-            DemoStore::Postgres(store) => store.len().await.map_err(StoreError::Postgres),
-            #[cfg(feature = "redis")]
-            DemoStore::Redis(store) => store.len().await.map_err(StoreError::Redis),
-        }
+        each!(self, store => store.len().await)
     }
 }
 

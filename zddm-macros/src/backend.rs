@@ -77,33 +77,27 @@ fn companion(item: &mut ItemImpl, errors: &mut Errors) {
     }
     // A method whose receiver cannot be lent is reported and left out: the companion trait has no
     // such method either, so keeping it would only add an error.
-    item.items.retain(|impl_item| {
+    item.items.retain_mut(|impl_item| {
         let ImplItem::Fn(method) = impl_item else { return true };
-        let mut sig = method.sig.clone();
-        if receiver::rewrite_signature(&mut sig) {
-            return true;
+        if !receiver::rewrite_signature(&mut method.sig) {
+            if let Some(syn::FnArg::Receiver(receiver)) = method.sig.inputs.first() {
+                errors.push(syn::Error::new_spanned(
+                    receiver,
+                    "the migration lends its stores to each call: take `&self` or `&mut self` here",
+                ));
+            }
+            return false;
         }
-        if let Some(syn::FnArg::Receiver(receiver)) = method.sig.inputs.first() {
-            errors.push(syn::Error::new_spanned(
-                receiver,
-                "the migration lends its stores to each call: take `&self` or `&mut self` here",
-            ));
-        }
-        false
-    });
-    for impl_item in &mut item.items {
-        let ImplItem::Fn(method) = impl_item else { continue };
-        receiver::rewrite_signature(&mut method.sig);
         // `#[tracing::instrument(skip(self))]` names the receiver too.
         for attr in &mut method.attrs {
             if let syn::Meta::List(list) = &mut attr.meta {
                 list.tokens = receiver::rename_self(list.tokens.clone());
             }
         }
-        let block = receiver::rename_self(method.block.to_token_stream());
-        match syn::parse2(block) {
+        match syn::parse2(receiver::rename_self(method.block.to_token_stream())) {
             Ok(block) => method.block = block,
             Err(error) => errors.push(error),
         }
-    }
+        true
+    });
 }

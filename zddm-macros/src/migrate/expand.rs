@@ -370,29 +370,15 @@ struct Shape {
     bounds: TokenStream,
 }
 
-type Bound = fn(&Ident, &Names, &Table, bool) -> TokenStream;
-
-fn companion_bound(param: &Ident, names: &Names, _: &Table, _: bool) -> TokenStream {
+/// What a store must be: the companion trait (reached through the repository trait), or zddm's
+/// `store` trait on its `Backend` — and the companion too where a method is passed through to it.
+fn bound(param: &Ident, names: &Names, table: &Table, store: Option<&str>, passed: bool) -> TokenStream {
     let companion = &names.companion;
-    quote!(#param: #companion,)
-}
-
-fn source_bound(param: &Ident, names: &Names, table: &Table, passed: bool) -> TokenStream {
+    let Some(store) = store else { return quote!(#param: #companion,) };
+    let store = format_ident!("{}", store);
     let Table { key, value, .. } = table;
-    let also = passed.then(|| companion_bound(param, names, table, passed));
-    quote!(::zddm::Backend<#param>: ::zddm::__private::Source<#key, #value>, #also)
-}
-
-fn target_bound(param: &Ident, names: &Names, table: &Table, passed: bool) -> TokenStream {
-    let Table { key, value, .. } = table;
-    let also = passed.then(|| companion_bound(param, names, table, passed));
-    quote!(::zddm::Backend<#param>: ::zddm::__private::Target<#key, #value>, #also)
-}
-
-fn cache_bound(param: &Ident, names: &Names, table: &Table, passed: bool) -> TokenStream {
-    let Table { key, value, .. } = table;
-    let also = passed.then(|| companion_bound(param, names, table, passed));
-    quote!(::zddm::Backend<#param>: ::zddm::__private::Cache<#key, #value>, #also)
+    let also = passed.then(|| quote!(#param: #companion,));
+    quote!(::zddm::Backend<#param>: ::zddm::__private::#store<#key, #value>, #also)
 }
 
 impl Shape {
@@ -478,13 +464,13 @@ impl Shape {
                 bounds: TokenStream::new(),
             },
         };
-        let (old_bound, new_bound): (Bound, Bound) = match args.mode {
-            Mode::Local => (companion_bound, companion_bound),
-            Mode::Versioned => (source_bound, target_bound),
-            Mode::Cached => (companion_bound, cache_bound),
+        let (old_store, new_store) = match args.mode {
+            Mode::Local => (None, None),
+            Mode::Versioned => (Some("Source"), Some("Target")),
+            Mode::Cached => (None, Some("Cache")),
         };
-        let (old_bounds, new_bounds) =
-            (old_bound(old, names, table, old_passed), new_bound(new, names, table, new_passed));
+        let old_bounds = bound(old, names, table, old_store, old_passed);
+        let new_bounds = bound(new, names, table, new_store, new_passed);
         shape.bounds = quote!(#old_bounds #new_bounds);
         (shape.old_bounds, shape.new_bounds) = (old_bounds, new_bounds);
         shape.stores_impl = match args.mode {

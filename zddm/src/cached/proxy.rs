@@ -294,19 +294,14 @@ where
             }
         }
         let started = Instant::now();
-        let grace_ms = u64::try_from(self.inner.grace.as_millis()).unwrap_or(u64::MAX);
         // Before OLD changes, as a write's mark: whatever happens next, no instance serves NEW's copy.
         for key in &covered {
-            self.inner.new.mark(key, grace_ms).await.map_err(|e| self.fail(Side::New, Op::Mark, e))?;
+            self.mark(key).await?;
         }
         let answer = on_old.await;
         let settle = started.elapsed() < self.inner.grace / 2;
         for key in &covered {
-            match self.inner.new.invalidate(key, settle).await {
-                Ok(()) => bump(&self.inner.stats.invalidations),
-                // The key stays marked: OLD serves it until a read repairs NEW.
-                Err(error) => drop(self.fail(Side::New, Op::Delete, error)),
-            }
+            self.invalidate(key, settle).await;
         }
         drop(tickets);
         Ok(answer)
@@ -329,17 +324,26 @@ where
             return self.write_old(key, value, op).await;
         }
         let started = Instant::now();
-        let grace_ms = u64::try_from(self.inner.grace.as_millis()).unwrap_or(u64::MAX);
         // Before OLD changes: from here, whatever happens, no instance serves NEW's copy.
-        self.inner.new.mark(key, grace_ms).await.map_err(|e| self.fail(Side::New, Op::Mark, e))?;
+        self.mark(key).await?;
         self.write_old(key, value, op).await?;
-        let settle = started.elapsed() < self.inner.grace / 2;
+        self.invalidate(key, started.elapsed() < self.inner.grace / 2).await;
+        Ok(())
+    }
+
+    /// Marks `key` pending in NEW for the grace period, before a write changes OLD.
+    async fn mark(&self, key: &K) -> Result<(), Error> {
+        let grace_ms = u64::try_from(self.inner.grace.as_millis()).unwrap_or(u64::MAX);
+        self.inner.new.mark(key, grace_ms).await.map_err(|e| self.fail(Side::New, Op::Mark, e))
+    }
+
+    /// Invalidates NEW's copy of `key` after a write changed OLD (`settle`: withdraw the mark too).
+    async fn invalidate(&self, key: &K, settle: bool) {
         match self.inner.new.invalidate(key, settle).await {
             Ok(()) => bump(&self.inner.stats.invalidations),
             // The key stays marked: OLD serves it until a read repairs NEW.
             Err(error) => drop(self.fail(Side::New, Op::Delete, error)),
         }
-        Ok(())
     }
 
     async fn write_old(&self, key: &K, value: Option<&V>, op: Op) -> Result<(), Error> {
