@@ -103,3 +103,23 @@ async fn updates_on_one_instance_are_never_served_stale_by_another() {
     assert_eq!(reader.get_account(&1).await.unwrap(), expected(1));
     assert_eq!(reader.proxy().stats().since(&served).reads_from_new, 1, "copied back into NEW, and served from it");
 }
+
+/// The routed futures are `Send`, iterators of borrowed keys included: a server's handler can
+/// spawn them on a multi-threaded runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_run_in_spawned_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = std::sync::Arc::new(instance(dir.path()));
+    accounts.put_account(&1, &"one".to_string()).await.unwrap();
+    let spawned = tokio::spawn({
+        let accounts = std::sync::Arc::clone(&accounts);
+        async move {
+            let ids = [1u64, 2];
+            assert!(accounts.archive(&1).await.unwrap());
+            accounts.put_many(&[(2, "two".into())]).await.unwrap();
+            accounts.purge_each(&ids).await.unwrap()
+        }
+    });
+    assert_eq!(spawned.await.unwrap(), 2);
+    assert_eq!(accounts.get_account(&1).await.unwrap(), None);
+}

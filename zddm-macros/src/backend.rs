@@ -88,6 +88,7 @@ fn companion(item: &mut ItemImpl, errors: &mut Errors) {
             }
             return false;
         }
+        receiver::rewrite_items(&mut method.sig);
         // `#[tracing::instrument(skip(self))]` names the receiver too.
         for attr in &mut method.attrs {
             if let syn::Meta::List(list) = &mut attr.meta {

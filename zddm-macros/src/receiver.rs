@@ -2,10 +2,17 @@
 //! `&zddm::Backend<Self>`, which only the migration can lend, and `self` in the body becomes that
 //! argument. Shared by `#[zddm::migrate]` (the trait's default bodies) and `#[zddm::backend]` (the
 //! store's impl).
+//!
+//! An iterator argument whose items borrow (`ids: impl IntoIterator<Item = &'a K>`) is declared
+//! as `ids: ::std::vec::IntoIter<&'a K>`, and the migration collects what it is given into one.
+//! Called through a generic parameter with such a bound, an `async fn`'s future cannot be proved
+//! `Send` (rust-lang/rust#100013), and the migration's own call could not be spawned.
 
 use proc_macro2::{Ident, Span, TokenStream, TokenTree};
 use quote::quote;
-use syn::{parse_quote, FnArg, Receiver, ReceiverKind, Signature};
+use syn::{
+    parse_quote, FnArg, GenericArgument, PathArguments, Receiver, ReceiverKind, Signature, Type, TypeParamBound,
+};
 
 /// The argument `self` becomes.
 pub fn ident(span: Span) -> Ident {
@@ -76,4 +83,61 @@ pub fn rename_self(tokens: TokenStream) -> TokenStream {
         }
     }
     out.into_iter().collect()
+}
+
+/// `impl IntoIterator<Item = X>` or `impl Iterator<Item = X>` (other bounds beside): `X`.
+pub fn iterated(ty: &Type) -> Option<&Type> {
+    let Type::ImplTrait(bounds) = ty else { return None };
+    bounds.bounds.iter().find_map(|bound| {
+        let TypeParamBound::Trait(bound) = bound else { return None };
+        let last = bound.path.segments.last()?;
+        if last.ident != "IntoIterator" && last.ident != "Iterator" {
+            return None;
+        }
+        let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
+        args.args.iter().find_map(|arg| match arg {
+            GenericArgument::AssocType(assoc) if assoc.ident == "Item" => Some(&assoc.ty),
+            _ => None,
+        })
+    })
+}
+
+/// Such an iterator's `X`, if it borrows: a reference or a lifetime in it.
+pub fn borrowed_items(ty: &Type) -> Option<&Type> {
+    iterated(ty).filter(|item| borrows(item))
+}
+
+fn borrows(ty: &Type) -> bool {
+    fn any(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|token| match token {
+            TokenTree::Punct(punct) => punct.as_char() == '&' || punct.as_char() == '\'',
+            TokenTree::Group(group) => any(group.stream()),
+            _ => false,
+        })
+    }
+    any(quote!(#ty))
+}
+
+/// `sig` with each argument of borrowed items declared as `::std::vec::IntoIter` of them.
+pub fn rewrite_items(sig: &mut Signature) {
+    for input in &mut sig.inputs {
+        if let FnArg::Typed(arg) = input {
+            if let Some(item) = borrowed_items(&arg.ty) {
+                let item = item.clone();
+                *arg.ty = parse_quote!(::std::vec::IntoIter<#item>);
+            }
+        }
+    }
+}
+
+/// `arg`, of type `ty` in the repository trait, as the companion's method takes it.
+pub fn pass(ty: &Type, arg: &Ident) -> TokenStream {
+    if borrowed_items(ty).is_none() {
+        return quote!(#arg);
+    }
+    quote! {
+        ::core::iter::IntoIterator::into_iter(
+            ::core::iter::Iterator::collect::<::std::vec::Vec<_>>(::core::iter::IntoIterator::into_iter(#arg)),
+        )
+    }
 }

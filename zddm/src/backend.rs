@@ -290,6 +290,9 @@ pub trait VersionedRepository {
     type Value: Clone + PartialEq + Send + Sync;
     type Old: crate::versioned::Source<Self::Key, Self::Value>;
     type New: crate::versioned::Target<Self::Key, Self::Value>;
+    /// Whether the trait has write methods of its own (updates), which run on OLD: then
+    /// `Complete` keeps writing OLD (`VersionedProxyBuilder::complete_writes_old`).
+    const UPDATES: bool;
 }
 
 /// The same for `mode = cached`.
@@ -299,6 +302,40 @@ pub trait CachedRepository {
     type Value: Clone + PartialEq + Send + Sync;
     type Old: crate::Store<Self::Key, Self::Value>;
     type New: crate::cached::Cache<Self::Key, Self::Value>;
+}
+
+/// The routed calls of generated code, the same in both fleet modes: each module's `Proxy<M>`
+/// and its repository trait `R` give them their types.
+macro_rules! routed_calls {
+    () => {
+        pub async fn get<M: R>(proxy: &Proxy<M>, key: &M::Key) -> Result<Option<M::Value>, Error> {
+            proxy.inner().get(key).await
+        }
+
+        pub async fn put<M: R>(proxy: &Proxy<M>, key: &M::Key, value: &M::Value) -> Result<(), Error> {
+            proxy.inner().put(key, value).await
+        }
+
+        pub async fn delete<M: R>(proxy: &Proxy<M>, key: &M::Key) -> Result<(), Error> {
+            proxy.inner().delete(key).await
+        }
+
+        pub async fn update<M: R, Out>(
+            proxy: &Proxy<M>,
+            key: &M::Key,
+            on_old: impl std::future::Future<Output = Out>,
+        ) -> Result<Out, Error> {
+            proxy.inner().update(key, on_old).await
+        }
+
+        pub async fn update_many<M: R, Out>(
+            proxy: &Proxy<M>,
+            keys: &[&M::Key],
+            on_old: impl std::future::Future<Output = Out>,
+        ) -> Result<Out, Error> {
+            proxy.inner().update_many(keys, on_old).await
+        }
+    };
 }
 
 /// Generated code's calls, bounded by the repository's one impl.
@@ -314,11 +351,11 @@ pub mod versioned {
     pub type Builder<M> = VersionedProxyBuilder<<M as R>::Key, <M as R>::Value, <M as R>::Old, <M as R>::New>;
 
     pub fn new<M: R>(old: M::Old, new: M::New, gate: Gate) -> Proxy<M> {
-        Controls::new(VersionedProxy::new(old, new, gate))
+        Controls::new(builder::<M>(old, new, gate).assemble())
     }
 
     pub fn in_fleet<M: R, C: Control>(old: M::Old, new: M::New, fleet: &Fleet<C>) -> Proxy<M> {
-        Controls::new(VersionedProxy::in_fleet(old, new, fleet))
+        Controls::new(fleet_builder::<M, C>(old, new, fleet).assemble())
     }
 
     pub fn build<M: R>(builder: Builder<M>) -> Result<Proxy<M>, ConfigError> {
@@ -326,24 +363,14 @@ pub mod versioned {
     }
 
     pub fn builder<M: R>(old: M::Old, new: M::New, gate: Gate) -> Builder<M> {
-        VersionedProxy::builder(old, new, gate)
+        VersionedProxy::builder(old, new, gate).complete_writes_old(M::UPDATES)
     }
 
     pub fn fleet_builder<M: R, C: Control>(old: M::Old, new: M::New, fleet: &Fleet<C>) -> Builder<M> {
-        VersionedProxy::fleet_builder(old, new, fleet)
+        VersionedProxy::fleet_builder(old, new, fleet).complete_writes_old(M::UPDATES)
     }
 
-    pub async fn get<M: R>(proxy: &Proxy<M>, key: &M::Key) -> Result<Option<M::Value>, Error> {
-        proxy.inner().get(key).await
-    }
-
-    pub async fn put<M: R>(proxy: &Proxy<M>, key: &M::Key, value: &M::Value) -> Result<(), Error> {
-        proxy.inner().put(key, value).await
-    }
-
-    pub async fn delete<M: R>(proxy: &Proxy<M>, key: &M::Key) -> Result<(), Error> {
-        proxy.inner().delete(key).await
-    }
+    routed_calls!();
 }
 
 /// Generated code's calls for `mode = cached`.
@@ -373,33 +400,7 @@ pub mod cached {
         proxy.into_inner().with_grace(grace).map(Controls::new)
     }
 
-    pub async fn get<M: R>(proxy: &Proxy<M>, key: &M::Key) -> Result<Option<M::Value>, Error> {
-        proxy.inner().get(key).await
-    }
-
-    pub async fn put<M: R>(proxy: &Proxy<M>, key: &M::Key, value: &M::Value) -> Result<(), Error> {
-        proxy.inner().put(key, value).await
-    }
-
-    pub async fn delete<M: R>(proxy: &Proxy<M>, key: &M::Key) -> Result<(), Error> {
-        proxy.inner().delete(key).await
-    }
-
-    pub async fn update<M: R, Out>(
-        proxy: &Proxy<M>,
-        key: &M::Key,
-        on_old: impl std::future::Future<Output = Out>,
-    ) -> Result<Out, Error> {
-        proxy.inner().update(key, on_old).await
-    }
-
-    pub async fn update_many<M: R, Out>(
-        proxy: &Proxy<M>,
-        keys: &[&M::Key],
-        on_old: impl std::future::Future<Output = Out>,
-    ) -> Result<Out, Error> {
-        proxy.inner().update_many(keys, on_old).await
-    }
+    routed_calls!();
 }
 
 /// Generated code's calls for a migration in one process (no `mode`).

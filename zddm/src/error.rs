@@ -31,6 +31,10 @@ pub enum Op {
     Fill,
     /// [`Scan::scan`](crate::versioned::Scan::scan): a backfill or verifier reading OLD in order.
     Scan,
+    /// An update: a repository's own keyed write run on OLD, with NEW kept honest around it
+    /// ([`VersionedProxy::update_many`](crate::versioned::VersionedProxy::update_many),
+    /// [`CachedProxy::update_many`](crate::cached::CachedProxy::update_many)).
+    Update,
 }
 
 impl fmt::Display for Side {
@@ -52,6 +56,7 @@ impl fmt::Display for Op {
             Op::Mark => "mark",
             Op::Fill => "fill",
             Op::Scan => "scan",
+            Op::Update => "update",
         })
     }
 }
@@ -110,6 +115,15 @@ pub enum Error {
         /// store's error is returned by [`Error::store_error`] (not by `source()`, see [`Error`]).
         source: BoxError,
     },
+    /// A call refused before either store was touched, because the phase does not allow it: an
+    /// update in versioned mode's `Complete`, which writes NEW alone, by a proxy not built with
+    /// [`complete_writes_old`](crate::versioned::VersionedProxyBuilder::complete_writes_old).
+    Refused {
+        /// The refused operation: [`Op::Update`].
+        op: Op,
+        /// The phase that refused it.
+        phase: crate::Phase,
+    },
 }
 
 impl fmt::Display for Error {
@@ -129,6 +143,13 @@ impl fmt::Display for Error {
                     chain(&**source)
                 )
             }
+            Error::Refused { op, phase } => write!(
+                f,
+                "{op} refused in {phase}: versioned mode writes NEW alone there, and an update runs the \
+                 application's own method on OLD, which nobody reads any more; build every instance's proxy \
+                 with `complete_writes_old(true)` (a `#[zddm::migrate]` migration with its own write methods \
+                 does), or write the keys with `put` and `delete`"
+            ),
         }
     }
 }
@@ -141,18 +162,20 @@ impl Error {
         Error::Store { side, op, source: Box::new(source) }
     }
 
-    /// The store whose failure this is (NEW for an indeterminate write: its copy is in doubt).
+    /// The store whose failure this is (NEW for an indeterminate write: its copy is in doubt; OLD for
+    /// a refused update, the store it would have written).
     pub fn side(&self) -> Side {
         match self {
             Error::Store { side, .. } => *side,
             Error::Indeterminate { .. } => Side::New,
+            Error::Refused { .. } => Side::Old,
         }
     }
 
     /// The operation that failed.
     pub fn op(&self) -> Op {
         match self {
-            Error::Store { op, .. } | Error::Indeterminate { op, .. } => *op,
+            Error::Store { op, .. } | Error::Indeterminate { op, .. } | Error::Refused { op, .. } => *op,
         }
     }
 
@@ -165,9 +188,11 @@ impl Error {
     /// `error.store_error().downcast_ref::<zddm::PostgresError>()`). For an indeterminate write,
     /// NEW's error from the failed invalidation.
     ///
-    /// The message of `self` already includes this error's message (see [`Error`]).
+    /// The message of `self` already includes this error's message (see [`Error`]). A refused call
+    /// touched no store: it is its own error.
     pub fn store_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
         match self {
+            Error::Refused { .. } => self,
             Error::Store { source, .. } => &**source,
             Error::Indeterminate { source, .. } => match source.downcast_ref::<Error>() {
                 Some(inner) => inner.store_error(),
@@ -179,6 +204,7 @@ impl Error {
     /// Like [`store_error`](Error::store_error), by value.
     pub fn into_store_error(self) -> BoxError {
         match self {
+            Error::Refused { .. } => Box::new(self),
             Error::Store { source, .. } => source,
             Error::Indeterminate { source, .. } => match source.downcast::<Error>() {
                 Ok(inner) => inner.into_store_error(),

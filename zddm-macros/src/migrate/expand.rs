@@ -281,6 +281,7 @@ fn companion_trait(
         if !has_receiver || !receiver::rewrite_signature(&mut copy.sig) {
             continue;
         }
+        receiver::rewrite_items(&mut copy.sig);
         for attr in &mut copy.attrs {
             if let syn::Meta::List(list) = &mut attr.meta {
                 list.tokens = receiver::rename_self(list.tokens.clone());
@@ -308,6 +309,7 @@ fn companion_trait(
         let cfgs = method.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
         let (sig, args) = named(&method.sig);
         let ident = &sig.ident;
+        let args = passed(&sig, &args);
         let call = quote!(<#store as #companion>::#ident(self, #(#args),*));
         let call = if sig.asyncness.is_some() { quote!(#call.await) } else { call };
         forwards.push(quote!(#(#cfgs)* #sig { #call }));
@@ -362,7 +364,7 @@ struct Shape {
     old_place: TokenStream,
     new_place: TokenStream,
     exclusive: bool,
-    /// Which proxy: `mode = cached` routes updates through its own calls.
+    /// Which proxy: the fleet modes route updates through their own calls.
     mode: Mode,
     /// What each store must be, as where-clause predicates on `Old` and on `New`, and both.
     old_bounds: TokenStream,
@@ -386,7 +388,8 @@ impl Shape {
         let Table { key, value, .. } = table;
         let Names { migration, side, old, new, .. } = names;
         let passed = |kind: Kind| repository.methods.iter().any(|m| m.kind.map(|(k, _)| k) == Some(kind));
-        let (old_passed, new_passed) = (passed(Kind::Old), passed(Kind::New));
+        // Updates run the companion's method on OLD, as a passed-through call does.
+        let (old_passed, new_passed) = (passed(Kind::Old) || !table.updates.is_empty(), passed(Kind::New));
         let reach = |field: TokenStream| quote!(::zddm::__private::Held::reach(&#field));
         let (old_reach, new_reach) = (reach(quote!(self.old)), reach(quote!(self.new)));
         let held = |ty: TokenStream| quote!(::zddm::__private::Held<::zddm::__private::Arc<#ty>>);
@@ -395,6 +398,10 @@ impl Shape {
             quote!(old: #old_ty, new: #new_ty,)
         };
         let stores_impl = |repository: TokenStream, old_ty: TokenStream, new_ty: TokenStream, bounds: &TokenStream| {
+            let updates = (args.mode == Mode::Versioned).then(|| {
+                let any = !table.updates.is_empty();
+                quote!(const UPDATES: bool = #any;)
+            });
             quote! {
                 #[automatically_derived]
                 impl<#old, #new> ::zddm::__private::#repository for #migration<#old, #new> where #bounds {
@@ -402,6 +409,7 @@ impl Shape {
                     type Value = #value;
                     type Old = #old_ty;
                     type New = #new_ty;
+                    #updates
                 }
             }
         };
@@ -728,6 +736,15 @@ fn named(sig: &Signature) -> (Signature, Vec<Ident>) {
     (sig, names)
 }
 
+/// `args` (as `named` names them) as the companion's methods take them.
+fn passed(sig: &Signature, args: &[Ident]) -> Vec<TokenStream> {
+    let types = sig.inputs.iter().filter_map(|input| match input {
+        FnArg::Typed(arg) => Some(&*arg.ty),
+        FnArg::Receiver(_) => None,
+    });
+    types.zip(args).map(|(ty, arg)| receiver::pass(ty, arg)).collect()
+}
+
 /// How a side's store is reached for one call.
 #[derive(Clone, Copy)]
 struct Access {
@@ -803,6 +820,7 @@ fn method_body(method: &Method, table: &Table, shape: &Shape, names: &Names) -> 
             let (place, ty) =
                 if kind == Kind::Old { (&shape.old_place, &names.old) } else { (&shape.new_place, &names.new) };
             let access = Access { call_async: is_async, lock_async: is_async, exclusive: shape.exclusive };
+            let args = passed(&sig, &args);
             let call = on_store(place.clone(), ty, &names.companion, &sig.ident, quote!(#(#args),*), access);
             return body(&sig, call);
         }
@@ -855,10 +873,11 @@ fn update(sig: &Signature, args: &[Ident], keys: Keys, shape: &Shape, names: &Na
     // An iterator is consumed here, to lock its keys first; each side gets it again from the items.
     let (first, items) = match keys {
         Keys::Iter(item) => {
-            let again = match item {
-                Item::KeyRef | Item::PairOfRefs | Item::PairRef => quote!(__zddm_items.iter().copied()),
-                Item::Key | Item::Pair => quote!(__zddm_items.iter().cloned()),
-            };
+            // An owned iterator: one that borrows `__zddm_items` would put a local's lifetime in
+            // the store method's generic argument, and rustc then cannot prove the future `Send`
+            // (rust-lang/rust#100013), so the call could not be spawned.
+            let _ = item;
+            let again = quote!(::core::iter::IntoIterator::into_iter(::core::clone::Clone::clone(&__zddm_items)));
             let each = match item {
                 Item::KeyRef => quote!(|item| *item),
                 Item::Key => quote!(|item| item),
@@ -874,25 +893,24 @@ fn update(sig: &Signature, args: &[Ident], keys: Keys, shape: &Shape, names: &Na
         }
         _ => (quote!(#key), None),
     };
-    let rest = &args[1..];
+    let rest = &passed(sig, args)[1..];
     let on = |place: &TokenStream, ty: &Ident| {
         on_store(place.clone(), ty, &names.companion, &sig.ident, quote!(#first #(, #rest)*), access)
     };
     let (on_old, on_new) = (on(&shape.old_place, &names.old), on(&shape.new_place, &names.new));
-    // `mode = cached` writes OLD in every phase: the call runs there, keys marked in NEW around it.
-    let cached = shape.mode == Mode::Cached;
+    // The fleet modes run the call on OLD alone, with the keys marked in NEW around it.
+    let fleet = shape.mode != Mode::Local;
+    let proxy = &shape.proxy_path;
     let many = |prelude: TokenStream| {
-        let call = if cached {
-            quote!(::zddm::__private::cached::update_many::<Self, _>(&self.proxy, &__zddm_keys, async { #on_old }))
+        let call = if fleet {
+            quote!(#proxy::update_many::<Self, _>(&self.proxy, &__zddm_keys, async { #on_old }))
         } else {
             quote!(::zddm::Controls::update_many(&self.proxy, &__zddm_keys, async { #on_old }, async { #on_new }))
         };
         (prelude, call)
     };
     let (prelude, call) = match keys {
-        Keys::One if cached => {
-            (quote!(), quote!(::zddm::__private::cached::update::<Self, _>(&self.proxy, #key, async { #on_old })))
-        }
+        Keys::One if fleet => (quote!(), quote!(#proxy::update::<Self, _>(&self.proxy, #key, async { #on_old }))),
         Keys::One => {
             (quote!(), quote!(::zddm::Controls::update(&self.proxy, #key, async { #on_old }, async { #on_new })))
         }

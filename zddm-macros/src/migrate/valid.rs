@@ -3,11 +3,12 @@
 
 use quote::ToTokens;
 use syn::spanned::Spanned;
-use syn::{Error, FnArg, GenericArgument, PathArguments, ReceiverKind, ReturnType, Type, TypeParamBound};
+use syn::{Error, FnArg, GenericArgument, PathArguments, ReceiverKind, ReturnType, Type};
 
 use super::ast::{Kind, Method, Named, Repository};
 use super::attr::Mode;
 use crate::errors::Errors;
+use crate::receiver::iterated;
 
 /// The one table a repository migrates.
 pub struct Table<'a> {
@@ -17,7 +18,7 @@ pub struct Table<'a> {
     pub read: &'a Method<'a>,
     pub write: &'a Method<'a>,
     pub delete: &'a Method<'a>,
-    /// Other keyed writes, routed as updates (one process only), and how each names its keys.
+    /// Other keyed writes, routed as updates, and how each names its keys.
     pub updates: Vec<(&'a Method<'a>, Keys)>,
 }
 
@@ -96,39 +97,25 @@ impl<'a> Repository<'a> {
             }
         }
         let of = |kind: Kind| self.methods.iter().filter(move |m| m.kind.map(|(k, _)| k) == Some(kind));
-        // A second write or delete is routed as an update: run on OLD with the key locked (one
-        // process) or marked in NEW (`mode = cached`), then NEW's copy removed. `mode = versioned`
-        // cannot route one yet.
+        // A second write or delete is routed as an update: run on OLD with NEW kept in step around
+        // it (see `updated`). A second read is refused.
         let mut updates = Vec::new();
         let mut one = |kind: Kind, errors: &mut Errors| -> Option<&Method> {
             let mut all = of(kind);
             let first = all.next();
-            if kind != Kind::Read && mode != Mode::Versioned {
+            if kind != Kind::Read {
                 updates.extend(all);
                 return first;
             }
             for extra in all {
                 let name = &extra.item.sig.ident;
                 let first = first.map(|method| method.item.sig.ident.to_string()).unwrap_or_default();
-                let instead = if kind == Kind::Read {
-                    format!(
-                        "pass it through to OLD with `#[zddm(old)]` (OLD holds every value), or give it a \
-                         default body that calls `{first}`"
-                    )
-                } else {
-                    format!(
-                        "`mode = {}` cannot route a second one yet, and passed through to one store it would leave \
-                         the other stale: give it a default body that calls `{first}` for each key (see \
-                         docs/repository-macro.md)",
-                        mode.name()
-                    )
-                };
                 errors.push(Error::new_spanned(
                     name,
                     format!(
-                        "`{name}` is a second {} method: a repository migrates one table, through one read, one \
-                         write and one delete; {instead}",
-                        kind.name()
+                        "`{name}` is a second read method: a repository migrates one table, through one read, one \
+                         write and one delete; pass it through to OLD with `#[zddm(old)]` (OLD holds every \
+                         value), or give it a default body that calls `{first}`"
                     ),
                 ));
             }
@@ -187,7 +174,7 @@ impl<'a> Repository<'a> {
         same(delete_error, error, "error", delete, write, errors);
         let updates =
             updates.iter().filter_map(|update| check_update(update, key, value, error, write, errors)).collect();
-        self.check_passed_writes(key, write, mode, errors);
+        self.check_passed_writes(key, mode, errors);
         Some(Table { key, value, error, read, write, delete, updates })
     }
 }
@@ -196,7 +183,7 @@ impl Repository<'_> {
     /// A method named as a write or delete of the table's keys cannot be passed through to one
     /// store: to NEW alone it never reaches OLD, which answers for every key until the migration
     /// completes; to OLD alone NEW keeps serving its older copy.
-    fn check_passed_writes(&self, key: &Type, write: &Method, mode: Mode, errors: &mut Errors) {
+    fn check_passed_writes(&self, key: &Type, mode: Mode, errors: &mut Errors) {
         let key_text = key.to_token_stream().to_string();
         for method in &self.methods {
             let Some((kind @ (Kind::Old | Kind::New), Some(span))) = method.kind else { continue };
@@ -222,15 +209,7 @@ impl Repository<'_> {
             } else {
                 "passed through to OLD alone it would leave NEW serving its older copy of each key"
             };
-            let instead = if mode != Mode::Versioned {
-                format!("route it with `#[zddm({})]`: it then runs on OLD with each key locked, and NEW's copies are removed", verb.name())
-            } else {
-                format!(
-                    "`mode = {}` cannot route a second write yet: give it a default body that calls `{}` for each key",
-                    mode.name(),
-                    write.item.sig.ident
-                )
-            };
+            let instead = format!("route it with `#[zddm({})]`: it then runs on OLD, {}", verb.name(), updated(mode));
             errors.push(Error::new(
                 span,
                 format!("`{name}` writes the table's keys: {why}; {instead} (see docs/repository-macro.md)"),
@@ -500,23 +479,6 @@ fn elements(ty: &Type) -> Option<&Type> {
     }
 }
 
-/// `impl IntoIterator<Item = X>` or `impl Iterator<Item = X>`: `X`.
-fn iterated(ty: &Type) -> Option<&Type> {
-    let Type::ImplTrait(bounds) = ty else { return None };
-    bounds.bounds.iter().find_map(|bound| {
-        let TypeParamBound::Trait(bound) = bound else { return None };
-        let last = bound.path.segments.last()?;
-        if last.ident != "IntoIterator" && last.ident != "Iterator" {
-            return None;
-        }
-        let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
-        args.args.iter().find_map(|arg| match arg {
-            GenericArgument::AssocType(assoc) if assoc.ident == "Item" => Some(&assoc.ty),
-            _ => None,
-        })
-    })
-}
-
 /// Which of the shapes an iterator's item has, each part checked against the table's types.
 fn iterator_item(
     item: &Type,
@@ -564,4 +526,13 @@ fn iterator_item(
     same(Some(found_key), key, "key", method, write, errors);
     same(found_value, value, "value", method, write, errors);
     Some(shape)
+}
+
+/// How each mode keeps NEW in step around a write routed as an update.
+fn updated(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Local => "with each key locked, and NEW's copies removed",
+        Mode::Cached => "with each key marked in NEW, and NEW's copies invalidated after it",
+        Mode::Versioned => "with each key marked in NEW, and NEW given OLD's state of each key after it",
+    }
 }

@@ -51,6 +51,8 @@ struct Inner<K: ?Sized, V, Old, New> {
     gate: Gate,
     routing: Routing,
     grace: Duration,
+    /// `Complete` writes OLD first, as `Live` does (see `complete_writes_old`).
+    keeps_old: bool,
     stats: Counters,
     /// Local routing only: the verification that earns `Complete`.
     evidence: Evidence,
@@ -65,6 +67,7 @@ pub struct VersionedProxyBuilder<K: ?Sized, V, Old, New> {
     routing: Routing,
     phase: Phase,
     grace: Duration,
+    keeps_old: bool,
     types: PhantomData<fn(&K) -> V>,
 }
 
@@ -81,6 +84,21 @@ impl<K: ?Sized, V, Old: Source<K, V>, New: Target<K, V>> VersionedProxyBuilder<K
     /// [`build`](VersionedProxyBuilder::build). Whole milliseconds, at least one.
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
+        self
+    }
+
+    /// Whether `Complete` still writes OLD first (default `false`). By default `Complete` writes NEW
+    /// alone, with a version from OLD's counter; with `true` its writes are `Live`'s — mark NEW,
+    /// write OLD, apply OLD's version — and so are [`update`](VersionedProxy::update)'s, which run
+    /// the application's own method on OLD and are refused in `Complete` otherwise. NEW stays as
+    /// exact either way; OLD stays current too, at one more call per write.
+    ///
+    /// Every instance that writes the same keys must be built the same way: an update reads OLD
+    /// back after its method, so a write another instance made to NEW alone would be lost. A
+    /// `#[zddm::migrate(.., mode = versioned)]` migration sets it whenever its trait has a
+    /// write method of its own besides the routed write and delete.
+    pub fn complete_writes_old(mut self, yes: bool) -> Self {
+        self.keeps_old = yes;
         self
     }
 
@@ -104,7 +122,7 @@ impl<K: ?Sized, V, Old: Source<K, V>, New: Target<K, V>> VersionedProxyBuilder<K
         Ok(self.assemble())
     }
 
-    fn assemble(self) -> VersionedProxy<K, V, Old, New> {
+    pub(crate) fn assemble(self) -> VersionedProxy<K, V, Old, New> {
         VersionedProxy {
             inner: Arc::new(Inner {
                 old: self.old,
@@ -112,6 +130,7 @@ impl<K: ?Sized, V, Old: Source<K, V>, New: Target<K, V>> VersionedProxyBuilder<K
                 gate: self.gate,
                 routing: self.routing,
                 grace: self.grace,
+                keeps_old: self.keeps_old,
                 stats: Counters::default(),
                 evidence: Evidence::default(),
                 types: PhantomData,
@@ -153,6 +172,7 @@ impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
             routing: Routing::local(Phase::ReadThrough),
             phase: Phase::ReadThrough,
             grace: DEFAULT_GRACE,
+            keeps_old: false,
             types: PhantomData,
         }
     }
@@ -173,6 +193,7 @@ impl<K: ?Sized, V, Old, New> VersionedProxy<K, V, Old, New> {
             routing: Routing::Fleet(fleet.cell()),
             phase: Phase::ReadThrough,
             grace: DEFAULT_GRACE,
+            keeps_old: false,
             types: PhantomData,
         }
     }
@@ -282,6 +303,73 @@ where
         self.write(key, None).await
     }
 
+    /// Another keyed write of the application's own (a repository's `archive` or `put_many`):
+    /// `on_old` runs once, on OLD, with each key marked pending in NEW before it and settled after
+    /// it as a verifier's [`repair`](Self::repair) settles a key: a version drawn from OLD's
+    /// counter once `on_old` is done, then OLD's state of the key (its value, or a delete if it has
+    /// none) applied to NEW at that version. A write of the key that committed to OLD before the
+    /// draw is in what was read; one that commits after it has a newer version and wins in NEW. So
+    /// `on_old` need not bump the rows' versions itself. Keys the plan only invalidates are
+    /// invalidated at that version; keys it leaves to OLD are not touched in NEW.
+    ///
+    /// The call's own answer comes back as it is (a failure of OLD included, after which NEW is
+    /// settled all the same). If NEW cannot take a mark, the call fails before `on_old` runs; if a
+    /// key cannot be settled after it, the key stays pending, served by OLD until a read repairs it.
+    ///
+    /// In `Complete`, without [`complete_writes_old`](VersionedProxyBuilder::complete_writes_old),
+    /// the call is refused ([`Error::Refused`]) before anything runs: `Complete` writes NEW alone,
+    /// so OLD no longer holds what the method would change.
+    pub async fn update_many<R>(&self, keys: &[&K], on_old: impl std::future::Future<Output = R>) -> Result<R, Error> {
+        let mut tickets = Vec::with_capacity(keys.len());
+        let mut covered = Vec::with_capacity(keys.len());
+        for key in keys {
+            let (reach, phase, ticket) = self.write_route(key);
+            tickets.push(ticket);
+            match reach {
+                Reach::Old => {}
+                Reach::New => return Err(Error::Refused { op: Op::Update, phase }),
+                reach => covered.push((*key, reach)),
+            }
+        }
+        let started = Instant::now();
+        // Before OLD changes, as a write's mark: whatever happens next, no instance serves NEW's copy.
+        for (key, _) in &covered {
+            self.mark(key).await?;
+        }
+        let answer = on_old.await;
+        // As a write's: one slower than half its grace may have been repaired around already.
+        let settle = started.elapsed() < self.inner.grace / 2;
+        for (key, reach) in &covered {
+            // A key that cannot be settled stays pending: OLD serves it until a read repairs NEW.
+            let invalidate = *reach == Reach::Invalidate;
+            drop(self.copy_as_of_now(key, invalidate, settle, (Op::Update, Op::Update)).await);
+        }
+        drop(tickets);
+        Ok(answer)
+    }
+
+    /// [`update_many`](Self::update_many) of one key.
+    pub async fn update<R>(&self, key: &K, on_old: impl std::future::Future<Output = R>) -> Result<R, Error> {
+        self.update_many(&[key], on_old).await
+    }
+
+    /// Makes NEW agree with OLD for `key` as of now: a version drawn from OLD's counter, then OLD's
+    /// state read (its value, or a delete if it has none) and applied at that version — or an
+    /// invalidation, if `invalidate`. A write that committed before the draw is in what was read;
+    /// one after it has a newer version. `ops`: OLD's and NEW's operation, for errors.
+    async fn copy_as_of_now(&self, key: &K, invalidate: bool, settle: bool, ops: (Op, Op)) -> Result<(), Error> {
+        let version = self.inner.old.next_version(key).await.map_err(|e| self.fail(Side::Old, ops.0, e))?;
+        let found;
+        let change = if invalidate {
+            bump(&self.inner.stats.invalidations);
+            Change::Invalidate
+        } else {
+            found = self.inner.old.get(key).await.map_err(|e| self.fail(Side::Old, ops.0, e))?;
+            found.as_ref().map_or(Change::Delete, |found| Change::Put(&found.value))
+        };
+        self.inner.new.apply(key, change, version, settle).await.map_err(|e| self.fail(Side::New, ops.1, e))
+    }
+
     /// Copies a batch of OLD's entries, as a [`Scan`] read them (keys distinct), into NEW where a
     /// read of each key would: only if the plan reads the key from NEW (so every instance that may
     /// run at the same time writes it through), and only if NEW holds nothing as new and no write
@@ -335,10 +423,8 @@ where
         let Some(_ticket) = self.inner.routing.reads_from_new(&self.inner.gate, key) else {
             return Ok(Copied::Outside);
         };
-        let version = self.inner.old.next_version(key).await.map_err(|e| self.fail(Side::Old, Op::Get, e))?;
-        let found = self.read_old(key).await?;
-        let change = found.as_ref().map_or(Change::Delete, |found| Change::Put(&found.value));
-        self.inner.new.apply(key, change, version, false).await.map_err(|e| self.fail(Side::New, Op::Fill, e))?;
+        self.copy_as_of_now(key, false, false, (Op::Get, Op::Fill)).await?;
+        bump(&self.inner.stats.reads_from_old);
         bump(&self.inner.stats.repairs);
         Ok(Copied::Copied)
     }
@@ -514,18 +600,29 @@ where
         Ok(found.map(|found| found.value))
     }
 
-    async fn write(&self, key: &K, value: Option<&V>) -> Result<(), Error> {
-        let op = if value.is_some() { Op::Put } else { Op::Delete };
-        let (reach, _, _ticket) = self.route(
+    /// Where a write of `key` goes, with the call's ticket: `Reach::New` only in `Complete`, and
+    /// not with `complete_writes_old`, which writes through there as `Live` does.
+    fn write_route(&self, key: &K) -> (Reach, Phase, Option<crate::fleet::Ticket<'_>>) {
+        let keeps_old = self.inner.keeps_old;
+        let reach = move |plan: &Plan, admitted: &dyn Fn(crate::Rate) -> bool| match plan.write_reach(admitted) {
+            Reach::New if keeps_old => Reach::Through,
+            reach => reach,
+        };
+        self.route(
             key,
-            |plan, admitted| plan.write_reach(admitted),
+            reach,
             // Fenced: write through what the fleet writes through, invalidate every other key —
             // the fleet may have raised its coverage meanwhile.
-            |plan, admitted| match plan.write_reach(admitted) {
+            move |plan, admitted| match reach(plan, admitted) {
                 reach @ (Reach::Through | Reach::New) => reach,
                 _ => Reach::Invalidate,
             },
-        );
+        )
+    }
+
+    async fn write(&self, key: &K, value: Option<&V>) -> Result<(), Error> {
+        let op = if value.is_some() { Op::Put } else { Op::Delete };
+        let (reach, _, _ticket) = self.write_route(key);
         let change = match (reach, value) {
             (Reach::Old, _) => return self.write_old(key, value, op).await.map(drop),
             (Reach::New, _) => {
@@ -543,10 +640,9 @@ where
             (_, Some(value)) => Change::Put(value),
         };
         let started = Instant::now();
-        let grace_ms = u64::try_from(self.inner.grace.as_millis()).unwrap_or(u64::MAX);
         // Before OLD changes, so that whatever happens from here on — an error, a dropped future,
         // a crash — no instance serves NEW's copy until this write or a later repair settles it.
-        self.inner.new.mark(key, grace_ms).await.map_err(|e| self.fail(Side::New, Op::Mark, e))?;
+        self.mark(key).await?;
         // If OLD fails, the key stays pending: OLD may have committed (a timeout after commit).
         let version = self.write_old(key, value, op).await?;
         // A write slower than half its grace may already have been repaired around; its mark may
@@ -560,6 +656,12 @@ where
             drop(self.fail(Side::New, op, error));
         }
         Ok(())
+    }
+
+    /// Marks `key` pending in NEW for the grace period, before a write changes OLD.
+    async fn mark(&self, key: &K) -> Result<(), Error> {
+        let grace_ms = u64::try_from(self.inner.grace.as_millis()).unwrap_or(u64::MAX);
+        self.inner.new.mark(key, grace_ms).await.map_err(|e| self.fail(Side::New, Op::Mark, e))
     }
 
     async fn write_old(&self, key: &K, value: Option<&V>, op: Op) -> Result<u64, Error> {
@@ -593,6 +695,7 @@ impl<K: ?Sized, V, Old, New> fmt::Debug for VersionedProxy<K, V, Old, New> {
             .field("plan", &self.plan())
             .field("fleet", &matches!(self.inner.routing, Routing::Fleet(_)))
             .field("grace", &self.inner.grace)
+            .field("complete_writes_old", &self.inner.keeps_old)
             .finish_non_exhaustive()
     }
 }
