@@ -13,7 +13,16 @@ pub trait Orders {
     fn put_many(&self, entries: &[(OrderKey, Order)]) -> Result<(), RepoError>;
     #[zddm(old)]
     fn delete_expired(&self, keys: &[OrderKey]) -> Result<usize, RepoError>;
-    // A write of another table: passing it through is fine.
+    // Writes by other verbs, and a read that writes as well.
+    #[zddm(old)]
+    fn update_status(&self, key: &OrderKey, status: &str) -> Result<(), RepoError>;
+    #[zddm(new)]
+    fn archive_order(&self, key: &OrderKey) -> Result<bool, RepoError>;
+    #[zddm(old)]
+    fn get_or_create_order(&self, key: &OrderKey) -> Result<Order, RepoError>;
+    // A read of the table's keys, and a write of another table: passing them through is fine.
+    #[zddm(old)]
+    fn find_history(&self, key: &OrderKey) -> Result<Vec<String>, RepoError>;
     #[zddm(old)]
     fn save_audit_entry(&self, line: &str) -> Result<(), RepoError>;
 }

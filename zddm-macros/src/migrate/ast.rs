@@ -100,6 +100,75 @@ impl Kind {
     }
 }
 
+/// What a method passed through with `#[zddm(old)]` / `#[zddm(new)]` does to the keys it is given,
+/// judged by its name: a write or delete verb, a read that does more (`get_or_create`), or a first
+/// word that changes things (`update_status`, `archive_order`, `purge_expired`).
+pub fn changes_by_name(name: &str) -> Option<Kind> {
+    const WRITES: &[&str] = &[
+        "update",
+        "create",
+        "add",
+        "append",
+        "push",
+        "increment",
+        "decrement",
+        "incr",
+        "decr",
+        "replace",
+        "swap",
+        "reset",
+        "touch",
+        "bump",
+        "mark",
+        "archive",
+        "unarchive",
+        "move",
+        "merge",
+        "patch",
+        "modify",
+        "change",
+        "edit",
+        "restore",
+        "rename",
+        "assign",
+        "cancel",
+        "transfer",
+        "credit",
+        "debit",
+        "enqueue",
+        "record",
+        "persist",
+        "overwrite",
+        "import",
+        "sync",
+        "apply",
+        "commit",
+        "approve",
+        "reject",
+        "close",
+        "reopen",
+    ];
+    const DELETES: &[&str] =
+        &["purge", "expire", "clear", "evict", "prune", "erase", "pop", "take", "drop", "truncate", "destroy", "wipe"];
+    match Kind::from_name(name) {
+        Named::Kind(kind @ (Kind::Write | Kind::Delete)) => return Some(kind),
+        Named::Kind(_) => return None,
+        // A read that does more (`get_or_create`, `fetch_and_increment`) writes.
+        Named::Mixed { verb, word } => {
+            return Some(changes_by_name(&verb).or_else(|| changes_by_name(&word)).unwrap_or(Kind::Write))
+        }
+        Named::Unknown => {}
+    }
+    let first = name.split('_').find(|word| !word.is_empty())?;
+    if WRITES.contains(&first) {
+        Some(Kind::Write)
+    } else if DELETES.contains(&first) {
+        Some(Kind::Delete)
+    } else {
+        None
+    }
+}
+
 /// What a method's name says it does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Named {

@@ -5,7 +5,7 @@ use quote::ToTokens;
 use syn::spanned::Spanned;
 use syn::{Error, FnArg, GenericArgument, PathArguments, ReceiverKind, ReturnType, Type};
 
-use super::ast::{Kind, Method, Named, Repository};
+use super::ast::{self, Kind, Method, Named, Repository};
 use super::attr::Mode;
 use crate::errors::Errors;
 use crate::receiver::iterated;
@@ -180,7 +180,8 @@ impl<'a> Repository<'a> {
 }
 
 impl Repository<'_> {
-    /// A method named as a write or delete of the table's keys cannot be passed through to one
+    /// A method named as a write or delete of the table's keys (a write verb, or another verb that
+    /// changes things: `update_status`, `archive_order`) cannot be passed through to one
     /// store: to NEW alone it never reaches OLD, which answers for every key until the migration
     /// completes; to OLD alone NEW keeps serving its older copy.
     fn check_passed_writes(&self, key: &Type, mode: Mode, errors: &mut Errors) {
@@ -188,14 +189,7 @@ impl Repository<'_> {
         for method in &self.methods {
             let Some((kind @ (Kind::Old | Kind::New), Some(span))) = method.kind else { continue };
             let name = &method.item.sig.ident;
-            let verb = match Kind::from_name(&name.to_string()) {
-                Named::Kind(verb @ (Kind::Write | Kind::Delete)) => verb,
-                Named::Mixed { verb, .. } => match Kind::from_name(&verb) {
-                    Named::Kind(verb @ (Kind::Write | Kind::Delete)) => verb,
-                    _ => continue,
-                },
-                _ => continue,
-            };
+            let Some(verb) = ast::changes_by_name(&name.to_string()) else { continue };
             let keyed = method.item.sig.inputs.iter().nth(1).is_some_and(|input| match input {
                 FnArg::Typed(arg) => arg.ty.to_token_stream().to_string().contains(&key_text),
                 FnArg::Receiver(_) => false,
