@@ -6,7 +6,9 @@
 //! writing OLD in `Complete`; a proxy built without that refuses updates there.
 //!
 //! OLD is the application's table in a SQLite file, with a version column and a counter; NEW is
-//! zddm's `SqliteTarget`. Each instance opens its own connections, as a separate process would.
+//! zddm's `SqliteTarget`. The last test runs the same migration over PostgreSQL: OLD a
+//! `PostgresSource` table that the application's methods change in plain SQL, NEW a
+//! `PostgresTarget`. Each instance opens its own connections, as a separate process would.
 
 #![allow(clippy::ptr_arg)]
 
@@ -14,6 +16,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::oneshot;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use zddm::backfill::{Backfill, MemoryCheckpoint};
@@ -51,6 +55,10 @@ pub trait PlainAccounts {
 /// OLD: `accounts (id, name, version)` and a one-row clock that versions every write.
 pub struct Legacy {
     db: Mutex<Connection>,
+    /// Fault injection: the next archive says it has started, then waits before changing the row.
+    pause_archive: Mutex<Option<(oneshot::Sender<()>, oneshot::Receiver<()>)>>,
+    /// Fault injection: every archive hangs once it has changed the row (its caller gives up).
+    hang_after_archive: bool,
 }
 
 impl Legacy {
@@ -64,7 +72,7 @@ impl Legacy {
              INSERT OR IGNORE INTO clock VALUES (1, 0);",
         )
         .unwrap();
-        Legacy { db: Mutex::new(db) }
+        Legacy { db: Mutex::new(db), pause_archive: Mutex::new(None), hang_after_archive: false }
     }
 
     /// One transaction: the clock's next version, then `change` at it.
@@ -168,10 +176,20 @@ legacy_repository! {
     PlainAccounts {}
     Accounts {
         async fn archive(&self, id: &u64) -> Result<bool, RepoError> {
-            let db = self.db.lock().unwrap();
-            let changed = db
+            let pause = self.pause_archive.lock().unwrap().take();
+            if let Some((started, resume)) = pause {
+                let _ = started.send(());
+                let _ = resume.await;
+            }
+            let changed = self
+                .db
+                .lock()
+                .unwrap()
                 .execute("UPDATE accounts SET name = name || ' (archived)' WHERE id = ?1", [*id as i64])
                 .map_err(failed)?;
+            if self.hang_after_archive {
+                std::future::pending::<()>().await;
+            }
             Ok(changed == 1)
         }
         async fn put_many(&self, entries: &[(u64, String)]) -> Result<(), RepoError> {
@@ -252,6 +270,50 @@ async fn updates_on_one_instance_leave_new_exact_for_another() {
     let late = new_store(dir.path()).fill(&1, Some(&"user 1".to_string()), unbumped, None).await.unwrap();
     assert_eq!(late, Filled::Refused);
     assert_eq!(reader.get_account(&1).await.unwrap(), expected(1));
+}
+
+/// Another instance's write lands between the update's marks and its method: the method changes
+/// the row that write left, and NEW ends with that — not the write's value alone, which a version
+/// drawn before the method would have kept (the write's version would be the newer one).
+#[tokio::test(flavor = "current_thread")]
+async fn a_write_that_lands_while_the_method_waits_is_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let (started, wait_started) = oneshot::channel();
+    let (resume, wait_resume) = oneshot::channel();
+    let paused = Legacy::open(&dir.path().join("old.db"));
+    *paused.pause_archive.lock().unwrap() = Some((started, wait_resume));
+    let updater = AccountsMigration::new(paused, new_store(dir.path()), Gate::new("accounts", Rate::ALL));
+    let writer = instance(dir.path());
+    writer.put_account(&1, &"a".to_string()).await.unwrap();
+
+    let (archived, ()) = tokio::join!(updater.archive(&1), async {
+        wait_started.await.unwrap();
+        writer.put_account(&1, &"b".to_string()).await.unwrap();
+        resume.send(()).unwrap();
+    });
+    assert!(archived.unwrap());
+    let old = Legacy::open(&dir.path().join("old.db")).read(1).unwrap().map(|found| found.value);
+    assert_eq!(old.as_deref(), Some("b (archived)"));
+    assert_new_exact(dir.path(), [1]).await;
+    assert_eq!(writer.get_account(&1).await.unwrap().as_deref(), Some("b (archived)"));
+}
+
+/// An update abandoned after its method changed OLD (the caller gave up, the task was cancelled)
+/// leaves its key marked: no instance serves NEW's copy from before it (once the mark's grace has
+/// passed, a read repairs NEW, as after an abandoned write).
+#[tokio::test(flavor = "current_thread")]
+async fn an_update_abandoned_after_its_method_never_leaves_the_old_copy_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let hanging = Legacy { hang_after_archive: true, ..Legacy::open(&dir.path().join("old.db")) };
+    let updater = AccountsMigration::new(hanging, new_store(dir.path()), Gate::new("accounts", Rate::ALL));
+    let reader = instance(dir.path());
+    reader.put_account(&1, &"a".to_string()).await.unwrap();
+    assert_eq!(in_new(dir.path(), 1).await, Lookup::Hit("a".to_string()));
+
+    let gave_up = tokio::time::timeout(Duration::from_millis(50), updater.archive(&1)).await;
+    assert!(gave_up.is_err(), "the archive hangs after changing OLD");
+    assert!(matches!(in_new(dir.path(), 1).await, Lookup::Pending { .. }), "marked before OLD changed");
+    assert_eq!(reader.get_account(&1).await.unwrap().as_deref(), Some("a (archived)"), "served by OLD");
 }
 
 /// Control: the same update run on OLD without the migration leaves NEW serving the old name.
@@ -391,5 +453,142 @@ async fn concurrent_writes_and_updates_leave_new_equal_to_old() {
     for id in 0..KEYS {
         let old = Legacy::open(&dir.path().join("old.db")).read(id).unwrap().map(|found| found.value);
         assert_eq!(first.get_account(&id).await.unwrap(), old);
+    }
+}
+
+/// OLD on PostgreSQL: zddm's `PostgresSource` for the routed calls, and the application's own SQL
+/// (on a connection of its own) for its updates — which leave the rows' versions as they were.
+pub struct PgLegacy {
+    source: zddm::versioned::PostgresSource<u64, String>,
+    sql: tokio_postgres::Client,
+}
+
+impl PgLegacy {
+    async fn connect(url: &str) -> PgLegacy {
+        let source = zddm::versioned::PostgresSource::connect(url, "accounts", 2).await.unwrap();
+        let (sql, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(connection);
+        PgLegacy { source, sql }
+    }
+
+    async fn value(&self, id: u64) -> Option<String> {
+        self.source.get(&id).await.unwrap().map(|found| found.value)
+    }
+}
+
+impl Source<u64, String> for PgLegacy {
+    type Error = zddm::PostgresError;
+
+    async fn get(&self, id: &u64) -> Result<Option<Versioned<String>>, Self::Error> {
+        self.source.get(id).await
+    }
+    async fn put(&self, id: &u64, name: &String) -> Result<u64, Self::Error> {
+        self.source.put(id, name).await
+    }
+    async fn delete(&self, id: &u64) -> Result<u64, Self::Error> {
+        self.source.delete(id).await
+    }
+    async fn next_version(&self, id: &u64) -> Result<u64, Self::Error> {
+        self.source.next_version(id).await
+    }
+}
+
+#[zddm::backend]
+impl Accounts for PgLegacy {
+    async fn get_account(&self, id: &u64) -> Result<Option<String>, RepoError> {
+        Ok(self.source.get(id).await.map_err(|_| RepoError)?.map(|found| found.value))
+    }
+    async fn put_account(&self, id: &u64, name: &String) -> Result<(), RepoError> {
+        self.source.put(id, name).await.map(drop).map_err(|_| RepoError)
+    }
+    async fn delete_account(&self, id: &u64) -> Result<(), RepoError> {
+        self.source.delete(id).await.map(drop).map_err(|_| RepoError)
+    }
+    async fn archive(&self, id: &u64) -> Result<bool, RepoError> {
+        // The value is the name as JSON text.
+        let changed = self
+            .sql
+            .execute(
+                "UPDATE accounts SET value = to_jsonb((value::jsonb #>> '{}') || ' (archived)')::text WHERE key = $1",
+                &[&id.key_bytes()],
+            )
+            .await
+            .map_err(|_| RepoError)?;
+        Ok(changed == 1)
+    }
+    async fn put_many(&self, entries: &[(u64, String)]) -> Result<(), RepoError> {
+        for (id, name) in entries {
+            self.source.put(id, name).await.map_err(|_| RepoError)?;
+        }
+        Ok(())
+    }
+    async fn purge_each<'a>(&self, ids: impl IntoIterator<Item = &'a u64>) -> Result<usize, RepoError> {
+        let mut purged = 0;
+        for id in ids {
+            let deleted = self.sql.execute("DELETE FROM accounts WHERE key = $1", &[&id.key_bytes()]).await;
+            purged += deleted.map_err(|_| RepoError)? as usize;
+        }
+        Ok(purged)
+    }
+}
+
+type PgAccounts = AccountsMigration<PgLegacy, zddm::versioned::PostgresTarget<u64, String>>;
+
+async fn pg_instance(url: &str) -> PgAccounts {
+    let new = zddm::versioned::PostgresTarget::connect(url, "accounts_v2", 2).await.unwrap();
+    AccountsMigration::new(PgLegacy::connect(url).await, new, Gate::new("accounts", Rate::ALL))
+}
+
+/// Over PostgreSQL: two instances write and update the same keys from two threads; then NEW's
+/// slots hold exactly OLD's rows, and the archive's in-place change (no new version) is in NEW.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_postgres_updates_leave_new_equal_to_old() {
+    let server = zddm_suite::servers::PostgresServer::start();
+    let url = server.url();
+    let (first, second) = (Arc::new(pg_instance(&url).await), Arc::new(pg_instance(&url).await));
+    const KEYS: u64 = 6;
+    for id in 0..KEYS {
+        first.put_account(&id, &format!("user {id}")).await.unwrap();
+    }
+    assert!(second.archive(&1).await.unwrap());
+    assert_eq!(first.get_account(&1).await.unwrap().as_deref(), Some("user 1 (archived)"));
+
+    let writes = tokio::spawn({
+        let first = Arc::clone(&first);
+        async move {
+            for round in 0..25u64 {
+                for id in 0..KEYS {
+                    if (round + id) % 5 == 0 {
+                        first.delete_account(&id).await.unwrap();
+                    } else {
+                        first.put_account(&id, &format!("{id}.{round}")).await.unwrap();
+                    }
+                }
+            }
+        }
+    });
+    let updates = tokio::spawn({
+        let second = Arc::clone(&second);
+        async move {
+            for round in 0..25u64 {
+                let id = round % KEYS;
+                second.archive(&id).await.unwrap();
+                second.put_many(&[((id + 2) % KEYS, format!("many {round}"))]).await.unwrap();
+                let purged = [(id + 4) % KEYS];
+                second.purge_each(&purged).await.unwrap();
+            }
+        }
+    });
+    writes.await.unwrap();
+    updates.await.unwrap();
+
+    let old = PgLegacy::connect(&url).await;
+    let new = zddm::versioned::PostgresTarget::<u64, String>::connect(&url, "accounts_v2", 1).await.unwrap();
+    for id in 0..KEYS {
+        let expected = match old.value(id).await {
+            Some(name) => Lookup::Hit(name),
+            None => Lookup::Deleted,
+        };
+        assert_eq!(new.lookup(&id).await.unwrap(), expected, "NEW's slot of account {id}");
     }
 }
