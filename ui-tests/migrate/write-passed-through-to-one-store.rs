@@ -20,9 +20,26 @@ pub trait Orders {
     fn archive_order(&self, key: &OrderKey) -> Result<bool, RepoError>;
     #[zddm(old)]
     fn get_or_create_order(&self, key: &OrderKey) -> Result<Order, RepoError>;
-    // A read of the table's keys, and a write of another table: passing them through is fine.
+    // The key elsewhere than first, the verb elsewhere than first, camelCase, a borrowed key.
+    #[zddm(old)]
+    fn set_status_of(&self, status: &str, key: &OrderKey) -> Result<(), RepoError>;
+    #[zddm(old)]
+    fn bulk_update_orders(&self, keys: &[OrderKey]) -> Result<(), RepoError>;
+    #[zddm(new)]
+    fn soft_delete_order(&self, key: &OrderKey) -> Result<(), RepoError>;
+    #[zddm(old)]
+    #[allow(non_snake_case)]
+    fn archiveOrder(&self, key: &OrderKey) -> Result<(), RepoError>;
+    #[zddm(old)]
+    fn ship_order<Q: std::borrow::Borrow<OrderKey>>(&self, key: &Q) -> Result<(), RepoError>;
+    // A store handed out.
+    #[zddm(old)]
+    fn raw(&self) -> &zddm::Backend<OldStore>;
+    // Reads of the table's keys, and a write of another table: passing them through is fine.
     #[zddm(old)]
     fn find_history(&self, key: &OrderKey) -> Result<Vec<String>, RepoError>;
+    #[zddm(old)]
+    fn has_pending_transfer(&self, key: &OrderKey) -> Result<bool, RepoError>;
     #[zddm(old)]
     fn save_audit_entry(&self, line: &str) -> Result<(), RepoError>;
 }

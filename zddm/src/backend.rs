@@ -49,8 +49,11 @@ impl<T: fmt::Debug> fmt::Debug for Backend<T> {
 pub trait Registered<M: ?Sized> {
     /// Names a type no other crate can name, so that no impl can be written outside zddm: the
     /// backends and the migration itself are registered by the impls below, and nothing else.
+    // `Self: Sized` keeps it out of the vtable: a sync repository trait stays dyn-compatible.
     #[doc(hidden)]
-    fn __registered(_: seal::Seal);
+    fn __registered(_: seal::Seal)
+    where
+        Self: Sized;
 }
 
 mod seal {

@@ -61,6 +61,12 @@ use crate::proxy::Proxy;
 use crate::store::Store;
 use crate::versioned::{Copied, Page, Scan, Target, Versioned, VersionedProxy};
 
+/// What proves a [`Pass::copy_many`] call copies what the pass's own scan read: only zddm's
+/// backfill makes one, so no other code can put a value of its choosing into NEW through
+/// `migration.proxy()`.
+#[derive(Debug)]
+pub struct Scanned(());
+
 /// What a backfill runs over: OLD scanned in a stable order, and each batch copied into NEW the way
 /// a read would copy it — [`VersionedProxy`] (versioned mode: OLD's entries with their versions,
 /// filled if newer), [`CachedProxy`] (unversioned mode: OLD's keys, each read again under a
@@ -79,10 +85,13 @@ pub trait Pass: Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Page<Self::Key, Self::Entry>, crate::Error>> + Send;
 
-    /// The page's entries copied into NEW where safe; the outcomes in order.
+    /// The page's entries copied into NEW where safe; the outcomes in order. Only a backfill calls
+    /// it (only zddm makes a [`Scanned`]), with what its own scan read: copied from anywhere else,
+    /// an entry would be a write into NEW around the migration.
     fn copy_many(
         &self,
         entries: &[(Self::Key, Self::Entry)],
+        scanned: Scanned,
     ) -> impl Future<Output = Result<Vec<Copied>, crate::Error>> + Send;
 
     /// About how many keys OLD holds, if it says.
@@ -106,7 +115,7 @@ where
         VersionedProxy::scan(self, after, limit).await
     }
 
-    async fn copy_many(&self, entries: &[(K, Versioned<V>)]) -> Result<Vec<Copied>, crate::Error> {
+    async fn copy_many(&self, entries: &[(K, Versioned<V>)], _: Scanned) -> Result<Vec<Copied>, crate::Error> {
         VersionedProxy::copy_many(self, entries).await
     }
 
@@ -133,7 +142,7 @@ where
         self.scan_keys(after, limit).await
     }
 
-    async fn copy_many(&self, entries: &[(K, ())]) -> Result<Vec<Copied>, crate::Error> {
+    async fn copy_many(&self, entries: &[(K, ())], _: Scanned) -> Result<Vec<Copied>, crate::Error> {
         self.copy_keys(entries).await
     }
 
@@ -162,7 +171,7 @@ where
         self.scan_old_keys(after, limit).await
     }
 
-    async fn copy_many(&self, entries: &[(K, ())]) -> Result<Vec<Copied>, crate::Error> {
+    async fn copy_many(&self, entries: &[(K, ())], _: Scanned) -> Result<Vec<Copied>, crate::Error> {
         let mut copied = Vec::with_capacity(entries.len());
         for (key, ()) in entries {
             copied.push(self.copy_key(key).await?);
@@ -568,10 +577,11 @@ impl<'a, P: Pass> Backfill<'a, P> {
         };
         let (copied, read) = match page.next.as_deref() {
             Some(position) => {
-                let (copied, read) = both(self.proxy.copy_many(&page.entries), self.fetch(Some(position))).await;
+                let (copied, read) =
+                    both(self.proxy.copy_many(&page.entries, Scanned(())), self.fetch(Some(position))).await;
                 (copied, read.ok().map(|read| (page.next.clone(), read)))
             }
-            None => (self.proxy.copy_many(&page.entries).await, None),
+            None => (self.proxy.copy_many(&page.entries, Scanned(())).await, None),
         };
         *ahead = read;
         let mut next = checkpoint.clone();

@@ -181,8 +181,9 @@ impl<P: Pass> Pass for Controls<P> {
     fn copy_many(
         &self,
         entries: &[(P::Key, P::Entry)],
+        scanned: crate::backfill::Scanned,
     ) -> impl std::future::Future<Output = Result<Vec<Copied>, Error>> + Send {
-        self.0.copy_many(entries)
+        self.0.copy_many(entries, scanned)
     }
 
     fn estimate(&self) -> impl std::future::Future<Output = Option<u64>> + Send {

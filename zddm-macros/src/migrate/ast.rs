@@ -101,8 +101,9 @@ impl Kind {
 }
 
 /// What a method passed through with `#[zddm(old)]` / `#[zddm(new)]` does to the keys it is given,
-/// judged by its name: a write or delete verb, a read that does more (`get_or_create`), or a first
-/// word that changes things (`update_status`, `archive_order`, `purge_expired`).
+/// judged by its name (`snake_case` or `camelCase`): a write or delete verb, a read that does more
+/// (`get_or_create`), or — unless its first word reads (`has_`, `count_`, …) — a word anywhere that
+/// changes things (`update_status`, `bulk_update`, `soft_delete`, `purge_expired`).
 pub fn changes_by_name(name: &str) -> Option<Kind> {
     const WRITES: &[&str] = &[
         "update",
@@ -147,10 +148,32 @@ pub fn changes_by_name(name: &str) -> Option<Kind> {
         "reject",
         "close",
         "reopen",
+        "settle",
+        "ship",
+        "submit",
+        "confirm",
+        "claim",
+        "toggle",
+        "enable",
+        "disable",
+        "activate",
+        "deactivate",
+        "suspend",
+        "refund",
+        "register",
+        "flush",
+        "lock",
+        "unlock",
     ];
     const DELETES: &[&str] =
         &["purge", "expire", "clear", "evict", "prune", "erase", "pop", "take", "drop", "truncate", "destroy", "wipe"];
-    match Kind::from_name(name) {
+    // First words that ask rather than change: the rest of the name is then its object.
+    const READS: &[&str] = &[
+        "has", "is", "are", "can", "count", "list", "exists", "contains", "check", "query", "search", "scan", "lookup",
+        "peek", "last", "latest", "total", "sum", "len", "all", "iter",
+    ];
+    let name = snake_case(name);
+    match Kind::from_name(&name) {
         Named::Kind(kind @ (Kind::Write | Kind::Delete)) => return Some(kind),
         Named::Kind(_) => return None,
         // A read that does more (`get_or_create`, `fetch_and_increment`) writes.
@@ -159,14 +182,30 @@ pub fn changes_by_name(name: &str) -> Option<Kind> {
         }
         Named::Unknown => {}
     }
-    let first = name.split('_').find(|word| !word.is_empty())?;
-    if WRITES.contains(&first) {
-        Some(Kind::Write)
-    } else if DELETES.contains(&first) {
-        Some(Kind::Delete)
-    } else {
-        None
+    let mut words = name.split('_').filter(|word| !word.is_empty()).peekable();
+    if words.peek().is_some_and(|first| READS.contains(first)) {
+        return None;
     }
+    words.find_map(|word| match Kind::from_name(word) {
+        Named::Kind(kind @ (Kind::Write | Kind::Delete)) => Some(kind),
+        _ if WRITES.contains(&word) => Some(Kind::Write),
+        _ if DELETES.contains(&word) => Some(Kind::Delete),
+        _ => None,
+    })
+}
+
+/// `archiveOrder` as `archive_order`; a `snake_case` name as it is.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    let mut previous_lower = false;
+    for c in name.chars() {
+        if c.is_uppercase() && previous_lower {
+            out.push('_');
+        }
+        previous_lower = c.is_lowercase() || c.is_ascii_digit();
+        out.extend(c.to_lowercase());
+    }
+    out
 }
 
 /// What a method's name says it does.

@@ -181,19 +181,39 @@ impl<'a> Repository<'a> {
 
 impl Repository<'_> {
     /// A method named as a write or delete of the table's keys (a write verb, or another verb that
-    /// changes things: `update_status`, `archive_order`) cannot be passed through to one
-    /// store: to NEW alone it never reaches OLD, which answers for every key until the migration
-    /// completes; to OLD alone NEW keeps serving its older copy.
+    /// changes things: `update_status`, `archive_order`) cannot be passed through to one store: to
+    /// NEW alone it never reaches OLD, which answers for every key until the migration completes;
+    /// to OLD alone NEW keeps serving its older copy. Nor can a passed-through method hand out a
+    /// store's `Backend`, through which every call goes around the migration.
     fn check_passed_writes(&self, key: &Type, mode: Mode, errors: &mut Errors) {
-        let key_text = key.to_token_stream().to_string();
         for method in &self.methods {
             let Some((kind @ (Kind::Old | Kind::New), Some(span))) = method.kind else { continue };
-            let name = &method.item.sig.ident;
+            let sig = &method.item.sig;
+            let name = &sig.ident;
+            if let ReturnType::Type(_, ty) = &sig.output {
+                if idents(ty.to_token_stream()).iter().any(|ident| ident == "Backend" || ident == "Held") {
+                    errors.push(Error::new_spanned(
+                        ty,
+                        format!(
+                            "`{name}` would hand out a store: every call through it goes around the migration, \
+                             which then cannot keep OLD and NEW in step; return what the store computes instead"
+                        ),
+                    ));
+                    continue;
+                }
+            }
             let Some(verb) = ast::changes_by_name(&name.to_string()) else { continue };
-            let keyed = method.item.sig.inputs.iter().nth(1).is_some_and(|input| match input {
-                FnArg::Typed(arg) => arg.ty.to_token_stream().to_string().contains(&key_text),
-                FnArg::Receiver(_) => false,
-            });
+            // The table's key in any argument, or in a generic parameter (`Q: Borrow<K>`).
+            let key_words = key_words(key);
+            let typed = || {
+                sig.inputs.iter().filter_map(|input| match input {
+                    FnArg::Typed(arg) => Some(&*arg.ty),
+                    FnArg::Receiver(_) => None,
+                })
+            };
+            let first_is_key = typed().next().is_some_and(|ty| mentions(ty.to_token_stream(), &key_words));
+            let keyed = typed().any(|ty| mentions(ty.to_token_stream(), &key_words))
+                || mentions(sig.generics.to_token_stream(), &key_words);
             if !keyed {
                 continue;
             }
@@ -203,7 +223,12 @@ impl Repository<'_> {
             } else {
                 "passed through to OLD alone it would leave NEW serving its older copy of each key"
             };
-            let instead = format!("route it with `#[zddm({})]`: it then runs on OLD, {}", verb.name(), updated(mode));
+            let route = if first_is_key {
+                "route it"
+            } else {
+                "take the table's key (or keys) as its first argument and route it"
+            };
+            let instead = format!("{route} with `#[zddm({})]`: it then runs on OLD, {}", verb.name(), updated(mode));
             errors.push(Error::new(
                 span,
                 format!("`{name}` writes the table's keys: {why}; {instead} (see docs/repository-macro.md)"),
@@ -377,11 +402,14 @@ fn same(found: Option<&Type>, expected: &Type, what: &str, method: &Method, writ
     let Some(found) = found else { return };
     let text = |ty: &Type| ty.to_token_stream().to_string();
     if text(found) != text(expected) {
+        // A second write's key comes first: one of the others may be it (`update_status(status, key)`).
+        let first = what == "key" && !std::ptr::eq(method.item, write.item);
+        let hint = if first { ", which a second write takes as its first argument" } else { "" };
         errors.push(Error::new(
             found.span(),
             format!(
                 "the {what} type of `{}` is `{}`, but the write `{}` uses `{}`: a repository migrates one table, so \
-                 its read, write and delete share one {what} type",
+                 its read, write and delete share one {what} type{hint}",
                 method.item.sig.ident,
                 text(found).replace(' ', ""),
                 write.item.sig.ident,
@@ -529,4 +557,33 @@ fn updated(mode: Mode) -> &'static str {
         Mode::Cached => "with each key marked in NEW, and NEW's copies invalidated after it",
         Mode::Versioned => "with each key marked in NEW, and NEW given OLD's state of each key after it",
     }
+}
+
+/// What names `key` in a signature: the identifiers of its type (`OrderKey`; `u32` and `String`
+/// for `(u32, String)`), all of which must appear.
+fn key_words(key: &Type) -> Vec<String> {
+    match key {
+        // A path names the key by its last segment (`crate::OrderKey`).
+        Type::Path(path) => path.path.segments.last().map(|last| last.ident.to_string()).into_iter().collect(),
+        other => idents(other.to_token_stream()),
+    }
+}
+
+/// Every identifier in `tokens`, nested groups included.
+fn idents(tokens: proc_macro2::TokenStream) -> Vec<String> {
+    let mut out = Vec::new();
+    for token in tokens {
+        match token {
+            proc_macro2::TokenTree::Ident(ident) => out.push(ident.to_string()),
+            proc_macro2::TokenTree::Group(group) => out.extend(idents(group.stream())),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether `tokens` hold every identifier in `words` (a key of several types names them all).
+fn mentions(tokens: proc_macro2::TokenStream, words: &[String]) -> bool {
+    let found = idents(tokens);
+    !words.is_empty() && words.iter().all(|word| found.contains(word))
 }
