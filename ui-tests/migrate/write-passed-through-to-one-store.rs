@@ -35,6 +35,10 @@ pub trait Orders {
     // A store handed out.
     #[zddm(old)]
     fn raw(&self) -> &zddm::Backend<OldStore>;
+    #[zddm(old)]
+    fn with_raw(&self, f: &dyn Fn(&zddm::Backend<OldStore>)) -> Result<(), RepoError>;
+    #[zddm(old)]
+    fn complete_order(&self, key: &OrderKey) -> Result<(), RepoError>;
     // Reads of the table's keys, and a write of another table: passing them through is fine.
     #[zddm(old)]
     fn find_history(&self, key: &OrderKey) -> Result<Vec<String>, RepoError>;

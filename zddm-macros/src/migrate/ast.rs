@@ -164,6 +164,10 @@ pub fn changes_by_name(name: &str) -> Option<Kind> {
         "flush",
         "lock",
         "unlock",
+        "complete",
+        "finish",
+        "fulfil",
+        "fulfill",
     ];
     const DELETES: &[&str] =
         &["purge", "expire", "clear", "evict", "prune", "erase", "pop", "take", "drop", "truncate", "destroy", "wipe"];

@@ -190,17 +190,26 @@ impl Repository<'_> {
             let Some((kind @ (Kind::Old | Kind::New), Some(span))) = method.kind else { continue };
             let sig = &method.item.sig;
             let name = &sig.ident;
-            if let ReturnType::Type(_, ty) = &sig.output {
-                if idents(ty.to_token_stream()).iter().any(|ident| ident == "Backend" || ident == "Held") {
-                    errors.push(Error::new_spanned(
-                        ty,
-                        format!(
-                            "`{name}` would hand out a store: every call through it goes around the migration, \
-                             which then cannot keep OLD and NEW in step; return what the store computes instead"
-                        ),
-                    ));
-                    continue;
-                }
+            // Returned, or lent to a closure argument (`f: impl FnOnce(&Backend<Store>)`).
+            let returned = match &sig.output {
+                ReturnType::Type(_, ty) => Some(&**ty),
+                ReturnType::Default => None,
+            };
+            let arguments = sig.inputs.iter().filter_map(|input| match input {
+                FnArg::Typed(arg) => Some(&*arg.ty),
+                FnArg::Receiver(_) => None,
+            });
+            let store =
+                |ty: &&Type| idents(ty.to_token_stream()).iter().any(|ident| ident == "Backend" || ident == "Held");
+            if let Some(ty) = returned.into_iter().chain(arguments).find(store) {
+                errors.push(Error::new_spanned(
+                    ty,
+                    format!(
+                        "`{name}` would hand out a store: every call through it goes around the migration, which \
+                         then cannot keep OLD and NEW in step; return what the store computes instead"
+                    ),
+                ));
+                continue;
             }
             let Some(verb) = ast::changes_by_name(&name.to_string()) else { continue };
             // The table's key in any argument, or in a generic parameter (`Q: Borrow<K>`).
