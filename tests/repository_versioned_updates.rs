@@ -410,6 +410,44 @@ async fn an_update_in_complete_is_refused_unless_complete_writes_old() {
     assert_eq!(proxy.get(&2).await.unwrap(), None, "OLD has no value: NEW knows it is absent");
 }
 
+/// Two instances of one migration on two threads, over the same keys: `first` puts and deletes
+/// every key each round, `second` archives, writes many and purges. Returns once both are done.
+macro_rules! race {
+    ($first:expr, $second:expr, keys = $keys:expr, rounds = $rounds:expr) => {{
+        let (keys, rounds): (u64, u64) = ($keys, $rounds);
+        let writes = tokio::spawn({
+            let first = Arc::clone(&$first);
+            async move {
+                for round in 0..rounds {
+                    for id in 0..keys {
+                        if (round + id) % 7 == 0 {
+                            first.delete_account(&id).await.unwrap();
+                        } else {
+                            first.put_account(&id, &format!("{id}.{round}")).await.unwrap();
+                        }
+                    }
+                }
+            }
+        });
+        let updates = tokio::spawn({
+            let second = Arc::clone(&$second);
+            async move {
+                for round in 0..rounds {
+                    let id = round % keys;
+                    second.archive(&id).await.unwrap();
+                    let many = [(id, format!("many {round}")), ((id + 3) % keys, format!("many {round}"))];
+                    second.put_many(&many).await.unwrap();
+                    let purged = [(id + 5) % keys];
+                    second.purge_each(&purged).await.unwrap();
+                    assert!(second.get_account(&id).await.is_ok());
+                }
+            }
+        });
+        writes.await.unwrap();
+        updates.await.unwrap();
+    }};
+}
+
 /// Two instances on two threads write the same keys at once, one with puts and deletes, the other
 /// with its own methods. Once they are done, NEW holds exactly what OLD holds, for every key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,38 +455,7 @@ async fn concurrent_writes_and_updates_leave_new_equal_to_old() {
     let dir = tempfile::tempdir().unwrap();
     let (first, second) = (Arc::new(instance(dir.path())), Arc::new(instance(dir.path())));
     const KEYS: u64 = 8;
-    let writes = tokio::spawn({
-        let first = Arc::clone(&first);
-        async move {
-            for round in 0..40u64 {
-                for id in 0..KEYS {
-                    if (round + id) % 7 == 0 {
-                        first.delete_account(&id).await.unwrap();
-                    } else {
-                        first.put_account(&id, &format!("{id}.{round}")).await.unwrap();
-                    }
-                }
-            }
-        }
-    });
-    let updates = tokio::spawn({
-        let second = Arc::clone(&second);
-        async move {
-            for round in 0..40u64 {
-                let id = round % KEYS;
-                second.archive(&id).await.unwrap();
-                second
-                    .put_many(&[(id, format!("many {round}")), ((id + 3) % KEYS, format!("many {round}"))])
-                    .await
-                    .unwrap();
-                let purged = [(id + 5) % KEYS];
-                second.purge_each(&purged).await.unwrap();
-                assert!(second.get_account(&id).await.is_ok());
-            }
-        }
-    });
-    writes.await.unwrap();
-    updates.await.unwrap();
+    race!(first, second, keys = KEYS, rounds = 40);
     assert_new_exact(dir.path(), 0..KEYS).await;
     for id in 0..KEYS {
         let old = Legacy::open(&dir.path().join("old.db")).read(id).unwrap().map(|found| found.value);
@@ -553,34 +560,7 @@ async fn over_postgres_updates_leave_new_equal_to_old() {
     assert!(second.archive(&1).await.unwrap());
     assert_eq!(first.get_account(&1).await.unwrap().as_deref(), Some("user 1 (archived)"));
 
-    let writes = tokio::spawn({
-        let first = Arc::clone(&first);
-        async move {
-            for round in 0..25u64 {
-                for id in 0..KEYS {
-                    if (round + id) % 5 == 0 {
-                        first.delete_account(&id).await.unwrap();
-                    } else {
-                        first.put_account(&id, &format!("{id}.{round}")).await.unwrap();
-                    }
-                }
-            }
-        }
-    });
-    let updates = tokio::spawn({
-        let second = Arc::clone(&second);
-        async move {
-            for round in 0..25u64 {
-                let id = round % KEYS;
-                second.archive(&id).await.unwrap();
-                second.put_many(&[((id + 2) % KEYS, format!("many {round}"))]).await.unwrap();
-                let purged = [(id + 4) % KEYS];
-                second.purge_each(&purged).await.unwrap();
-            }
-        }
-    });
-    writes.await.unwrap();
-    updates.await.unwrap();
+    race!(first, second, keys = KEYS, rounds = 25);
 
     let old = PgLegacy::connect(&url).await;
     let new = zddm::versioned::PostgresTarget::<u64, String>::connect(&url, "accounts_v2", 1).await.unwrap();
