@@ -85,21 +85,23 @@ pub fn rename_self(tokens: TokenStream) -> TokenStream {
     out.into_iter().collect()
 }
 
-/// `impl IntoIterator<Item = X>` or `impl Iterator<Item = X>` (other bounds beside): `X`.
-pub fn iterated(ty: &Type) -> Option<&Type> {
+/// `X` in `impl Trait<Assoc = X>` (other bounds beside), for a `Trait` named in `traits`.
+pub fn bound_assoc<'a>(ty: &'a Type, traits: &[&str], assoc: &str) -> Option<&'a Type> {
     let Type::ImplTrait(bounds) = ty else { return None };
     bounds.bounds.iter().find_map(|bound| {
         let TypeParamBound::Trait(bound) = bound else { return None };
-        let last = bound.path.segments.last()?;
-        if last.ident != "IntoIterator" && last.ident != "Iterator" {
-            return None;
-        }
+        let last = bound.path.segments.last().filter(|last| traits.iter().any(|name| last.ident == name))?;
         let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
         args.args.iter().find_map(|arg| match arg {
-            GenericArgument::AssocType(assoc) if assoc.ident == "Item" => Some(&assoc.ty),
+            GenericArgument::AssocType(found) if found.ident == assoc => Some(&found.ty),
             _ => None,
         })
     })
+}
+
+/// `impl IntoIterator<Item = X>` or `impl Iterator<Item = X>` (other bounds beside): `X`.
+pub fn iterated(ty: &Type) -> Option<&Type> {
+    bound_assoc(ty, &["IntoIterator", "Iterator"], "Item")
 }
 
 /// Such an iterator's `X`, if it borrows: a reference or a lifetime in it.

@@ -1,10 +1,7 @@
 //! The repository trait, with each method's classification and the original syntax for spans.
 
 use proc_macro2::Span;
-use syn::{
-    FnArg, GenericArgument, ItemTrait, PathArguments, ReceiverKind, ReturnType, Signature, TraitItem, TraitItemFn,
-    Type, TypeParamBound,
-};
+use syn::{FnArg, ItemTrait, ReceiverKind, ReturnType, Signature, TraitItem, TraitItemFn, Type};
 
 use super::attr;
 use crate::errors::Errors;
@@ -268,16 +265,7 @@ impl<'a> Repository<'a> {
 /// for `async fn` in a public trait.
 pub fn future_output(sig: &Signature) -> Option<&Type> {
     let ReturnType::Type(_, ty) = &sig.output else { return None };
-    let Type::ImplTrait(bounds) = &**ty else { return None };
-    bounds.bounds.iter().find_map(|bound| {
-        let TypeParamBound::Trait(bound) = bound else { return None };
-        let last = bound.path.segments.last().filter(|last| last.ident == "Future")?;
-        let PathArguments::AngleBracketed(args) = &last.arguments else { return None };
-        args.args.iter().find_map(|arg| match arg {
-            GenericArgument::AssocType(assoc) if assoc.ident == "Output" => Some(&assoc.ty),
-            _ => None,
-        })
-    })
+    crate::receiver::bound_assoc(ty, &["Future"], "Output")
 }
 
 /// Whether a call of the method is awaited: an `async fn`, or one returning `impl Future`.

@@ -865,7 +865,10 @@ fn body(sig: &Signature, statements: TokenStream) -> TokenStream {
 // With `keys: impl IntoIterator<Item = &'a OrderKey>`, the items first, then the same:
 //         let __zddm_items: Vec<_> = IntoIterator::into_iter(__zddm_arg1).collect();
 //         let __zddm_keys: Vec<_> = __zddm_items.iter().map(|item| *item).collect();
-//         … update_many(&self.proxy, &__zddm_keys, async { <Old as OrdersBackend>::purge(…, __zddm_items.iter().copied()) }, …)
+//         … update_many(&self.proxy, &__zddm_keys, async { <Old as OrdersBackend>::purge(…, __zddm_items.clone().into_iter()) }, …)
+//
+// In a fleet mode, OLD alone, with the keys marked in NEW around it:
+//         carry_update(::zddm::__private::versioned::update::<Self, _>(&self.proxy, __zddm_arg1, async { … }).await)
 fn update(sig: &Signature, args: &[Ident], keys: Keys, shape: &Shape, names: &Names, error: &Type) -> TokenStream {
     let is_async = ast::is_async(sig);
     let access = Access { call_async: is_async, lock_async: true, exclusive: shape.exclusive };
@@ -873,10 +876,8 @@ fn update(sig: &Signature, args: &[Ident], keys: Keys, shape: &Shape, names: &Na
     // An iterator is consumed here, to lock its keys first; each side gets it again from the items.
     let (first, items) = match keys {
         Keys::Iter(item) => {
-            // An owned iterator: one that borrows `__zddm_items` would put a local's lifetime in
-            // the store method's generic argument, and rustc then cannot prove the future `Send`
-            // (rust-lang/rust#100013), so the call could not be spawned.
-            let _ = item;
+            // A `vec::IntoIter` of the items, which is what the companion takes for borrowed items
+            // (`receiver::rewrite_items`); cloned, as the call is prepared for both stores.
             let again = quote!(::core::iter::IntoIterator::into_iter(::core::clone::Clone::clone(&__zddm_items)));
             let each = match item {
                 Item::KeyRef => quote!(|item| *item),

@@ -186,22 +186,25 @@ impl Repository<'_> {
     /// to OLD alone NEW keeps serving its older copy. Nor can a passed-through method hand out a
     /// store's `Backend`, through which every call goes around the migration.
     fn check_passed_writes(&self, key: &Type, mode: Mode, errors: &mut Errors) {
+        let key_words = key_words(key);
         for method in &self.methods {
             let Some((kind @ (Kind::Old | Kind::New), Some(span))) = method.kind else { continue };
             let sig = &method.item.sig;
             let name = &sig.ident;
+            let typed = || {
+                sig.inputs.iter().filter_map(|input| match input {
+                    FnArg::Typed(arg) => Some(&*arg.ty),
+                    FnArg::Receiver(_) => None,
+                })
+            };
             // Returned, or lent to a closure argument (`f: impl FnOnce(&Backend<Store>)`).
             let returned = match &sig.output {
                 ReturnType::Type(_, ty) => Some(&**ty),
                 ReturnType::Default => None,
             };
-            let arguments = sig.inputs.iter().filter_map(|input| match input {
-                FnArg::Typed(arg) => Some(&*arg.ty),
-                FnArg::Receiver(_) => None,
-            });
             let store =
                 |ty: &&Type| idents(ty.to_token_stream()).iter().any(|ident| ident == "Backend" || ident == "Held");
-            if let Some(ty) = returned.into_iter().chain(arguments).find(store) {
+            if let Some(ty) = returned.into_iter().chain(typed()).find(store) {
                 errors.push(Error::new_spanned(
                     ty,
                     format!(
@@ -213,13 +216,6 @@ impl Repository<'_> {
             }
             let Some(verb) = ast::changes_by_name(&name.to_string()) else { continue };
             // The table's key in any argument, or in a generic parameter (`Q: Borrow<K>`).
-            let key_words = key_words(key);
-            let typed = || {
-                sig.inputs.iter().filter_map(|input| match input {
-                    FnArg::Typed(arg) => Some(&*arg.ty),
-                    FnArg::Receiver(_) => None,
-                })
-            };
             let first_is_key = typed().next().is_some_and(|ty| mentions(ty.to_token_stream(), &key_words));
             let keyed = typed().any(|ty| mentions(ty.to_token_stream(), &key_words))
                 || mentions(sig.generics.to_token_stream(), &key_words);
@@ -346,7 +342,7 @@ fn result(ty: &Type) -> Option<(&Type, &Type)> {
 
 fn returned<'a>(method: &'a Method, expected: &str, errors: &mut Errors) -> Option<(&'a Type, &'a Type)> {
     let sig = &method.item.sig;
-    let found = match (super::ast::future_output(sig), &sig.output) {
+    let found = match (ast::future_output(sig), &sig.output) {
         (Some(output), _) => result(output),
         (None, ReturnType::Type(_, ty)) => result(ty),
         (None, ReturnType::Default) => None,

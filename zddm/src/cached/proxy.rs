@@ -282,12 +282,7 @@ where
         let mut tickets = Vec::with_capacity(keys.len());
         let mut covered = Vec::with_capacity(keys.len());
         for key in keys {
-            let (reach, _, ticket) = self.inner.routing.route(
-                &self.inner.gate,
-                *key,
-                |plan, admitted| plan.write_reach(admitted),
-                |_, _| Reach::Invalidate,
-            );
+            let (reach, ticket) = self.write_route(key);
             tickets.push(ticket);
             if reach != Reach::Old {
                 covered.push(*key);
@@ -312,14 +307,21 @@ where
         self.update_many(&[key], on_old).await
     }
 
-    async fn write(&self, key: &K, value: Option<&V>) -> Result<(), Error> {
-        let op = if value.is_some() { Op::Put } else { Op::Delete };
-        let (reach, _, _ticket) = self.inner.routing.route(
+    /// Where a write of `key` goes, with the call's ticket. Fenced, every key is invalidated: the
+    /// fleet may have raised its coverage meanwhile.
+    fn write_route(&self, key: &K) -> (Reach, Option<crate::fleet::Ticket<'_>>) {
+        let (reach, _, ticket) = self.inner.routing.route(
             &self.inner.gate,
             key,
             |plan, admitted| plan.write_reach(admitted),
             |_, _| Reach::Invalidate,
         );
+        (reach, ticket)
+    }
+
+    async fn write(&self, key: &K, value: Option<&V>) -> Result<(), Error> {
+        let op = if value.is_some() { Op::Put } else { Op::Delete };
+        let (reach, _ticket) = self.write_route(key);
         if reach == Reach::Old {
             return self.write_old(key, value, op).await;
         }
